@@ -1,0 +1,186 @@
+//! The composed libp2p behaviour and the swarm it runs in.
+
+use std::{num::NonZeroUsize, time::Duration};
+
+use cnode_types::{IDENTIFY_PROTOCOL, KAD_PROTOCOL, VERSION};
+use libp2p::{
+    StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub, identify,
+    identity::Keypair,
+    kad::{self, store::MemoryStore},
+    mdns, memory_connection_limits, noise, ping, relay,
+    swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
+    tcp, yamux,
+};
+use prometheus_client::registry::Registry;
+
+use crate::{
+    SpawnError,
+    config::{DhtMode, NetConfig, RelayServerMode},
+    switch::Switch,
+};
+
+/// The topic every node joins for network-wide announcements.
+pub const ANNOUNCE_TOPIC: &str = "cnode/1/announce";
+
+/// Every protocol a cnode node speaks, composed.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    // Limits come first so they can refuse a connection before others see it.
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) memory: memory_connection_limits::Behaviour,
+    pub(crate) relay_client: relay::client::Behaviour,
+    pub(crate) relay_server: Switch<relay::Behaviour>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) autonat: autonat::Behaviour,
+    pub(crate) dcutr: dcutr::Behaviour,
+}
+
+fn build_behaviour(
+    key: &Keypair,
+    relay_client: relay::client::Behaviour,
+    config: &NetConfig,
+) -> Result<Behaviour, SpawnError> {
+    let peer_id = key.public().to_peer_id();
+    let limits = &config.limits;
+
+    let conn_limits = connection_limits::ConnectionLimits::default()
+        .with_max_pending_incoming(Some(limits.max_pending))
+        .with_max_pending_outgoing(Some(limits.max_pending))
+        .with_max_established(Some(limits.max_connections))
+        .with_max_established_per_peer(Some(limits.max_connections_per_peer));
+
+    // Relaying costs bandwidth; keep it modest per peer and per circuit.
+    let relay_cfg = relay::Config {
+        max_reservations: 128,
+        max_reservations_per_peer: 4,
+        max_circuits: 64,
+        max_circuits_per_peer: 4,
+        max_circuit_duration: Duration::from_secs(120),
+        max_circuit_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let relay_on = config.relay_server == RelayServerMode::On;
+
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+            .with_agent_version(format!("cnode/{VERSION}"))
+            .with_push_listen_addr_updates(true),
+    );
+
+    let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_cfg.set_query_timeout(Duration::from_secs(30));
+    kad_cfg.set_max_packet_size(limits.max_dht_value_bytes + 16 * 1024);
+    let store = MemoryStore::with_config(
+        peer_id,
+        kad::store::MemoryStoreConfig {
+            max_records: 4096,
+            max_value_bytes: limits.max_dht_value_bytes,
+            max_providers_per_key: 32,
+            max_provided_keys: 4096,
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_cfg);
+    match config.dht_mode {
+        DhtMode::Server => kad.set_mode(Some(kad::Mode::Server)),
+        DhtMode::Client => kad.set_mode(Some(kad::Mode::Client)),
+        DhtMode::Auto => kad.set_mode(None),
+    }
+
+    let gossip_cfg = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(700))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .max_transmit_size(limits.max_gossip_bytes)
+        // Identify messages by content so a re-published record is not re-sent.
+        .message_id_fn(|m: &gossipsub::Message| {
+            let mut h = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&m.topic, &mut h);
+            std::hash::Hash::hash(&m.data, &mut h);
+            std::hash::Hash::hash(&m.source, &mut h);
+            gossipsub::MessageId::from(std::hash::Hasher::finish(&h).to_be_bytes().to_vec())
+        })
+        .build()
+        .map_err(|e| SpawnError::Behaviour(format!("gossipsub config: {e}")))?;
+    let mut gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)
+            .map_err(|e| SpawnError::Behaviour(format!("gossipsub: {e}")))?;
+    gossipsub
+        .with_peer_score(
+            gossipsub::PeerScoreParams::default(),
+            gossipsub::PeerScoreThresholds::default(),
+        )
+        .map_err(|e| SpawnError::Behaviour(format!("gossipsub scoring: {e}")))?;
+    gossipsub
+        .subscribe(&gossipsub::IdentTopic::new(ANNOUNCE_TOPIC))
+        .map_err(|e| SpawnError::Behaviour(format!("gossipsub subscribe: {e}")))?;
+
+    let mdns = if config.mdns {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                .map_err(|e| SpawnError::Behaviour(format!("mDNS: {e}")))?,
+        )
+    } else {
+        None
+    };
+
+    let autonat = autonat::Behaviour::new(
+        peer_id,
+        autonat::Config {
+            only_global_ips: config.autonat_only_global,
+            boot_delay: Duration::from_secs(5),
+            retry_interval: Duration::from_secs(30),
+            ..Default::default()
+        },
+    );
+
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(conn_limits),
+        memory: memory_connection_limits::Behaviour::with_max_percentage(limits.max_memory_fraction),
+        relay_client,
+        relay_server: Switch::new(relay::Behaviour::new(peer_id, relay_cfg), relay_on),
+        identify,
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+        kad,
+        gossipsub,
+        mdns: mdns.into(),
+        autonat,
+        dcutr: dcutr::Behaviour::new(peer_id),
+    })
+}
+
+/// Builds the swarm: QUIC v1, TCP + Noise + Yamux, DNS, relay client, bandwidth metrics.
+pub(crate) fn build_swarm(
+    config: &NetConfig,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>, SpawnError> {
+    let idle = config.limits.idle_timeout;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| SpawnError::Transport(e.to_string()))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| SpawnError::Transport(format!("DNS: {e}")))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| SpawnError::Transport(format!("relay client: {e}")))?
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key, relay_client| {
+            build_behaviour(key, relay_client, config)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|e| SpawnError::Behaviour(e.to_string()))?
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(idle)
+                .with_notify_handler_buffer_size(NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN))
+                .with_per_connection_event_buffer_size(64)
+        })
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,212 @@
+//! [`NetClient`]: the cloneable handle the rest of the node uses to talk to the
+//! swarm actor. Every method sends one [`Command`] over a bounded channel and
+//! awaits the actor's reply on a oneshot.
+//!
+//! All methods are cancel-safe: dropping the future drops the reply receiver,
+//! and the actor ignores a reply nobody waits for.
+
+use libp2p::{Multiaddr, PeerId, gossipsub::TopicHash};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::NetStatus;
+use cnode_types::PeerInfo;
+
+/// A request to the swarm actor with the channel for its answer.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Status {
+        reply: oneshot::Sender<NetStatus>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, DialError>>,
+    },
+    ListenOn {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), ListenError>>,
+    },
+    DhtPut {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<(), DhtError>>,
+    },
+    DhtGet {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<Option<DhtRecord>, DhtError>>,
+    },
+    Subscribe {
+        topic: String,
+        reply: oneshot::Sender<Result<bool, GossipError>>,
+    },
+    Unsubscribe {
+        topic: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), GossipError>>,
+    },
+    TopicPeers {
+        topic: String,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+}
+
+/// The swarm actor has stopped (the node is shutting down).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the network has shut down")]
+pub struct Closed;
+
+/// Dialling a peer failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DialError {
+    /// The swarm could not reach the address.
+    #[error("cannot dial {addr}: {reason}")]
+    Failed {
+        /// The address dialled.
+        addr: Multiaddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The network has shut down.
+    #[error(transparent)]
+    Closed(#[from] Closed),
+}
+
+/// Listening on an address failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ListenError {
+    /// The transport refused the address.
+    #[error("cannot listen on {addr}: {reason}")]
+    Failed {
+        /// The address.
+        addr: Multiaddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The network has shut down.
+    #[error(transparent)]
+    Closed(#[from] Closed),
+}
+
+/// A DHT operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DhtError {
+    /// The value is larger than the DHT accepts.
+    #[error("value is {size} bytes; the DHT accepts at most {max}")]
+    TooLarge {
+        /// The value's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// No peer stored or answered in time.
+    #[error("DHT query failed: {0}")]
+    Query(String),
+    /// The network has shut down.
+    #[error(transparent)]
+    Closed(#[from] Closed),
+}
+
+/// A gossip operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GossipError {
+    /// Gossipsub refused the operation (no peers, message too large, …).
+    #[error("gossip: {0}")]
+    Refused(String),
+    /// The network has shut down.
+    #[error(transparent)]
+    Closed(#[from] Closed),
+}
+
+/// A record found in the DHT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhtRecord {
+    /// The value.
+    pub value: Vec<u8>,
+    /// The peer that published it, when the record says.
+    pub publisher: Option<PeerId>,
+}
+
+/// A cloneable handle to the swarm actor.
+#[derive(Debug, Clone)]
+pub struct NetClient {
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) local_peer_id: PeerId,
+}
+
+impl NetClient {
+    /// This node's peer id (no round-trip to the actor).
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Closed> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| Closed)?;
+        rx.await.map_err(|_| Closed)
+    }
+
+    /// Addresses, connection count, NAT status.
+    pub async fn status(&self) -> Result<NetStatus, Closed> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, Closed> {
+        self.ask(|reply| Command::Peers { reply }).await
+    }
+
+    /// Dials `addr` and waits until the connection is established.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, DialError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Starts listening on another address (e.g. a relay circuit).
+    pub async fn listen_on(&self, addr: Multiaddr) -> Result<(), ListenError> {
+        self.ask(|reply| Command::ListenOn { addr, reply }).await?
+    }
+
+    /// Stores `value` under `key` in the DHT (locally and on the closest peers).
+    pub async fn dht_put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), DhtError> {
+        self.ask(|reply| Command::DhtPut { key, value, reply }).await?
+    }
+
+    /// Looks `key` up in the DHT; `None` when no peer has it.
+    pub async fn dht_get(&self, key: Vec<u8>) -> Result<Option<DhtRecord>, DhtError> {
+        self.ask(|reply| Command::DhtGet { key, reply }).await?
+    }
+
+    /// Joins a gossip topic. Returns false when already subscribed.
+    pub async fn subscribe(&self, topic: impl Into<String>) -> Result<bool, GossipError> {
+        let topic = topic.into();
+        self.ask(|reply| Command::Subscribe { topic, reply }).await?
+    }
+
+    /// Leaves a gossip topic. Returns false when not subscribed.
+    pub async fn unsubscribe(&self, topic: impl Into<String>) -> Result<bool, Closed> {
+        let topic = topic.into();
+        self.ask(|reply| Command::Unsubscribe { topic, reply }).await
+    }
+
+    /// Publishes `data` on a gossip topic.
+    pub async fn publish(&self, topic: impl Into<String>, data: Vec<u8>) -> Result<(), GossipError> {
+        let topic = topic.into();
+        self.ask(|reply| Command::Publish { topic, data, reply }).await?
+    }
+
+    /// Peers we know to be subscribed to `topic`.
+    pub async fn topic_peers(&self, topic: impl Into<String>) -> Result<Vec<PeerId>, Closed> {
+        let topic = topic.into();
+        self.ask(|reply| Command::TopicPeers { topic, reply }).await
+    }
+}
+
+/// The hash gossipsub uses for a topic name.
+pub(crate) fn topic_hash(topic: &str) -> TopicHash {
+    libp2p::gossipsub::IdentTopic::new(topic).hash()
+}

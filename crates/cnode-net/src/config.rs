@@ -1,0 +1,112 @@
+//! What the network needs to start.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId, identity::Keypair};
+
+/// Whether this node relays circuits for peers that cannot be reached directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayServerMode {
+    /// Relay once AutoNAT says this node is publicly reachable.
+    #[default]
+    Auto,
+    /// Always relay (e.g. a VPS the operator dedicates to it).
+    On,
+    /// Never relay.
+    Off,
+}
+
+/// Kademlia mode: servers answer DHT queries, clients only ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DhtMode {
+    /// Answer queries: every cnode node is client and server at once.
+    #[default]
+    Server,
+    /// Only ask (e.g. a phone on metered data).
+    Client,
+    /// Let libp2p decide from confirmed external addresses.
+    Auto,
+}
+
+/// Resource limits for the swarm.
+#[derive(Debug, Clone)]
+pub struct NetLimits {
+    /// Most established connections, in and out together.
+    pub max_connections: u32,
+    /// Most established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Most connections being set up at once, per direction.
+    pub max_pending: u32,
+    /// Refuse new connections when the process uses more than this fraction of system memory.
+    pub max_memory_fraction: f64,
+    /// Close a connection after this long without use.
+    pub idle_timeout: Duration,
+    /// Most known peers kept for re-dialling.
+    pub max_known_peers: usize,
+    /// Stop re-dialling known peers once this many peers are connected.
+    pub target_peers: usize,
+    /// The largest gossipsub message accepted or sent.
+    pub max_gossip_bytes: usize,
+    /// The largest DHT record value accepted.
+    pub max_dht_value_bytes: usize,
+}
+
+impl Default for NetLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_connections_per_peer: 4,
+            max_pending: 64,
+            max_memory_fraction: 0.9,
+            idle_timeout: Duration::from_secs(3600),
+            max_known_peers: 256,
+            target_peers: 25,
+            max_gossip_bytes: 256 * 1024,
+            max_dht_value_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Everything [`crate::spawn`] needs.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// The node key; the peer id derives from it.
+    pub keypair: Keypair,
+    /// Addresses to listen on (QUIC and/or TCP); port 0 means ephemeral.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and re-dial with backoff; `/p2p/<id>` is optional.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Peers remembered from earlier runs (the address book).
+    pub known_peers: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// Discover peers on the local network by mDNS.
+    pub mdns: bool,
+    /// Whether to serve as a circuit relay.
+    pub relay_server: RelayServerMode,
+    /// Relays (`/…/p2p/<relay>`) to reserve a slot on, so that peers can reach
+    /// this node through them when it is behind a NAT.
+    pub relays: Vec<Multiaddr>,
+    /// Kademlia mode.
+    pub dht_mode: DhtMode,
+    /// AutoNAT: only count global IP addresses (off in tests on private networks).
+    pub autonat_only_global: bool,
+    /// Resource limits.
+    pub limits: NetLimits,
+}
+
+impl NetConfig {
+    /// A configuration with defaults and the given key.
+    pub fn new(keypair: Keypair) -> Self {
+        Self {
+            keypair,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            known_peers: Vec::new(),
+            mdns: true,
+            relay_server: RelayServerMode::default(),
+            relays: Vec::new(),
+            dht_mode: DhtMode::default(),
+            autonat_only_global: true,
+            limits: NetLimits::default(),
+        }
+    }
+}

@@ -1,0 +1,744 @@
+//! The swarm actor: the one task that owns the libp2p [`Swarm`].
+//!
+//! It owns, and nobody else touches: the swarm, the table of connected peers,
+//! the pending replies (keyed by dial connection id and Kademlia query id), and
+//! the re-dial schedule of known peers. Everything else talks to it through
+//! [`crate::NetClient`].
+
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    time::{Duration, Instant},
+};
+
+use cnode_types::PeerInfo;
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, autonat,
+    core::ConnectedPoint,
+    gossipsub, identify, kad,
+    metrics::{Metrics, Recorder},
+    multiaddr::Protocol,
+    swarm::{ConnectionId, DialError as SwarmDialError, SwarmEvent, dial_opts::DialOpts},
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, trace, warn};
+
+use crate::{
+    NetEvent, NetMetrics, NetStatus,
+    behaviour::{Behaviour, BehaviourEvent},
+    client::{Command, DhtError, DhtRecord, DialError, GossipError, ListenError, topic_hash},
+    config::{NetConfig, RelayServerMode},
+};
+
+/// The shortest and longest wait before re-dialling a known peer.
+const REDIAL_MIN: Duration = Duration::from_secs(1);
+const REDIAL_MAX: Duration = Duration::from_secs(300);
+/// Most Kademlia queries waiting for an answer at once.
+const MAX_PENDING_QUERIES: usize = 256;
+/// Most dials waiting for an answer at once.
+const MAX_PENDING_DIALS: usize = 256;
+
+/// A peer we want to stay connected to, with its re-dial schedule.
+#[derive(Debug)]
+struct KnownPeer {
+    addrs: Vec<Multiaddr>,
+    backoff: Duration,
+    next_dial: Instant,
+}
+
+/// What we know about a connected peer.
+#[derive(Debug, Default)]
+struct PeerState {
+    conns: Vec<(ConnectionId, Multiaddr, bool)>,
+    rtt: Option<Duration>,
+    agent: Option<String>,
+    protocols: Vec<String>,
+}
+
+enum PendingQuery {
+    Put(oneshot::Sender<Result<(), DhtError>>),
+    Get(oneshot::Sender<Result<Option<DhtRecord>, DhtError>>),
+}
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetEvent>,
+    cancel: CancellationToken,
+    metrics: Metrics,
+    net_metrics: NetMetrics,
+    peers: HashMap<PeerId, PeerState>,
+    known: HashMap<PeerId, KnownPeer>,
+    /// Bootstrap addresses without a peer id: dialled while we have no peers.
+    anonymous_bootstrap: Vec<Multiaddr>,
+    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, DialError>>)>,
+    pending_queries: HashMap<kad::QueryId, PendingQuery>,
+    nat_status: &'static str,
+    config: NetConfig,
+    started: Instant,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<NetEvent>,
+        cancel: CancellationToken,
+        metrics: Metrics,
+        net_metrics: NetMetrics,
+        config: NetConfig,
+    ) -> Self {
+        let mut this = Self {
+            swarm,
+            commands,
+            events,
+            cancel,
+            metrics,
+            net_metrics,
+            peers: HashMap::new(),
+            known: HashMap::new(),
+            anonymous_bootstrap: Vec::new(),
+            pending_dials: HashMap::new(),
+            pending_queries: HashMap::new(),
+            nat_status: "unknown",
+            config,
+            started: Instant::now(),
+        };
+        let now = Instant::now();
+        for addr in this.config.bootstrap.clone() {
+            match peer_id_of(&addr) {
+                Some(peer) => this.remember(peer, vec![addr], now),
+                None => this.anonymous_bootstrap.push(addr),
+            }
+        }
+        for (peer, addrs) in this.config.known_peers.clone() {
+            this.remember(peer, addrs, now);
+        }
+        this
+    }
+
+    /// Adds a peer to the re-dial set (bounded) and to Kademlia's routing table.
+    fn remember(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, next_dial: Instant) {
+        if peer == *self.swarm.local_peer_id() {
+            return;
+        }
+        let addrs: Vec<Multiaddr> = addrs
+            .into_iter()
+            .map(|a| strip_peer_id(a, &peer))
+            .filter(|a| !is_circuit(a))
+            .take(16)
+            .collect();
+        for a in &addrs {
+            self.swarm.behaviour_mut().kad.add_address(&peer, a.clone());
+        }
+        let full = self.known.len() >= self.config.limits.max_known_peers;
+        match self.known.entry(peer) {
+            Entry::Occupied(mut e) => {
+                if !addrs.is_empty() {
+                    e.get_mut().addrs = addrs;
+                }
+            }
+            Entry::Vacant(e) => {
+                if full {
+                    return;
+                }
+                e.insert(KnownPeer {
+                    addrs,
+                    backoff: REDIAL_MIN,
+                    next_dial,
+                });
+            }
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut redial = tokio::time::interval(Duration::from_millis(500));
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.reserve_relays();
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    // Every client is gone: nobody can ask us anything any more.
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = redial.tick() => self.redial_due(),
+            }
+        }
+        debug!("swarm actor stopping");
+        // Pending replies are dropped here, which their callers see as `Closed`.
+    }
+
+    fn emit(&self, event: NetEvent) {
+        if self.events.try_send(event).is_err() {
+            self.net_metrics.events_dropped.inc();
+        }
+    }
+
+    fn status(&self) -> NetStatus {
+        let local = *self.swarm.local_peer_id();
+        NetStatus {
+            peer_id: local,
+            listen_addrs: self
+                .swarm
+                .listeners()
+                .map(|a| a.clone().with_p2p(local).unwrap_or_else(|a| a))
+                .collect(),
+            external_addrs: self.swarm.external_addresses().cloned().collect(),
+            connected_peers: self.swarm.connected_peers().count(),
+            nat_status: self.nat_status.to_owned(),
+            relay_server: self.swarm.behaviour().relay_server.is_enabled(),
+            uptime: self.started.elapsed(),
+        }
+    }
+
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        let mut out: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| !s.conns.is_empty())
+            .map(|(peer, s)| {
+                let (_, first, outbound) = &s.conns[0];
+                PeerInfo {
+                    peer_id: peer.to_string(),
+                    addrs: s.conns.iter().map(|(_, a, _)| a.to_string()).collect(),
+                    transport: transport_of(first).to_owned(),
+                    direction: if *outbound { "outbound" } else { "inbound" }.to_owned(),
+                    latency_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    agent: s.agent.clone(),
+                    protocols: s.protocols.clone(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peer_infos());
+            }
+            Command::Dial { addr, reply } => {
+                if self.pending_dials.len() >= MAX_PENDING_DIALS {
+                    let _ = reply.send(Err(DialError::Failed {
+                        addr,
+                        reason: "too many dials in progress".into(),
+                    }));
+                    return;
+                }
+                let opts = match peer_id_of(&addr) {
+                    Some(peer) => DialOpts::peer_id(peer).addresses(vec![addr.clone()]).build(),
+                    None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+                };
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, (addr, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(DialError::Failed {
+                            addr,
+                            reason: dial_error_text(&e),
+                        }));
+                    }
+                }
+            }
+            Command::ListenOn { addr, reply } => {
+                let res = self
+                    .swarm
+                    .listen_on(addr.clone())
+                    .map(|_| ())
+                    .map_err(|e| ListenError::Failed {
+                        addr,
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(res);
+            }
+            Command::DhtPut { key, value, reply } => {
+                let max = self.config.limits.max_dht_value_bytes;
+                if value.len() > max {
+                    let _ = reply.send(Err(DhtError::TooLarge {
+                        size: value.len(),
+                        max,
+                    }));
+                    return;
+                }
+                if self.pending_queries.len() >= MAX_PENDING_QUERIES {
+                    let _ = reply.send(Err(DhtError::Query("too many queries in flight".into())));
+                    return;
+                }
+                let mut record = kad::Record::new(key, value);
+                record.publisher = Some(*self.swarm.local_peer_id());
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(record, kad::Quorum::One)
+                {
+                    Ok(qid) => {
+                        self.pending_queries.insert(qid, PendingQuery::Put(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(DhtError::Query(format!("{e:?}"))));
+                    }
+                }
+            }
+            Command::DhtGet { key, reply } => {
+                if self.pending_queries.len() >= MAX_PENDING_QUERIES {
+                    let _ = reply.send(Err(DhtError::Query("too many queries in flight".into())));
+                    return;
+                }
+                let qid = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(kad::RecordKey::new(&key));
+                self.pending_queries.insert(qid, PendingQuery::Get(reply));
+            }
+            Command::Subscribe { topic, reply } => {
+                let res = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .subscribe(&gossipsub::IdentTopic::new(topic))
+                    .map_err(|e| GossipError::Refused(e.to_string()));
+                let _ = reply.send(res);
+            }
+            Command::Unsubscribe { topic, reply } => {
+                let res = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .unsubscribe(&gossipsub::IdentTopic::new(topic));
+                let _ = reply.send(res);
+            }
+            Command::Publish { topic, data, reply } => {
+                let res = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(gossipsub::IdentTopic::new(topic), data)
+                    .map(|_| ())
+                    .map_err(|e| GossipError::Refused(e.to_string()));
+                let _ = reply.send(res);
+            }
+            Command::TopicPeers { topic, reply } => {
+                let hash = topic_hash(&topic);
+                let peers = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&&hash))
+                    .map(|(p, _)| *p)
+                    .collect();
+                let _ = reply.send(peers);
+            }
+        }
+    }
+
+    fn redial_due(&mut self) {
+        let connected = self.swarm.connected_peers().count();
+        if connected >= self.config.limits.target_peers {
+            return;
+        }
+        if connected == 0 {
+            for addr in self.anonymous_bootstrap.clone() {
+                // Only when idle: these cannot be matched to a peer, so they would
+                // otherwise be dialled again on every tick.
+                if self.pending_dials.is_empty() && self.started.elapsed() > REDIAL_MIN {
+                    let _ = self.swarm.dial(addr);
+                }
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .known
+            .iter_mut()
+            .filter(|(_, k)| k.next_dial <= now)
+            .map(|(p, k)| {
+                // Schedule the next try now; a success resets it.
+                k.next_dial = now + k.backoff;
+                k.backoff = (k.backoff * 2).min(REDIAL_MAX);
+                (*p, k.addrs.clone())
+            })
+            .collect();
+        for (peer, addrs) in due {
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            trace!(%peer, "re-dialling known peer");
+            let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+            if let Err(e) = self.swarm.dial(opts) {
+                trace!(%peer, "re-dial not started: {}", dial_error_text(&e));
+            }
+        }
+    }
+
+    fn reserve_relays(&mut self) {
+        for relay in self.config.relays.clone() {
+            let circuit = relay.with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(_) => info!(%circuit, "reserving a slot on relay"),
+                Err(e) => warn!(%circuit, "cannot listen via relay: {e}"),
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record(&event);
+        match event {
+            SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.emit(NetEvent::NewListenAddr(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let (addr, outbound) = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => (address.clone(), true),
+                    ConnectedPoint::Listener { send_back_addr, .. } => {
+                        (send_back_addr.clone(), false)
+                    }
+                };
+                debug!(peer = %peer_id, %addr, "connection established");
+                if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                if let Some(k) = self.known.get_mut(&peer_id) {
+                    k.backoff = REDIAL_MIN;
+                }
+                self.peers
+                    .entry(peer_id)
+                    .or_default()
+                    .conns
+                    .push((connection_id, addr.clone(), outbound));
+                self.net_metrics
+                    .connected_peers
+                    .set(self.swarm.connected_peers().count() as i64);
+                if num_established.get() == 1 {
+                    self.emit(NetEvent::PeerConnected {
+                        peer: peer_id,
+                        addr,
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                debug!(peer = %peer_id, ?cause, "connection closed");
+                if let Some(state) = self.peers.get_mut(&peer_id) {
+                    state.conns.retain(|(id, _, _)| *id != connection_id);
+                }
+                self.net_metrics
+                    .connected_peers
+                    .set(self.swarm.connected_peers().count() as i64);
+                if num_established == 0 {
+                    self.peers.remove(&peer_id);
+                    if let Some(k) = self.known.get_mut(&peer_id) {
+                        // Try again soon, then back off if it keeps failing.
+                        k.next_dial = Instant::now() + k.backoff;
+                    }
+                    self.emit(NetEvent::PeerDisconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                debug!(peer = ?peer_id, "dial failed: {}", dial_error_text(&error));
+                if let Some((addr, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(DialError::Failed {
+                        addr,
+                        reason: dial_error_text(&error),
+                    }));
+                }
+                if let SwarmDialError::WrongPeerId { .. } = error
+                    && let Some(peer) = peer_id
+                {
+                    // The address now belongs to someone else: stop trying it.
+                    self.known.remove(&peer);
+                }
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                debug!("incoming connection failed: {error}");
+            }
+            SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "external address confirmed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(ev) => {
+                self.metrics.record(&ev);
+                if let identify::Event::Received { peer_id, info, .. } = ev {
+                    self.on_identified(peer_id, info);
+                }
+            }
+            BehaviourEvent::Ping(ev) => {
+                self.metrics.record(&ev);
+                if let Ok(rtt) = ev.result
+                    && let Some(state) = self.peers.get_mut(&ev.peer)
+                {
+                    state.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Kad(ev) => {
+                self.metrics.record(&ev);
+                self.on_kad_event(ev);
+            }
+            BehaviourEvent::Gossipsub(ev) => {
+                self.metrics.record(&ev);
+                if let gossipsub::Event::Message {
+                    propagation_source,
+                    message,
+                    ..
+                } = ev
+                {
+                    self.emit(NetEvent::Gossip {
+                        topic: message.topic.into_string(),
+                        source: message.source,
+                        via: propagation_source,
+                        data: message.data,
+                    });
+                }
+            }
+            BehaviourEvent::Mdns(ev) => match ev {
+                libp2p::mdns::Event::Discovered(found) => {
+                    let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                    for (peer, addr) in found {
+                        by_peer.entry(peer).or_default().push(addr);
+                    }
+                    let now = Instant::now();
+                    for (peer, addrs) in by_peer {
+                        info!(%peer, "found on the local network (mDNS)");
+                        self.remember(peer, addrs.clone(), now);
+                        if !self.swarm.is_connected(&peer) {
+                            let _ = self.swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build());
+                        }
+                    }
+                }
+                libp2p::mdns::Event::Expired(_) => {}
+            },
+            BehaviourEvent::Autonat(ev) => {
+                if let autonat::Event::StatusChanged { new, .. } = ev {
+                    self.nat_status = match new {
+                        autonat::NatStatus::Public(_) => "public",
+                        autonat::NatStatus::Private => "private",
+                        autonat::NatStatus::Unknown => "unknown",
+                    };
+                    info!(status = self.nat_status, "reachability changed");
+                    if self.nat_status == "public"
+                        && self.config.relay_server == RelayServerMode::Auto
+                        && !self.swarm.behaviour().relay_server.is_enabled()
+                    {
+                        info!("publicly reachable: serving as a circuit relay from now on");
+                        self.swarm.behaviour_mut().relay_server.enable();
+                    }
+                    self.emit(NetEvent::NatStatus(self.nat_status.to_owned()));
+                }
+            }
+            BehaviourEvent::RelayServer(ev) => {
+                self.metrics.record(&ev);
+                debug!(?ev, "relay server");
+            }
+            BehaviourEvent::RelayClient(ev) => {
+                info!(?ev, "relay client");
+            }
+            BehaviourEvent::Dcutr(ev) => {
+                self.metrics.record(&ev);
+                match &ev.result {
+                    Ok(_) => info!(peer = %ev.remote_peer_id, "hole punch succeeded: direct connection"),
+                    Err(e) => info!(peer = %ev.remote_peer_id, "hole punch failed: {e}"),
+                }
+            }
+            BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Memory(never) => match never {},
+        }
+    }
+
+    fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        let state = self.peers.entry(peer).or_default();
+        state.agent = Some(info.agent_version.clone());
+        state.protocols = info.protocols.iter().map(|p| p.to_string()).collect();
+        // Only cnode nodes go into our DHT and re-dial set.
+        let speaks_kad = info
+            .protocols
+            .iter()
+            .any(|p| p.as_ref() == cnode_types::KAD_PROTOCOL);
+        let listen: Vec<Multiaddr> = info
+            .listen_addrs
+            .iter()
+            .filter(|a| !is_unspecified(a))
+            .cloned()
+            .collect();
+        if speaks_kad {
+            let now = Instant::now();
+            // Already connected: the next dial is only due when it disconnects.
+            self.remember(peer, listen.clone(), now + REDIAL_MIN);
+        }
+        self.emit(NetEvent::PeerIdentified {
+            peer,
+            listen_addrs: listen,
+            agent: info.agent_version,
+        });
+    }
+
+    fn on_kad_event(&mut self, ev: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = ev
+        else {
+            return;
+        };
+        match result {
+            kad::QueryResult::PutRecord(res) => {
+                if let Some(PendingQuery::Put(reply)) = self.pending_queries.remove(&id) {
+                    let res = res.map(|_| ()).map_err(|e| DhtError::Query(e.to_string()));
+                    let _ = reply.send(res);
+                }
+            }
+            kad::QueryResult::GetRecord(res) => match res {
+                Ok(kad::GetRecordOk::FoundRecord(found)) => {
+                    if let Some(PendingQuery::Get(reply)) = self.pending_queries.remove(&id) {
+                        let _ = reply.send(Ok(Some(DhtRecord {
+                            value: found.record.value,
+                            publisher: found.record.publisher,
+                        })));
+                    }
+                    // One answer is enough.
+                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        q.finish();
+                    }
+                }
+                Ok(kad::GetRecordOk::FinishedWithNoAdditionalRecord { .. }) => {
+                    if let Some(PendingQuery::Get(reply)) = self.pending_queries.remove(&id) {
+                        let _ = reply.send(Ok(None));
+                    }
+                }
+                Err(kad::GetRecordError::NotFound { .. }) => {
+                    if let Some(PendingQuery::Get(reply)) = self.pending_queries.remove(&id) {
+                        let _ = reply.send(Ok(None));
+                    }
+                }
+                Err(e) => {
+                    if let Some(PendingQuery::Get(reply)) = self.pending_queries.remove(&id) {
+                        let _ = reply.send(Err(DhtError::Query(e.to_string())));
+                    }
+                }
+            },
+            kad::QueryResult::Bootstrap(_) if step.last => {
+                debug!("DHT bootstrap finished");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `/p2p/<id>` at the end of an address, if any.
+pub(crate) fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(id)) => Some(id),
+        _ => None,
+    }
+}
+
+fn strip_peer_id(addr: Multiaddr, peer: &PeerId) -> Multiaddr {
+    match addr.iter().last() {
+        Some(Protocol::P2p(id)) if id == *peer => {
+            let mut a = addr;
+            a.pop();
+            a
+        }
+        _ => addr,
+    }
+}
+
+fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// `quic`, `tcp`, `relay` or `other`, for display.
+pub fn transport_of(addr: &Multiaddr) -> &'static str {
+    let mut transport = "other";
+    for p in addr.iter() {
+        match p {
+            Protocol::P2pCircuit => return "relay",
+            Protocol::QuicV1 => transport = "quic",
+            Protocol::Tcp(_) if transport == "other" => transport = "tcp",
+            _ => {}
+        }
+    }
+    transport
+}
+
+fn dial_error_text(e: &SwarmDialError) -> String {
+    match e {
+        SwarmDialError::Transport(errs) => errs
+            .iter()
+            .map(|(addr, err)| format!("{addr}: {err}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_are_named() {
+        let q: Multiaddr = "/ip4/127.0.0.1/udp/1/quic-v1".parse().unwrap();
+        let t: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let r: Multiaddr = "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
+            .parse()
+            .unwrap();
+        assert_eq!(transport_of(&q), "quic");
+        assert_eq!(transport_of(&t), "tcp");
+        assert_eq!(transport_of(&r), "relay");
+        assert!(is_circuit(&r));
+        assert!(peer_id_of(&t).is_none());
+    }
+
+    #[test]
+    fn peer_id_is_stripped_only_when_it_matches() {
+        let peer = PeerId::random();
+        let other = PeerId::random();
+        let base: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        let with = base.clone().with(Protocol::P2p(peer));
+        assert_eq!(peer_id_of(&with), Some(peer));
+        assert_eq!(strip_peer_id(with.clone(), &peer), base);
+        assert_eq!(strip_peer_id(with.clone(), &other), with);
+    }
+}

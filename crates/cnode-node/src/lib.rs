@@ -1,0 +1,27 @@
+//! The cnode composition root: it reads the configuration and data directory,
+//! opens the store, starts the network, and hands out a cloneable [`Node`].
+//!
+//! Actors and tasks:
+//! - the swarm actor (in `cnode-net`), which owns the libp2p swarm;
+//! - the node's event task (here), which consumes [`cnode_net::NetEvent`]s,
+//!   keeps the peer address book in the store and re-broadcasts events to
+//!   in-process subscribers (bounded; slow subscribers lose old events).
+//!
+//! Shutdown order, in [`Node::shutdown`]: cancel the event task, stop the swarm
+//! actor (connections close), then the store closes when the last handle drops.
+
+#![deny(missing_docs, unreachable_pub)]
+
+mod config;
+mod datadir;
+mod node;
+
+pub use config::{
+    ApiSection, ConfigError, ConfigFile, DEFAULT_API, DEFAULT_P2P_PORT, DhtModeSetting,
+    NetworkSection, NodeConfig, Overrides, RelayServerSetting, default_listen,
+};
+pub use datadir::{
+    API_INFO_FILE, ApiInfo, CONFIG_FILE, DataDir, InitError, InitReport, KEY_FILE, KeyError,
+    TOKEN_FILE, default_data_dir, new_token,
+};
+pub use node::{Node, NodeBuilder, NodeError};

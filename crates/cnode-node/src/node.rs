@@ -1,0 +1,314 @@
+//! [`NodeBuilder`] -> [`Node`]: one running node.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, OnceLock},
+    time::Instant,
+};
+
+use cnode_net::{Keypair, Multiaddr, NetClient, NetConfig, NetEvent, NetHandle, PeerId};
+use cnode_store::Store;
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{sync::broadcast, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::{DataDir, KeyError, NodeConfig};
+
+/// How many known peers are loaded from the address book at start.
+const KNOWN_PEERS_AT_START: usize = 64;
+/// Capacity of the in-process event broadcast.
+const EVENT_BROADCAST_CAPACITY: usize = 1024;
+
+/// Starting a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The node key could not be read.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] cnode_store::OpenError),
+    /// The network could not start.
+    #[error(transparent)]
+    Net(#[from] cnode_net::SpawnError),
+}
+
+/// Builds a [`Node`] from a [`NodeConfig`].
+#[derive(Debug)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+    keypair: Option<Keypair>,
+}
+
+impl NodeBuilder {
+    /// A builder for `config`; the key is read from the data directory unless
+    /// [`NodeBuilder::keypair`] gives one.
+    pub fn new(config: NodeConfig) -> Self {
+        Self {
+            config,
+            keypair: None,
+        }
+    }
+
+    /// Uses this key instead of the data directory's `node.key` (tests).
+    pub fn keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// Opens the store, starts the network and the event task.
+    pub async fn spawn(self) -> Result<Node, NodeError> {
+        let started = Instant::now();
+        let data_dir = DataDir::new(&self.config.data_dir);
+        let keypair = match self.keypair {
+            Some(k) => k,
+            None => data_dir.load_key()?,
+        };
+        let store = Store::open(data_dir.root())?;
+
+        let known_peers = match store.known_peers(KNOWN_PEERS_AT_START).await {
+            Ok(peers) => peers
+                .into_iter()
+                .filter_map(|p| {
+                    let id: PeerId = p.peer_id.parse().ok()?;
+                    let addrs: Vec<Multiaddr> =
+                        p.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                    Some((id, addrs))
+                })
+                .collect(),
+            Err(e) => {
+                warn!("cannot read the address book: {e}");
+                Vec::new()
+            }
+        };
+
+        let mut registry = Registry::default();
+        let cancel = CancellationToken::new();
+        let mut net_config = NetConfig::new(keypair);
+        net_config.listen = self.config.listen.clone();
+        net_config.bootstrap = self.config.bootstrap.clone();
+        net_config.known_peers = known_peers;
+        net_config.mdns = self.config.mdns;
+        net_config.relay_server = self.config.relay_server;
+        net_config.relays = self.config.relays.clone();
+        net_config.dht_mode = self.config.dht_mode;
+        net_config.autonat_only_global = self.config.autonat_only_global;
+        net_config.limits = self.config.limits.clone();
+        let spawned = cnode_net::spawn(net_config, &mut registry, cancel.child_token()).await?;
+
+        let metrics = NodeMetrics::default();
+        let ours = registry.sub_registry_with_prefix("cnode");
+        ours.register(
+            "address_book_writes",
+            "Peer address book updates",
+            metrics.address_book_writes.clone(),
+        );
+        ours.register(
+            "api_requests",
+            "HTTP API requests served",
+            metrics.api_requests.clone(),
+        );
+        ours.register(
+            "uptime_seconds",
+            "Seconds since the node started",
+            metrics.uptime_seconds.clone(),
+        );
+
+        let (events_tx, _) = broadcast::channel(EVENT_BROADCAST_CAPACITY);
+        let event_task = tokio::spawn(
+            event_task(
+                spawned.events,
+                store.clone(),
+                events_tx.clone(),
+                metrics.clone(),
+                cancel.child_token(),
+            )
+            .in_current_span(),
+        );
+        let peer_id = spawned.client.local_peer_id();
+        info!(%peer_id, elapsed_ms = started.elapsed().as_millis() as u64, "node started");
+        Ok(Node {
+            inner: Arc::new(Inner {
+                net: spawned.client,
+                store,
+                data_dir,
+                config: self.config,
+                registry,
+                metrics,
+                events: events_tx,
+                started,
+                listen_addrs: spawned.listen_addrs,
+                api_addr: OnceLock::new(),
+                cancel,
+                tasks: Mutex::new(Some((spawned.handle, event_task))),
+            }),
+        })
+    }
+}
+
+/// Node-level metrics (beside libp2p's and the network's).
+#[derive(Debug, Clone, Default)]
+pub struct NodeMetrics {
+    /// Peer address book updates.
+    pub address_book_writes: Counter,
+    /// HTTP API requests served.
+    pub api_requests: Counter,
+    /// Seconds since start (updated when metrics are read).
+    pub uptime_seconds: Gauge,
+}
+
+#[derive(Debug)]
+struct Inner {
+    net: NetClient,
+    store: Store,
+    data_dir: DataDir,
+    config: NodeConfig,
+    registry: Registry,
+    metrics: NodeMetrics,
+    events: broadcast::Sender<NetEvent>,
+    started: Instant,
+    listen_addrs: Vec<Multiaddr>,
+    api_addr: OnceLock<SocketAddr>,
+    cancel: CancellationToken,
+    tasks: Mutex<Option<(NetHandle, JoinHandle<()>)>>,
+}
+
+/// A running node. Cheap to clone; every clone is the same node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// The network client.
+    pub fn net(&self) -> &NetClient {
+        &self.inner.net
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.inner.data_dir
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.net.local_peer_id()
+    }
+
+    /// The addresses bound at start, with `/p2p/<id>`.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.inner.listen_addrs
+    }
+
+    /// Node-level metrics.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.inner.metrics
+    }
+
+    /// When the node started.
+    pub fn started(&self) -> Instant {
+        self.inner.started
+    }
+
+    /// A receiver of network events from now on (bounded: a receiver that
+    /// falls more than 1024 events behind skips the oldest).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<NetEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Records the address the HTTP API bound (set once by the API server).
+    pub fn set_api_addr(&self, addr: SocketAddr) {
+        let _ = self.inner.api_addr.set(addr);
+    }
+
+    /// The HTTP API address, once an API server runs.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.inner.api_addr.get().copied()
+    }
+
+    /// A token that is cancelled when the node shuts down.
+    pub fn cancelled(&self) -> CancellationToken {
+        self.inner.cancel.clone()
+    }
+
+    /// Prometheus text exposition of every metric (libp2p's and ours).
+    pub fn encode_metrics(&self) -> Result<String, std::fmt::Error> {
+        self.inner
+            .metrics
+            .uptime_seconds
+            .set(self.inner.started.elapsed().as_secs() as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.inner.registry)?;
+        Ok(out)
+    }
+
+    /// Stops the node: the event task, then the swarm (connections close).
+    /// Safe to call more than once.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        let tasks = self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((net, event_task)) = tasks {
+            let _ = event_task.await;
+            net.shutdown().await;
+            debug!("node stopped");
+        }
+    }
+}
+
+/// Consumes network events: keeps the address book and re-broadcasts.
+async fn event_task(
+    mut events: tokio::sync::mpsc::Receiver<NetEvent>,
+    store: Store,
+    broadcast: broadcast::Sender<NetEvent>,
+    metrics: NodeMetrics,
+    cancel: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            ev = events.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+        };
+        if let NetEvent::PeerIdentified {
+            peer,
+            listen_addrs,
+            agent,
+        } = &event
+            && agent.starts_with("cnode/")
+            && !listen_addrs.is_empty()
+        {
+            let addrs = listen_addrs.iter().map(|a| a.to_string()).collect();
+            match store.upsert_peer(peer.to_string(), addrs).await {
+                Ok(()) => {
+                    metrics.address_book_writes.inc();
+                }
+                Err(e) => warn!(%peer, "cannot update the address book: {e}"),
+            }
+        }
+        // No receivers is fine: nobody is listening in-process.
+        let _ = broadcast.send(event);
+    }
+}

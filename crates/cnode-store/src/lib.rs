@@ -1,0 +1,159 @@
+//! The node's one SQLite database (`cnode.db` in the data directory).
+//!
+//! Actors: none of its own. [`Store`] is a cloneable handle around one
+//! connection behind a mutex; every call runs on tokio's blocking pool, so async
+//! code never blocks a runtime thread on disk. SQLite serialises writers anyway,
+//! and one connection keeps things sequential until that is shown to be slow.
+//!
+//! Tables are created by versioned migrations (`rusqlite_migration`); each later
+//! feature (blobs, records, registry snapshot) adds its own migration.
+
+#![deny(missing_docs, unreachable_pub)]
+
+mod peers;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+pub use peers::{KnownPeer, MAX_ADDRS_PER_PEER, MAX_PEERS};
+use rusqlite::Connection;
+use rusqlite_migration::{M, Migrations};
+
+/// The database file name inside the data directory.
+pub const DB_FILE: &str = "cnode.db";
+
+/// The schema, oldest first. Never edit a released migration: append a new one.
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    "CREATE TABLE peers (
+        peer_id      TEXT PRIMARY KEY NOT NULL,
+        addrs        TEXT NOT NULL,          -- newline-separated multiaddrs
+        last_seen_ms INTEGER NOT NULL,
+        failures     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX peers_last_seen ON peers(last_seen_ms DESC);",
+)];
+
+/// Opening the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// SQLite could not open or configure the file.
+    #[error("cannot open database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate database {path}: {source}")]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite_migration::Error,
+    },
+}
+
+/// A query or update failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// A cloneable handle to the node's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `cnode.db` in `dir` and migrates it to the latest schema.
+    pub fn open(dir: &Path) -> Result<Self, OpenError> {
+        let path = dir.join(DB_FILE);
+        let sqlite = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sqlite)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(sqlite)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut conn)
+            .map_err(|source| OpenError::Migrate {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic in an earlier closure poisons the mutex; the connection
+            // itself is still consistent (SQLite rolled back), so keep going.
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        Migrations::from_slice(MIGRATIONS).validate().unwrap();
+    }
+
+    #[tokio::test]
+    async fn reopen_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .upsert_peer("12D3KooWA".into(), vec!["/ip4/127.0.0.1/tcp/1".into()])
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let peers = store.known_peers(10).await.unwrap();
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].addrs, vec!["/ip4/127.0.0.1/tcp/1".to_owned()]);
+    }
+
+    #[test]
+    fn garbage_file_is_an_open_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DB_FILE), vec![0x55; 4096]).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("cnode.db"), "{err}");
+    }
+}
