@@ -1,1 +1,128 @@
-fn main(){}
+//! `cnode`: the Community Node command-line program.
+//!
+//! Usage: `cnode --help`. Client commands (`status`, `peers`, `dht`) talk to the
+//! running node's HTTP API, found through `api.json` and `api.token` in the
+//! data directory.
+
+mod cli;
+mod client;
+mod output;
+mod run;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use cnode_node::{DataDir, default_data_dir};
+use cnode_types::{DhtValue, PeerInfo, StatusInfo};
+
+use crate::{
+    cli::{Cli, Command, DhtCommand, RunArgs},
+    client::ApiClient,
+};
+
+fn init_tracing(default: &str) {
+    let filter = std::env::var("CNODE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default.to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runs_node = matches!(cli.command, None | Some(Command::Run(_)));
+    init_tracing(if runs_node { "info,libp2p_mdns=warn,libp2p_kad=error" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes.
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let dir = DataDir::new(cli.data.unwrap_or_else(default_data_dir));
+    match cli.command {
+        None => {
+            if !dir.is_initialized() {
+                let report = dir.init(false)?;
+                output::print_init(&report, false);
+            }
+            run::run(dir, RunArgs::default()).await
+        }
+        Some(Command::Init { force, json }) => {
+            let report = dir.init(force)?;
+            output::print_init(&report, json);
+            Ok(())
+        }
+        Some(Command::Run(args)) => run::run(dir, args).await,
+        Some(Command::Id { json }) => {
+            let key = dir.load_key()?;
+            let id = key.public().to_peer_id().to_string();
+            if json {
+                output::json(&serde_json::json!({ "peer_id": id }));
+            } else {
+                println!("{id}");
+            }
+            Ok(())
+        }
+        Some(Command::Status { json }) => {
+            let client = ApiClient::from_data_dir(&dir)?;
+            let status: StatusInfo = client.get_json(&["v1", "status"]).await?;
+            if json {
+                output::json(&status);
+            } else {
+                output::print_status(&status);
+            }
+            Ok(())
+        }
+        Some(Command::Peers { json }) => {
+            let client = ApiClient::from_data_dir(&dir)?;
+            let peers: Vec<PeerInfo> = client.get_json(&["v1", "peers"]).await?;
+            if json {
+                output::json(&peers);
+            } else {
+                output::print_peers(&peers);
+            }
+            Ok(())
+        }
+        Some(Command::Dht { command }) => {
+            let client = ApiClient::from_data_dir(&dir)?;
+            match command {
+                DhtCommand::Put { key, value, json } => {
+                    client.put(&["v1", "dht", &key], value.into_bytes()).await?;
+                    if json {
+                        output::json(&serde_json::json!({ "key": key, "stored": true }));
+                    } else {
+                        println!("stored {key:?}");
+                    }
+                }
+                DhtCommand::Get { key, json } => {
+                    let found: Option<DhtValue> = client.get_json_opt(&["v1", "dht", &key]).await?;
+                    match found {
+                        Some(v) if json => output::json(&v),
+                        Some(v) => println!("{}", v.value),
+                        None => anyhow::bail!("no value for key {key:?} in the DHT"),
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}

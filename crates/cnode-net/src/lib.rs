@@ -217,7 +217,7 @@ pub async fn spawn(
         net_metrics,
         config,
     );
-    let task = tokio::spawn(event_loop.run());
+    let task = tokio::spawn(tracing::Instrument::in_current_span(event_loop.run()));
     Ok(Spawned {
         client: NetClient {
             tx: cmd_tx,

@@ -1,0 +1,112 @@
+//! Command-line arguments.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use libp2p::Multiaddr;
+
+/// Community Node: a peer-to-peer node that serves its region's information.
+///
+/// With no command, `cnode` initialises the data directory if needed and runs
+/// the node with the defaults (p2p on port 4040, API on 127.0.0.1:7700).
+#[derive(Debug, Parser)]
+#[command(name = "cnode", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// The data directory [default: $XDG_DATA_HOME/cnode or ~/.local/share/cnode]
+    #[arg(long, global = true, env = "CNODE_DATA", value_name = "DIR")]
+    pub(crate) data: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create the data directory, node key, API token and default config.
+    Init {
+        /// Replace an existing node key (the node gets a new identity).
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the node in the foreground until Ctrl-C / SIGTERM.
+    Run(RunArgs),
+    /// Show the running node's identity, addresses and connections.
+    Status {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List connected peers with addresses, transport and latency.
+    Peers {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print this node's peer id (no running node needed).
+    Id {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Debug access to the DHT.
+    Dht {
+        #[command(subcommand)]
+        command: DhtCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DhtCommand {
+    /// Store VALUE under KEY (on this node and the closest peers).
+    Put {
+        /// The key (1–256 bytes).
+        key: String,
+        /// The value (at most 64 KiB).
+        value: String,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Look KEY up.
+    Get {
+        /// The key.
+        key: String,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Flags of `cnode run` (each also settable by a CNODE_* variable).
+#[derive(Debug, Args, Default)]
+pub(crate) struct RunArgs {
+    /// Listen on this address (repeatable; replaces config.toml's list). Port 0 = ephemeral.
+    /// Example: /ip4/0.0.0.0/udp/4040/quic-v1
+    #[arg(long, env = "CNODE_LISTEN", value_delimiter = ',', value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<Multiaddr>,
+    /// The HTTP API address [default: 127.0.0.1:7700]
+    #[arg(long, env = "CNODE_API", value_name = "HOST:PORT")]
+    pub(crate) api: Option<SocketAddr>,
+    /// Connect to this peer at start (repeatable; added to config.toml's list).
+    #[arg(long, env = "CNODE_BOOTSTRAP", value_delimiter = ',', value_name = "MULTIADDR")]
+    pub(crate) bootstrap: Vec<Multiaddr>,
+    /// Do not discover peers on the local network.
+    #[arg(long, env = "CNODE_NO_MDNS")]
+    pub(crate) no_mdns: bool,
+    /// Reserve a slot on this relay so NATed peers can reach us through it (repeatable).
+    #[arg(long, env = "CNODE_RELAY", value_delimiter = ',', value_name = "MULTIADDR")]
+    pub(crate) relay: Vec<Multiaddr>,
+    /// Serve as a circuit relay: auto (when publicly reachable), on, off.
+    #[arg(long, env = "CNODE_RELAY_SERVER", value_name = "MODE")]
+    pub(crate) relay_server: Option<RelayServerArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum RelayServerArg {
+    Auto,
+    On,
+    Off,
+}

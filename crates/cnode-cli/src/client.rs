@@ -1,0 +1,115 @@
+//! A small client for the running node's HTTP API.
+
+use anyhow::{Context, Result, anyhow, bail};
+use cnode_node::DataDir;
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+pub(crate) struct ApiClient {
+    base: Url,
+    token: String,
+    http: reqwest::Client,
+}
+
+fn not_running(dir: &DataDir, detail: &str) -> anyhow::Error {
+    anyhow!(
+        "the node is not running ({detail}); start it with `cnode run --data {}`",
+        dir.root().display()
+    )
+}
+
+impl ApiClient {
+    /// Finds the running node's API address and token in the data directory.
+    pub(crate) fn from_data_dir(dir: &DataDir) -> Result<Self> {
+        if !dir.is_initialized() {
+            bail!(
+                "no node in {} (no node key); create one with `cnode init`, then start it with `cnode run`",
+                dir.root().display()
+            );
+        }
+        let info = dir
+            .read_api_info()
+            .ok_or_else(|| not_running(dir, "no api.json in the data directory"))?;
+        let token = dir
+            .load_token()
+            .with_context(|| format!("cannot read the API token in {}", dir.root().display()))?;
+        let base = Url::parse(&format!("http://{}/", info.addr)).context("bad API address")?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { base, token, http })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        url
+    }
+
+    async fn send(&self, method: Method, segments: &[&str], body: Option<Vec<u8>>) -> Result<reqwest::Response> {
+        let url = self.url(segments);
+        let mut req = self.http.request(method, url.clone()).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!(
+                    "the node is not running (nothing answers at {}); start it with `cnode run`",
+                    self.base.as_str().trim_end_matches('/')
+                )
+            } else {
+                anyhow!("request to {url} failed: {e}")
+            }
+        })?;
+        Ok(resp)
+    }
+
+    async fn error_of(resp: reqwest::Response) -> anyhow::Error {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        if status == StatusCode::UNAUTHORIZED {
+            return anyhow!("the node refused our API token ({msg}); is another node using this data directory?");
+        }
+        anyhow!("{msg} (HTTP {})", status.as_u16())
+    }
+
+    /// GET a JSON document.
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T> {
+        let resp = self.send(Method::GET, segments, None).await?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json().await.context("the node sent an unreadable answer")
+    }
+
+    /// GET, returning `None` on 404.
+    pub(crate) async fn get_json_opt<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<Option<T>> {
+        let resp = self.send(Method::GET, segments, None).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        Ok(Some(resp.json().await.context("the node sent an unreadable answer")?))
+    }
+
+    /// PUT raw bytes.
+    pub(crate) async fn put(&self, segments: &[&str], body: Vec<u8>) -> Result<()> {
+        let resp = self.send(Method::PUT, segments, Some(body)).await?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        Ok(())
+    }
+}
