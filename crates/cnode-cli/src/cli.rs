@@ -80,8 +80,15 @@ pub(crate) enum DhtCommand {
     },
 }
 
+/// `cnode` with no command: the `run` settings from CNODE_* variables only.
+#[derive(Debug, Parser)]
+pub(crate) struct EnvOnly {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
 /// Flags of `cnode run` (each also settable by a CNODE_* variable).
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// Listen on this address (repeatable; replaces config.toml's list). Port 0 = ephemeral.
     /// Example: /ip4/0.0.0.0/udp/4040/quic-v1

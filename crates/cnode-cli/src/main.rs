@@ -17,7 +17,7 @@ use cnode_node::{DataDir, default_data_dir};
 use cnode_types::{DhtValue, PeerInfo, StatusInfo};
 
 use crate::{
-    cli::{Cli, Command, DhtCommand, RunArgs},
+    cli::{Cli, Command, DhtCommand},
     client::ApiClient,
 };
 
@@ -36,7 +36,17 @@ fn init_tracing(default: &str) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line: clap's first line already says what is wrong.
+            let text = e.to_string();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("{first} (see `cnode --help`)");
+            return ExitCode::from(2);
+        }
+    };
     let runs_node = matches!(cli.command, None | Some(Command::Run(_)));
     init_tracing(if runs_node { "info,libp2p_mdns=warn,libp2p_kad=error" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -64,7 +74,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 let report = dir.init(false)?;
                 output::print_init(&report, false);
             }
-            run::run(dir, RunArgs::default()).await
+            // No flags were given, but CNODE_* variables still apply.
+            let args = cli::EnvOnly::try_parse_from(["cnode"])?.run;
+            run::run(dir, args).await
         }
         Some(Command::Init { force, json }) => {
             let report = dir.init(force)?;

@@ -162,7 +162,10 @@ async fn dropped_peer_is_redialled() -> Result<()> {
         async move { net.status().await.map(|s| s.connected_peers == 0).unwrap_or(false) }
     })
     .await?;
-    // Same identity, same port.
+    // Same identity, same port, but an empty address book: only b can re-dial.
+    for f in ["cnode.db", "cnode.db-wal", "cnode.db-shm"] {
+        let _ = std::fs::remove_file(a_dir.join(f));
+    }
     let mut cfg_addr = a_addr.clone();
     cfg_addr.pop();
     let a2 = {

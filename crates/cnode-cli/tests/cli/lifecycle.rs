@@ -1,0 +1,117 @@
+//! init → run → status → SIGTERM, with the real binary.
+
+use std::time::Duration;
+
+use crate::harness::{Cnode, read};
+
+#[test]
+fn init_run_status_peers_sigterm() {
+    let a = Cnode::new();
+    a.init();
+    let key = read(&a.file("node.key"));
+    let id = String::from_utf8(a.run_cmd(&["id"]).stdout).unwrap().trim().to_owned();
+    assert!(id.starts_with("12D3Koo"), "{id}");
+
+    let mut run = a.spawn_run(&[]);
+    let up = run.wait_api(Duration::from_secs(20));
+    eprintln!("cnode run → API answering: {up:?}");
+
+    let s = a.status_json();
+    assert_eq!(s["peer_id"], id);
+    assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(s["connected_peers"], 0);
+    assert!(s["api"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let addrs: Vec<&str> = s["listen_addrs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(addrs.iter().any(|a| a.contains("/tcp/") && !a.contains("/tcp/0/")), "{addrs:?}");
+    assert!(addrs.iter().any(|a| a.contains("/quic-v1/")), "{addrs:?}");
+    assert!(addrs.iter().all(|a| a.ends_with(&format!("/p2p/{id}"))));
+
+    // A second node bootstrapped to the first: both see one peer.
+    let b = Cnode::new();
+    b.init();
+    let mut run_b = b.spawn_run(&["--bootstrap", addrs[0]]);
+    run_b.wait_api(Duration::from_secs(20));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let peers = b.peers_json();
+        if peers.as_array().unwrap().iter().any(|p| p["peer_id"] == id) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "b never connected to a: {peers}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let human = String::from_utf8(b.run_cmd(&["peers"]).stdout).unwrap();
+    assert!(human.contains(&id) && human.contains("LATENCY"), "{human}");
+    let human = String::from_utf8(b.run_cmd(&["status"]).stdout).unwrap();
+    assert!(human.contains("1 connected"), "{human}");
+
+    // DHT through the CLI.
+    let put = b.run_cmd(&["dht", "put", "greeting", "sawasdee"]);
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    let got = a.run_cmd(&["dht", "get", "greeting"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "sawasdee");
+    let missing = a.run_cmd(&["dht", "get", "nothing-here"]);
+    assert!(!missing.status.success());
+
+    let (status, took, _) = run_b.terminate(Duration::from_secs(5));
+    assert!(status.success(), "b exit: {status}");
+    assert!(took < Duration::from_secs(5));
+    let (status, took, log) = run.terminate(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "exit status {status}, log:\n{log}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(!a.file("api.json").exists(), "api.json removed at clean shutdown");
+    assert_eq!(read(&a.file("node.key")), key, "key untouched");
+
+    // With the node gone, client commands say how to start it.
+    let out = a.run_cmd(&["status"]);
+    let err = crate::harness::assert_one_line_error(&out, "status with no node");
+    assert!(err.contains("cnode run"), "{err}");
+}
+
+#[test]
+fn bare_cnode_initialises_and_runs() {
+    let a = Cnode::new();
+    // `cnode` with no command: init + run with defaults. Keep it off the real
+    // ports and off the LAN through the environment (flags are for `run`).
+    let mut c = a.command();
+    c.env("CNODE_API", "127.0.0.1:0")
+        .env("CNODE_LISTEN", "/ip4/127.0.0.1/tcp/0")
+        .env("CNODE_NO_MDNS", "true")
+        .env("CNODE_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let mut run = crate::harness::Running::from_child(child, a.data.clone());
+    run.wait_api(Duration::from_secs(20));
+    assert!(a.file("node.key").exists() && a.file("api.token").exists() && a.file("config.toml").exists());
+    let s = a.status_json();
+    assert!(s["listen_addrs"][0].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"));
+    let (status, _, _) = run.terminate(Duration::from_secs(5));
+    assert!(status.success());
+}
+
+#[test]
+fn init_refuses_to_overwrite_the_key() {
+    let a = Cnode::new();
+    a.init();
+    let key = read(&a.file("node.key"));
+    let out = a.run_cmd(&["init"]);
+    let err = crate::harness::assert_one_line_error(&out, "second init");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(read(&a.file("node.key")), key);
+    let out = a.run_cmd(&["init", "--force", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["peer_id"].as_str().unwrap().starts_with("12D3Koo"));
+    assert_ne!(read(&a.file("node.key")), key);
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = std::process::Command::new(crate::harness::BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for c in ["init", "run", "status", "peers", "id", "dht"] {
+        assert!(text.contains(c), "--help lacks {c}");
+    }
+}

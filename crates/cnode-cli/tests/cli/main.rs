@@ -1,0 +1,6 @@
+//! Process-level tests of the real `cnode` binary.
+
+mod bad_input;
+mod harness;
+mod lifecycle;
+mod netns;
