@@ -81,7 +81,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes::ApiDoc::openapi()
 }
 
-async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+async fn auth(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let given = req
         .headers()
         .get(AUTHORIZATION)
@@ -150,13 +154,21 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 
 /// Binds `addr` and serves [`router`] until `cancel` fires or
 /// [`ApiServer::shutdown`] is called. Records the bound address in the node.
-pub async fn serve(node: Node, addr: SocketAddr, cancel: CancellationToken) -> Result<ApiServer, BindError> {
+pub async fn serve(
+    node: Node,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<ApiServer, BindError> {
     let listener = bind(addr).await?;
     serve_listener(node, listener, cancel)
 }
 
 /// Serves [`router`] on an already bound listener.
-pub fn serve_listener(node: Node, listener: TcpListener, cancel: CancellationToken) -> Result<ApiServer, BindError> {
+pub fn serve_listener(
+    node: Node,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> Result<ApiServer, BindError> {
     let bound = listener.local_addr().map_err(|source| BindError {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
@@ -196,7 +208,13 @@ mod tests {
     fn openapi_lists_every_route() {
         let doc = serde_json::to_value(openapi()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
-        for p in ["/healthz", "/v1/status", "/v1/peers", "/v1/dht/{key}", "/metrics"] {
+        for p in [
+            "/healthz",
+            "/v1/status",
+            "/v1/peers",
+            "/v1/dht/{key}",
+            "/metrics",
+        ] {
             assert!(paths.contains_key(p), "missing {p}");
         }
     }

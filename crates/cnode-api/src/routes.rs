@@ -13,7 +13,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use crate::{AppState, ApiError, ErrorBody};
+use crate::{ApiError, AppState, ErrorBody};
 
 /// The longest DHT key accepted, in bytes.
 const MAX_DHT_KEY: usize = 256;
@@ -105,7 +105,9 @@ pub(crate) async fn dht_get(
             value: String::from_utf8_lossy(&rec.value).into_owned(),
             publisher: rec.publisher.map(|p| p.to_string()),
         })),
-        Ok(None) => Err(ApiError::NotFound(format!("no value for key {key:?} in the DHT"))),
+        Ok(None) => Err(ApiError::NotFound(format!(
+            "no value for key {key:?} in the DHT"
+        ))),
         Err(cnode_net::DhtError::Closed(_)) => Err(cnode_net::Closed.into()),
         Err(e) => Err(ApiError::Unavailable(e.to_string())),
     }
@@ -126,7 +128,12 @@ pub(crate) async fn dht_put(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     check_key(&key)?;
-    match state.node.net().dht_put(key.into_bytes(), body.to_vec()).await {
+    match state
+        .node
+        .net()
+        .dht_put(key.into_bytes(), body.to_vec())
+        .await
+    {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(e @ cnode_net::DhtError::TooLarge { .. }) => Err(ApiError::BadRequest(e.to_string())),
         Err(cnode_net::DhtError::Closed(_)) => Err(cnode_net::Closed.into()),

@@ -92,19 +92,34 @@ pub(crate) struct EnvOnly {
 pub(crate) struct RunArgs {
     /// Listen on this address (repeatable; replaces config.toml's list). Port 0 = ephemeral.
     /// Example: /ip4/0.0.0.0/udp/4040/quic-v1
-    #[arg(long, env = "CNODE_LISTEN", value_delimiter = ',', value_name = "MULTIADDR")]
+    #[arg(
+        long,
+        env = "CNODE_LISTEN",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
     pub(crate) listen: Vec<Multiaddr>,
     /// The HTTP API address [default: 127.0.0.1:7700]
     #[arg(long, env = "CNODE_API", value_name = "HOST:PORT")]
     pub(crate) api: Option<SocketAddr>,
     /// Connect to this peer at start (repeatable; added to config.toml's list).
-    #[arg(long, env = "CNODE_BOOTSTRAP", value_delimiter = ',', value_name = "MULTIADDR")]
+    #[arg(
+        long,
+        env = "CNODE_BOOTSTRAP",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
     pub(crate) bootstrap: Vec<Multiaddr>,
     /// Do not discover peers on the local network.
     #[arg(long, env = "CNODE_NO_MDNS")]
     pub(crate) no_mdns: bool,
     /// Reserve a slot on this relay so NATed peers can reach us through it (repeatable).
-    #[arg(long, env = "CNODE_RELAY", value_delimiter = ',', value_name = "MULTIADDR")]
+    #[arg(
+        long,
+        env = "CNODE_RELAY",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
     pub(crate) relay: Vec<Multiaddr>,
     /// Serve as a circuit relay: auto (when publicly reachable), on, off.
     #[arg(long, env = "CNODE_RELAY_SERVER", value_name = "MODE")]

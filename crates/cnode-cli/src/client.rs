@@ -51,9 +51,17 @@ impl ApiClient {
         url
     }
 
-    async fn send(&self, method: Method, segments: &[&str], body: Option<Vec<u8>>) -> Result<reqwest::Response> {
+    async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<Vec<u8>>,
+    ) -> Result<reqwest::Response> {
         let url = self.url(segments);
-        let mut req = self.http.request(method, url.clone()).bearer_auth(&self.token);
+        let mut req = self
+            .http
+            .request(method, url.clone())
+            .bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.body(body);
         }
@@ -78,7 +86,9 @@ impl ApiClient {
             .and_then(|v| v["error"].as_str().map(str::to_owned))
             .unwrap_or(text);
         if status == StatusCode::UNAUTHORIZED {
-            return anyhow!("the node refused our API token ({msg}); is another node using this data directory?");
+            return anyhow!(
+                "the node refused our API token ({msg}); is another node using this data directory?"
+            );
         }
         anyhow!("{msg} (HTTP {})", status.as_u16())
     }
@@ -89,11 +99,16 @@ impl ApiClient {
         if !resp.status().is_success() {
             return Err(Self::error_of(resp).await);
         }
-        resp.json().await.context("the node sent an unreadable answer")
+        resp.json()
+            .await
+            .context("the node sent an unreadable answer")
     }
 
     /// GET, returning `None` on 404.
-    pub(crate) async fn get_json_opt<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<Option<T>> {
+    pub(crate) async fn get_json_opt<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+    ) -> Result<Option<T>> {
         let resp = self.send(Method::GET, segments, None).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -101,7 +116,11 @@ impl ApiClient {
         if !resp.status().is_success() {
             return Err(Self::error_of(resp).await);
         }
-        Ok(Some(resp.json().await.context("the node sent an unreadable answer")?))
+        Ok(Some(
+            resp.json()
+                .await
+                .context("the node sent an unreadable answer")?,
+        ))
     }
 
     /// PUT raw bytes.

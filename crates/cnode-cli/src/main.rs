@@ -42,14 +42,24 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: clap's first line already says what is wrong.
             let text = e.to_string();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
             eprintln!("{first} (see `cnode --help`)");
             return ExitCode::from(2);
         }
     };
     let runs_node = matches!(cli.command, None | Some(Command::Run(_)));
-    init_tracing(if runs_node { "info,libp2p_mdns=warn,libp2p_kad=error" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    init_tracing(if runs_node {
+        "info,libp2p_mdns=warn,libp2p_kad=error"
+    } else {
+        "warn"
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

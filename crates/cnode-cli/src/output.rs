@@ -24,7 +24,10 @@ pub(crate) fn print_init(report: &InitReport, as_json: bool) {
     println!("initialised {}", report.dir.display());
     println!("peer id     {}", report.peer_id);
     if report.created_config {
-        println!("config      {}", report.dir.join(cnode_node::CONFIG_FILE).display());
+        println!(
+            "config      {}",
+            report.dir.join(cnode_node::CONFIG_FILE).display()
+        );
     }
 }
 
@@ -33,14 +36,36 @@ pub(crate) fn print_status(s: &StatusInfo) {
     println!("version     {}", s.version);
     println!("api         http://{}", s.api);
     println!("peers       {} connected", s.connected_peers);
-    println!("nat         {}{}", s.nat_status, if s.relay_server { " (relaying for others)" } else { "" });
+    println!(
+        "nat         {}{}",
+        s.nat_status,
+        if s.relay_server {
+            " (relaying for others)"
+        } else {
+            ""
+        }
+    );
     println!("uptime      {}s", s.uptime_secs);
     println!("data        {}", s.data_dir);
     for (i, a) in s.listen_addrs.iter().enumerate() {
-        println!("{}{a}", if i == 0 { "listening   " } else { "            " });
+        println!(
+            "{}{a}",
+            if i == 0 {
+                "listening   "
+            } else {
+                "            "
+            }
+        );
     }
     for (i, a) in s.external_addrs.iter().enumerate() {
-        println!("{}{a}", if i == 0 { "external    " } else { "            " });
+        println!(
+            "{}{a}",
+            if i == 0 {
+                "external    "
+            } else {
+                "            "
+            }
+        );
     }
 }
 
@@ -49,7 +74,10 @@ pub(crate) fn print_peers(peers: &[PeerInfo]) {
         println!("no peers connected");
         return;
     }
-    println!("{:<54} {:<9} {:<9} {:>9}  ADDRESS", "PEER", "TRANSPORT", "DIRECTION", "LATENCY");
+    println!(
+        "{:<54} {:<9} {:<9} {:>9}  ADDRESS",
+        "PEER", "TRANSPORT", "DIRECTION", "LATENCY"
+    );
     for p in peers {
         let latency = p
             .latency_ms

@@ -64,7 +64,12 @@ pub(crate) async fn run(dir: DataDir, args: RunArgs) -> Result<()> {
         addr: api.addr(),
         pid: std::process::id(),
     })
-    .with_context(|| format!("cannot write {}", dir.path(cnode_node::API_INFO_FILE).display()))?;
+    .with_context(|| {
+        format!(
+            "cannot write {}",
+            dir.path(cnode_node::API_INFO_FILE).display()
+        )
+    })?;
 
     tracing::info!(
         peer_id = %node.peer_id(),

@@ -104,9 +104,11 @@ fn build_behaviour(
         })
         .build()
         .map_err(|e| SpawnError::Behaviour(format!("gossipsub config: {e}")))?;
-    let mut gossipsub =
-        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)
-            .map_err(|e| SpawnError::Behaviour(format!("gossipsub: {e}")))?;
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossip_cfg,
+    )
+    .map_err(|e| SpawnError::Behaviour(format!("gossipsub: {e}")))?;
     gossipsub
         .with_peer_score(
             gossipsub::PeerScoreParams::default(),
@@ -138,7 +140,9 @@ fn build_behaviour(
 
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(conn_limits),
-        memory: memory_connection_limits::Behaviour::with_max_percentage(limits.max_memory_fraction),
+        memory: memory_connection_limits::Behaviour::with_max_percentage(
+            limits.max_memory_fraction,
+        ),
         relay_client,
         relay_server: Switch::new(relay::Behaviour::new(peer_id, relay_cfg), relay_on),
         identify,

@@ -173,7 +173,8 @@ impl NetClient {
 
     /// Stores `value` under `key` in the DHT (locally and on the closest peers).
     pub async fn dht_put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), DhtError> {
-        self.ask(|reply| Command::DhtPut { key, value, reply }).await?
+        self.ask(|reply| Command::DhtPut { key, value, reply })
+            .await?
     }
 
     /// Looks `key` up in the DHT; `None` when no peer has it.
@@ -184,19 +185,26 @@ impl NetClient {
     /// Joins a gossip topic. Returns false when already subscribed.
     pub async fn subscribe(&self, topic: impl Into<String>) -> Result<bool, GossipError> {
         let topic = topic.into();
-        self.ask(|reply| Command::Subscribe { topic, reply }).await?
+        self.ask(|reply| Command::Subscribe { topic, reply })
+            .await?
     }
 
     /// Leaves a gossip topic. Returns false when not subscribed.
     pub async fn unsubscribe(&self, topic: impl Into<String>) -> Result<bool, Closed> {
         let topic = topic.into();
-        self.ask(|reply| Command::Unsubscribe { topic, reply }).await
+        self.ask(|reply| Command::Unsubscribe { topic, reply })
+            .await
     }
 
     /// Publishes `data` on a gossip topic.
-    pub async fn publish(&self, topic: impl Into<String>, data: Vec<u8>) -> Result<(), GossipError> {
+    pub async fn publish(
+        &self,
+        topic: impl Into<String>,
+        data: Vec<u8>,
+    ) -> Result<(), GossipError> {
         let topic = topic.into();
-        self.ask(|reply| Command::Publish { topic, data, reply }).await?
+        self.ask(|reply| Command::Publish { topic, data, reply })
+            .await?
     }
 
     /// Peers we know to be subscribed to `topic`.

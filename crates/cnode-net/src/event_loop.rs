@@ -235,7 +235,9 @@ impl EventLoop {
                     return;
                 }
                 let opts = match peer_id_of(&addr) {
-                    Some(peer) => DialOpts::peer_id(peer).addresses(vec![addr.clone()]).build(),
+                    Some(peer) => DialOpts::peer_id(peer)
+                        .addresses(vec![addr.clone()])
+                        .build(),
                     None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
                 };
                 let id = opts.connection_id();
@@ -252,14 +254,12 @@ impl EventLoop {
                 }
             }
             Command::ListenOn { addr, reply } => {
-                let res = self
-                    .swarm
-                    .listen_on(addr.clone())
-                    .map(|_| ())
-                    .map_err(|e| ListenError::Failed {
+                let res = self.swarm.listen_on(addr.clone()).map(|_| ()).map_err(|e| {
+                    ListenError::Failed {
                         addr,
                         reason: e.to_string(),
-                    });
+                    }
+                });
                 let _ = reply.send(res);
             }
             Command::DhtPut { key, value, reply } => {
@@ -421,11 +421,11 @@ impl EventLoop {
                 if let Some(k) = self.known.get_mut(&peer_id) {
                     k.backoff = REDIAL_MIN;
                 }
-                self.peers
-                    .entry(peer_id)
-                    .or_default()
-                    .conns
-                    .push((connection_id, addr.clone(), outbound));
+                self.peers.entry(peer_id).or_default().conns.push((
+                    connection_id,
+                    addr.clone(),
+                    outbound,
+                ));
                 self.net_metrics
                     .connected_peers
                     .set(self.swarm.connected_peers().count() as i64);
@@ -536,7 +536,9 @@ impl EventLoop {
                         info!(%peer, "found on the local network (mDNS)");
                         self.remember(peer, addrs.clone(), now);
                         if !self.swarm.is_connected(&peer) {
-                            let _ = self.swarm.dial(DialOpts::peer_id(peer).addresses(addrs).build());
+                            let _ = self
+                                .swarm
+                                .dial(DialOpts::peer_id(peer).addresses(addrs).build());
                         }
                     }
                 }
@@ -570,7 +572,9 @@ impl EventLoop {
             BehaviourEvent::Dcutr(ev) => {
                 self.metrics.record(&ev);
                 match &ev.result {
-                    Ok(_) => info!(peer = %ev.remote_peer_id, "hole punch succeeded: direct connection"),
+                    Ok(_) => {
+                        info!(peer = %ev.remote_peer_id, "hole punch succeeded: direct connection")
+                    }
                     Err(e) => info!(peer = %ev.remote_peer_id, "hole punch failed: {e}"),
                 }
             }

@@ -152,10 +152,12 @@ pub async fn spawn(
 
     let mut listeners = Vec::new();
     for addr in &config.listen {
-        let id = swarm.listen_on(addr.clone()).map_err(|e| SpawnError::Listen {
-            addr: addr.clone(),
-            reason: e.to_string(),
-        })?;
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| SpawnError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
         listeners.push((id, addr.clone()));
     }
     // Drive the swarm until every listener has an address (or failed).

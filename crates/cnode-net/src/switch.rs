@@ -130,7 +130,10 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Switch<B> {
         }
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         self.inner.poll(cx).map(|ev| ev.map_in(Either::Left))
     }
 }

@@ -58,7 +58,9 @@ pub struct InitReport {
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     /// A key exists and `--force` was not given.
-    #[error("{path} already exists; refusing to replace the node's identity (use --force to create a new one)")]
+    #[error(
+        "{path} already exists; refusing to replace the node's identity (use --force to create a new one)"
+    )]
     KeyExists {
         /// The key file.
         path: PathBuf,
@@ -84,7 +86,9 @@ pub enum KeyError {
         path: PathBuf,
     },
     /// The file exists but is not a key.
-    #[error("node key {path} is corrupted ({len} bytes: {reason}); restore it from a backup, or run `cnode init --force` to start over with a new identity")]
+    #[error(
+        "node key {path} is corrupted ({len} bytes: {reason}); restore it from a backup, or run `cnode init --force` to start over with a new identity"
+    )]
     Corrupt {
         /// The key file.
         path: PathBuf,
@@ -169,12 +173,10 @@ impl DataDir {
         let _ = fs::remove_file(&probe);
 
         let key = Keypair::generate_ed25519();
-        let encoded = key
-            .to_protobuf_encoding()
-            .map_err(|e| InitError::Io {
-                path: key_path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        let encoded = key.to_protobuf_encoding().map_err(|e| InitError::Io {
+            path: key_path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         write_secret(&key_path, &encoded).map_err(io(&key_path))?;
 
         let token_path = self.path(TOKEN_FILE);

@@ -86,9 +86,12 @@ impl Store {
             source,
         };
         let mut conn = Connection::open(&path).map_err(sqlite)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sqlite)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
         Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut conn)

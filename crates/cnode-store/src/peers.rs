@@ -95,7 +95,10 @@ mod tests {
     async fn upsert_replaces_and_caps() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.upsert_peer("a".into(), vec!["/x".into()]).await.unwrap();
+        store
+            .upsert_peer("a".into(), vec!["/x".into()])
+            .await
+            .unwrap();
         store
             .upsert_peer("a".into(), (0..40).map(|i| format!("/y/{i}")).collect())
             .await
@@ -115,6 +118,9 @@ mod tests {
         for i in 0..(MAX_PEERS + 5) {
             store.upsert_peer(format!("p{i}"), vec![]).await.unwrap();
         }
-        assert_eq!(store.known_peers(usize::MAX >> 1).await.unwrap().len(), MAX_PEERS);
+        assert_eq!(
+            store.known_peers(usize::MAX >> 1).await.unwrap().len(),
+            MAX_PEERS
+        );
     }
 }

@@ -12,8 +12,8 @@ use std::{future::Future, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, anyhow};
 use cnode_api::ApiServer;
-use cnode_node::{DataDir, Node, NodeBuilder, NodeConfig};
 pub use cnode_net::{Multiaddr, NetEvent, PeerId};
+use cnode_node::{DataDir, Node, NodeBuilder, NodeConfig};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -70,7 +70,9 @@ pub struct TestNode {
 
 impl std::fmt::Debug for TestNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestNode").field("name", &self.name).finish()
+        f.debug_struct("TestNode")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -117,9 +119,13 @@ impl TestNode {
             .with_context(|| format!("spawn node {name}"))?;
         let api = if opts.api {
             Some(
-                cnode_api::serve(node.clone(), ([127, 0, 0, 1], 0).into(), CancellationToken::new())
-                    .instrument(span)
-                    .await?,
+                cnode_api::serve(
+                    node.clone(),
+                    ([127, 0, 0, 1], 0).into(),
+                    CancellationToken::new(),
+                )
+                .instrument(span)
+                .await?,
             )
         } else {
             None
@@ -202,8 +208,12 @@ impl TestNode {
 }
 
 fn listen_addrs(t: Transports) -> Vec<Multiaddr> {
-    let quic: Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap_or_else(|_| Multiaddr::empty());
-    let tcp: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().unwrap_or_else(|_| Multiaddr::empty());
+    let quic: Multiaddr = "/ip4/127.0.0.1/udp/0/quic-v1"
+        .parse()
+        .unwrap_or_else(|_| Multiaddr::empty());
+    let tcp: Multiaddr = "/ip4/127.0.0.1/tcp/0"
+        .parse()
+        .unwrap_or_else(|_| Multiaddr::empty());
     match t {
         Transports::Quic => vec![quic],
         Transports::Tcp => vec![tcp],

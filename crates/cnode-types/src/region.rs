@@ -86,7 +86,10 @@ mod tests {
             let id: RegionId = r.parse().unwrap();
             assert_eq!(id.as_str(), r.to_ascii_lowercase());
         }
-        assert_eq!("w5q6".parse::<RegionId>().unwrap().topic(), "cnode/1/region/w5q6");
+        assert_eq!(
+            "w5q6".parse::<RegionId>().unwrap().topic(),
+            "cnode/1/region/w5q6"
+        );
     }
 
     #[test]

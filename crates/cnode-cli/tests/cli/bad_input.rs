@@ -29,9 +29,19 @@ fn api_port_already_in_use() {
     let key = read(&a.file("node.key"));
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let out = a.run_cmd(&["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", &format!("127.0.0.1:{port}")]);
+    let out = a.run_cmd(&[
+        "run",
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api",
+        &format!("127.0.0.1:{port}"),
+    ]);
     let err = assert_one_line_error(&out, "API port in use");
-    assert!(err.contains(&port.to_string()) && err.to_lowercase().contains("in use"), "{err}");
+    assert!(
+        err.contains(&port.to_string()) && err.to_lowercase().contains("in use"),
+        "{err}"
+    );
     assert_eq!(read(&a.file("node.key")), key);
     assert!(!a.file("api.json").exists());
 }
@@ -42,7 +52,14 @@ fn p2p_port_already_in_use() {
     a.init();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let out = a.run_cmd(&["run", "--no-mdns", "--api", "127.0.0.1:0", "--listen", &format!("/ip4/127.0.0.1/tcp/{port}")]);
+    let out = a.run_cmd(&[
+        "run",
+        "--no-mdns",
+        "--api",
+        "127.0.0.1:0",
+        "--listen",
+        &format!("/ip4/127.0.0.1/tcp/{port}"),
+    ]);
     let err = assert_one_line_error(&out, "p2p port in use");
     assert!(err.contains(&port.to_string()), "{err}");
 }
@@ -66,7 +83,10 @@ fn unwritable_data_directory() {
             .output()
             .unwrap();
         let err = assert_one_line_error(&out, &format!("unwritable data dir {cmd:?}"));
-        assert!(err.contains(&*bad.to_string_lossy()) || err.contains("file"), "{err}");
+        assert!(
+            err.contains(&*bad.to_string_lossy()) || err.contains("file"),
+            "{err}"
+        );
     }
     assert_eq!(std::fs::read(&blocker).unwrap(), b"keep me");
 
@@ -91,10 +111,24 @@ fn corrupted_config_toml() {
         ("\u{0}\u{1}binary garbage", "line"),
     ] {
         std::fs::write(a.file("config.toml"), text).unwrap();
-        let out = a.run_cmd(&["run", "--no-mdns", "--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+        let out = a.run_cmd(&[
+            "run",
+            "--no-mdns",
+            "--api",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ]);
         let err = assert_one_line_error(&out, &format!("config {text:?}"));
-        assert!(err.contains("config.toml") && err.contains(expect), "{text:?}: {err}");
-        assert_eq!(std::fs::read_to_string(a.file("config.toml")).unwrap(), text, "config untouched");
+        assert!(
+            err.contains("config.toml") && err.contains(expect),
+            "{text:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(a.file("config.toml")).unwrap(),
+            text,
+            "config untouched"
+        );
     }
 }
 
@@ -104,10 +138,16 @@ fn truncated_key_file() {
     a.init();
     let key = read(&a.file("node.key"));
     std::fs::write(a.file("node.key"), &key[..key.len() / 2]).unwrap();
-    for cmd in [&["run", "--no-mdns", "--api", "127.0.0.1:0"][..], &["id"][..]] {
+    for cmd in [
+        &["run", "--no-mdns", "--api", "127.0.0.1:0"][..],
+        &["id"][..],
+    ] {
         let out = a.run_cmd(cmd);
         let err = assert_one_line_error(&out, "truncated key");
-        assert!(err.contains("corrupted") && err.contains("node.key"), "{err}");
+        assert!(
+            err.contains("corrupted") && err.contains("node.key"),
+            "{err}"
+        );
     }
     // Neither `run` nor a bare `cnode` replaces the damaged key.
     assert_eq!(read(&a.file("node.key")), &key[..key.len() / 2]);
@@ -123,7 +163,14 @@ fn second_node_on_the_same_data_dir_is_refused() {
     a.init();
     let mut run = a.spawn_run(&[]);
     run.wait_api(Duration::from_secs(20));
-    let out = a.run_cmd(&["run", "--no-mdns", "--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let out = a.run_cmd(&[
+        "run",
+        "--no-mdns",
+        "--api",
+        "127.0.0.1:0",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
     let err = assert_one_line_error(&out, "second node");
     assert!(err.contains("already running"), "{err}");
     // The first node is unharmed.

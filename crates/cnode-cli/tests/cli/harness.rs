@@ -18,7 +18,10 @@ pub(crate) struct Cnode {
 
 impl Cnode {
     pub(crate) fn new() -> Self {
-        let tmp = tempfile::Builder::new().prefix("cnode-cli").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("cnode-cli")
+            .tempdir()
+            .unwrap();
         let data = tmp.path().join("data");
         Self {
             _tmp: tmp,
@@ -37,7 +40,9 @@ impl Cnode {
             None => Command::new(BIN),
         };
         c.arg("--data").arg(&self.data);
-        c.env("CNODE_LOG", "warn").env_remove("CNODE_DATA").stdin(Stdio::null());
+        c.env("CNODE_LOG", "warn")
+            .env_remove("CNODE_DATA")
+            .stdin(Stdio::null());
         c
     }
 
@@ -47,21 +52,32 @@ impl Cnode {
 
     pub(crate) fn init(&self) {
         let out = self.run_cmd(&["init"]);
-        assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts `cnode run` on ephemeral loopback ports with mDNS off, plus `extra`.
     pub(crate) fn spawn_run(&self, extra: &[&str]) -> Running {
         let mut c = self.command();
         c.args(["run", "--api", "127.0.0.1:0"]);
-        if !extra.iter().any(|a| *a == "--listen") {
-            c.args(["--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"]);
+        if !extra.contains(&"--listen") {
+            c.args([
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+            ]);
         }
         if !extra.contains(&"--mdns-on") {
             c.arg("--no-mdns");
         }
         c.args(extra.iter().filter(|a| **a != "--mdns-on"));
-        c.env("CNODE_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped());
+        c.env("CNODE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let started = Instant::now();
         let child = c.spawn().unwrap();
         Running {
@@ -74,13 +90,21 @@ impl Cnode {
 
     pub(crate) fn status_json(&self) -> serde_json::Value {
         let out = self.run_cmd(&["status", "--json"]);
-        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
     pub(crate) fn peers_json(&self) -> serde_json::Value {
         let out = self.run_cmd(&["peers", "--json"]);
-        assert!(out.status.success(), "peers: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "peers: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -126,13 +150,19 @@ impl Running {
             {
                 return self.started.elapsed();
             }
-            assert!(Instant::now() < deadline, "API did not come up within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "API did not come up within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
-    pub(crate) fn terminate(mut self, limit: Duration) -> (std::process::ExitStatus, Duration, String) {
+    pub(crate) fn terminate(
+        mut self,
+        limit: Duration,
+    ) -> (std::process::ExitStatus, Duration, String) {
         let t = Instant::now();
         signal(self.child.id(), "TERM");
         let deadline = t + limit;
@@ -165,7 +195,10 @@ impl Drop for Running {
 }
 
 pub(crate) fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -194,7 +227,11 @@ fn healthz(addr: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).is_err() {
+    if s.write_all(
+        format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .is_err()
+    {
         return false;
     }
     let mut buf = String::new();
@@ -212,7 +249,10 @@ pub(crate) fn stderr_lines(out: &Output) -> (String, usize) {
 /// Asserts a clear one-line error and a non-zero exit; returns the line.
 pub(crate) fn assert_one_line_error(out: &Output, what: &str) -> String {
     let (err, lines) = stderr_lines(out);
-    assert!(!out.status.success(), "{what}: expected failure, got success");
+    assert!(
+        !out.status.success(),
+        "{what}: expected failure, got success"
+    );
     assert_eq!(lines, 1, "{what}: expected one line on stderr, got:\n{err}");
     assert!(err.starts_with("error"), "{what}: {err}");
     err.trim().to_owned()

@@ -9,7 +9,10 @@ fn init_run_status_peers_sigterm() {
     let a = Cnode::new();
     a.init();
     let key = read(&a.file("node.key"));
-    let id = String::from_utf8(a.run_cmd(&["id"]).stdout).unwrap().trim().to_owned();
+    let id = String::from_utf8(a.run_cmd(&["id"]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(id.starts_with("12D3Koo"), "{id}");
 
     let mut run = a.spawn_run(&[]);
@@ -21,8 +24,18 @@ fn init_run_status_peers_sigterm() {
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(s["connected_peers"], 0);
     assert!(s["api"].as_str().unwrap().starts_with("127.0.0.1:"));
-    let addrs: Vec<&str> = s["listen_addrs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(addrs.iter().any(|a| a.contains("/tcp/") && !a.contains("/tcp/0/")), "{addrs:?}");
+    let addrs: Vec<&str> = s["listen_addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        addrs
+            .iter()
+            .any(|a| a.contains("/tcp/") && !a.contains("/tcp/0/")),
+        "{addrs:?}"
+    );
     assert!(addrs.iter().any(|a| a.contains("/quic-v1/")), "{addrs:?}");
     assert!(addrs.iter().all(|a| a.ends_with(&format!("/p2p/{id}"))));
 
@@ -37,7 +50,10 @@ fn init_run_status_peers_sigterm() {
         if peers.as_array().unwrap().iter().any(|p| p["peer_id"] == id) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "b never connected to a: {peers}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b never connected to a: {peers}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let human = String::from_utf8(b.run_cmd(&["peers"]).stdout).unwrap();
@@ -47,7 +63,11 @@ fn init_run_status_peers_sigterm() {
 
     // DHT through the CLI.
     let put = b.run_cmd(&["dht", "put", "greeting", "sawasdee"]);
-    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
     let got = a.run_cmd(&["dht", "get", "greeting"]);
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "sawasdee");
     let missing = a.run_cmd(&["dht", "get", "nothing-here"]);
@@ -60,7 +80,10 @@ fn init_run_status_peers_sigterm() {
     assert_eq!(status.code(), Some(0), "exit status {status}, log:\n{log}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(log.contains("stopped cleanly"), "{log}");
-    assert!(!a.file("api.json").exists(), "api.json removed at clean shutdown");
+    assert!(
+        !a.file("api.json").exists(),
+        "api.json removed at clean shutdown"
+    );
     assert_eq!(read(&a.file("node.key")), key, "key untouched");
 
     // With the node gone, client commands say how to start it.
@@ -84,9 +107,18 @@ fn bare_cnode_initialises_and_runs() {
     let child = c.spawn().unwrap();
     let mut run = crate::harness::Running::from_child(child, a.data.clone());
     run.wait_api(Duration::from_secs(20));
-    assert!(a.file("node.key").exists() && a.file("api.token").exists() && a.file("config.toml").exists());
+    assert!(
+        a.file("node.key").exists()
+            && a.file("api.token").exists()
+            && a.file("config.toml").exists()
+    );
     let s = a.status_json();
-    assert!(s["listen_addrs"][0].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"));
+    assert!(
+        s["listen_addrs"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("/ip4/127.0.0.1/tcp/")
+    );
     let (status, _, _) = run.terminate(Duration::from_secs(5));
     assert!(status.success());
 }
@@ -109,7 +141,10 @@ fn init_refuses_to_overwrite_the_key() {
 
 #[test]
 fn help_lists_every_command() {
-    let out = std::process::Command::new(crate::harness::BIN).arg("--help").output().unwrap();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     for c in ["init", "run", "status", "peers", "id", "dht"] {
         assert!(text.contains(c), "--help lacks {c}");

@@ -1,5 +1,7 @@
 //! Process-level tests of the real `cnode` binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod harness;
 mod lifecycle;

@@ -30,8 +30,15 @@ impl Drop for Netns {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("the `ip` tool (iproute2) is needed");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("the `ip` tool (iproute2) is needed");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -59,12 +66,23 @@ fn two_nodes_on_one_host_find_each_other_by_mdns() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let peers = a.peers_json();
-        if let Some(p) = peers.as_array().unwrap().iter().find(|p| p["peer_id"] == b_id) {
+        if let Some(p) = peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["peer_id"] == b_id)
+        {
             // Found through the private link, not configured anywhere.
-            assert!(p["addrs"][0].as_str().unwrap().contains("10.231.0.1"), "{p}");
+            assert!(
+                p["addrs"][0].as_str().unwrap().contains("10.231.0.1"),
+                "{p}"
+            );
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no mDNS discovery within 30 s: {peers}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mDNS discovery within 30 s: {peers}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (sa, _, log) = ra.terminate(Duration::from_secs(5));
@@ -75,12 +93,26 @@ fn two_nodes_on_one_host_find_each_other_by_mdns() {
 
 #[test]
 fn relayed_connection_between_two_nated_hosts() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/netns-relay-test.sh");
-    let out = Command::new("bash").arg(script).arg(crate::harness::BIN).output().unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/netns-relay-test.sh"
+    );
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(crate::harness::BIN)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "relay scenario failed:\n{stdout}\n{stderr}");
-    let result = stdout.lines().rev().find(|l| l.starts_with("RESULT")).unwrap_or("");
+    assert!(
+        out.status.success(),
+        "relay scenario failed:\n{stdout}\n{stderr}"
+    );
+    let result = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("RESULT"))
+        .unwrap_or("");
     eprintln!("{result}");
     assert!(result.contains("relayed=yes"), "{stdout}");
 }

@@ -1,4 +1,6 @@
 //! Multi-node integration tests: real nodes, real sockets on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod net;

@@ -22,12 +22,23 @@ async fn connect_over(transport: Transports, expect: &str) -> Result<()> {
     b.wait_connected(a.peer_id(), DEFAULT_TIMEOUT).await?;
     a.wait_connected(b.peer_id(), DEFAULT_TIMEOUT).await?;
     let peers = b.node.net().peers().await?;
-    let pa = peers.iter().find(|p| p.peer_id == a.peer_id().to_string()).expect("a listed");
+    let pa = peers
+        .iter()
+        .find(|p| p.peer_id == a.peer_id().to_string())
+        .expect("a listed");
     assert_eq!(pa.transport, expect, "{pa:?}");
     assert_eq!(pa.direction, "outbound");
     // identify has run: we know what a speaks.
     wait_until("identify", DEFAULT_TIMEOUT, || async {
-        b.node.net().peers().await.map(|ps| ps.iter().any(|p| p.agent.as_deref().is_some_and(|a| a.starts_with("cnode/")))).unwrap_or(false)
+        b.node
+            .net()
+            .peers()
+            .await
+            .map(|ps| {
+                ps.iter()
+                    .any(|p| p.agent.as_deref().is_some_and(|a| a.starts_with("cnode/")))
+            })
+            .unwrap_or(false)
     })
     .await?;
     let status = a.node.net().status().await?;
@@ -51,18 +62,37 @@ async fn two_nodes_connect_over_tcp() -> Result<()> {
 async fn five_node_chain_dht_and_gossip() -> Result<()> {
     let nodes = TestNode::spawn_chain(5, Transports::Quic).await?;
     for pair in nodes.windows(2) {
-        pair[1].wait_connected(pair[0].peer_id(), DEFAULT_TIMEOUT).await?;
+        pair[1]
+            .wait_connected(pair[0].peer_id(), DEFAULT_TIMEOUT)
+            .await?;
     }
 
     // DHT: put on node 1, get on node 5 (which was only told about node 4).
-    timeout("dht put", DEFAULT_TIMEOUT, nodes[0].node.net().dht_put(b"chiang-mai".to_vec(), b"w5q6".to_vec()))
-        .await??;
-    let found = timeout("dht get", DEFAULT_TIMEOUT, nodes[4].node.net().dht_get(b"chiang-mai".to_vec())).await??;
+    timeout(
+        "dht put",
+        DEFAULT_TIMEOUT,
+        nodes[0]
+            .node
+            .net()
+            .dht_put(b"chiang-mai".to_vec(), b"w5q6".to_vec()),
+    )
+    .await??;
+    let found = timeout(
+        "dht get",
+        DEFAULT_TIMEOUT,
+        nodes[4].node.net().dht_get(b"chiang-mai".to_vec()),
+    )
+    .await??;
     let found = found.expect("node 5 finds the value put on node 1");
     assert_eq!(found.value, b"w5q6");
     assert_eq!(found.publisher, Some(nodes[0].peer_id()));
     // A key nobody put is not found (and the query ends).
-    let missing = timeout("dht get missing", DEFAULT_TIMEOUT, nodes[4].node.net().dht_get(b"nobody".to_vec())).await??;
+    let missing = timeout(
+        "dht get missing",
+        DEFAULT_TIMEOUT,
+        nodes[4].node.net().dht_get(b"nobody".to_vec()),
+    )
+    .await??;
     assert!(missing.is_none());
 
     // Gossip: everyone joins the topic, node 3 publishes, all others receive.
@@ -76,26 +106,44 @@ async fn five_node_chain_dht_and_gossip() -> Result<()> {
         let net = n.node.net().clone();
         wait_until("topic peers", DEFAULT_TIMEOUT, || {
             let net = net.clone();
-            async move { net.topic_peers(topic).await.map(|p| !p.is_empty()).unwrap_or(false) }
+            async move {
+                net.topic_peers(topic)
+                    .await
+                    .map(|p| !p.is_empty())
+                    .unwrap_or(false)
+            }
         })
         .await?;
     }
     // Give the mesh a heartbeat to form.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    nodes[2].node.net().publish(topic, b"songkran on saturday".to_vec()).await?;
+    nodes[2]
+        .node
+        .net()
+        .publish(topic, b"songkran on saturday".to_vec())
+        .await?;
     for (i, rx) in receivers.iter_mut().enumerate() {
         if i == 2 {
             continue;
         }
-        let got = timeout(&format!("gossip at node {}", i + 1), DEFAULT_TIMEOUT, async {
-            loop {
-                match rx.recv().await {
-                    Ok(NetEvent::Gossip { topic: t, data, source, .. }) if t == topic => return Ok((data, source)),
-                    Ok(_) => continue,
-                    Err(e) => return Err(e),
+        let got = timeout(
+            &format!("gossip at node {}", i + 1),
+            DEFAULT_TIMEOUT,
+            async {
+                loop {
+                    match rx.recv().await {
+                        Ok(NetEvent::Gossip {
+                            topic: t,
+                            data,
+                            source,
+                            ..
+                        }) if t == topic => return Ok((data, source)),
+                        Ok(_) => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-        })
+            },
+        )
         .await??;
         assert_eq!(got.0, b"songkran on saturday");
         assert_eq!(got.1, Some(nodes[2].peer_id()));
@@ -119,7 +167,13 @@ async fn restarted_node_reconnects_without_bootstrap() -> Result<()> {
     wait_until("address book entry", DEFAULT_TIMEOUT, || {
         let store = store.clone();
         let a_id = a_id.clone();
-        async move { store.known_peers(10).await.map(|ps| ps.iter().any(|p| p.peer_id == a_id)).unwrap_or(false) }
+        async move {
+            store
+                .known_peers(10)
+                .await
+                .map(|ps| ps.iter().any(|p| p.peer_id == a_id))
+                .unwrap_or(false)
+        }
     })
     .await?;
     let b_dir = b.data_dir().clone();
@@ -159,7 +213,12 @@ async fn dropped_peer_is_redialled() -> Result<()> {
     let b_net = b.node.net().clone();
     wait_until("b notices a is gone", DEFAULT_TIMEOUT, || {
         let net = b_net.clone();
-        async move { net.status().await.map(|s| s.connected_peers == 0).unwrap_or(false) }
+        async move {
+            net.status()
+                .await
+                .map(|s| s.connected_peers == 0)
+                .unwrap_or(false)
+        }
     })
     .await?;
     // Same identity, same port, but an empty address book: only b can re-dial.
@@ -177,7 +236,8 @@ async fn dropped_peer_is_redialled() -> Result<()> {
         assert_eq!(node.peer_id(), dd.load_key()?.public().to_peer_id());
         node
     };
-    b.wait_connected(a2.peer_id(), Duration::from_secs(30)).await?;
+    b.wait_connected(a2.peer_id(), Duration::from_secs(30))
+        .await?;
     a2.shutdown().await;
     b.shutdown().await;
     drop(keep);
