@@ -204,6 +204,50 @@ mod tests {
         assert!(!constant_time_eq(b"", b"a"));
     }
 
+    /// The router answers without a server: auth is enforced, healthz is open.
+    #[tokio::test]
+    async fn router_without_a_server() {
+        use axum::{body::Body, http::Request};
+        use tower::ServiceExt;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = cnode_node::DataDir::new(tmp.path());
+        dir.init(false).unwrap();
+        let mut config = cnode_node::NodeConfig::with_defaults(tmp.path().to_owned());
+        config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+        config.mdns = false;
+        let node = cnode_node::NodeBuilder::new(config).spawn().await.unwrap();
+        let app = router(node.clone());
+        let get = |uri: &str, token: Option<&str>| {
+            let mut b = Request::get(uri);
+            if let Some(t) = token {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        let token = dir.load_token().unwrap();
+        let r = app.clone().oneshot(get("/healthz", None)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let r = app.clone().oneshot(get("/v1/status", None)).await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = app
+            .clone()
+            .oneshot(get("/v1/status", Some("nope")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = app
+            .clone()
+            .oneshot(get("/v1/status", Some(&token)))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        node.shutdown().await;
+        // After shutdown the API says so instead of hanging or panicking.
+        let r = app.oneshot(get("/v1/peers", Some(&token))).await.unwrap();
+        assert_eq!(r.status(), 503);
+    }
+
     #[test]
     fn openapi_lists_every_route() {
         let doc = serde_json::to_value(openapi()).unwrap();
