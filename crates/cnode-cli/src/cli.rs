@@ -121,6 +121,14 @@ pub(crate) struct RunArgs {
         value_name = "MULTIADDR"
     )]
     pub(crate) relay: Vec<Multiaddr>,
+    /// Announce this address as reachable, e.g. a VPS's public address (repeatable).
+    #[arg(
+        long,
+        env = "CNODE_EXTERNAL",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
+    pub(crate) external: Vec<Multiaddr>,
     /// Serve as a circuit relay: auto (when publicly reachable), on, off.
     #[arg(long, env = "CNODE_RELAY_SERVER", value_name = "MODE")]
     pub(crate) relay_server: Option<RelayServerArg>,

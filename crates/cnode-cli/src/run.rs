@@ -48,6 +48,7 @@ pub(crate) async fn run(dir: DataDir, args: RunArgs) -> Result<()> {
         bootstrap: args.bootstrap,
         no_mdns: args.no_mdns,
         relays: args.relay,
+        external: args.external,
         relay_server: args.relay_server.map(|r| match r {
             RelayServerArg::Auto => RelayServerSetting::Auto,
             RelayServerArg::On => RelayServerSetting::On,

@@ -144,7 +144,17 @@ fn build_behaviour(
             limits.max_memory_fraction,
         ),
         relay_client,
-        relay_server: Switch::new(relay::Behaviour::new(peer_id, relay_cfg), relay_on),
+        relay_server: {
+            // Advertise the relay protocol exactly when switched on, not when
+            // libp2p guesses from external addresses.
+            let mut server = relay::Behaviour::new(peer_id, relay_cfg);
+            server.set_status(Some(if relay_on {
+                relay::Status::Enable
+            } else {
+                relay::Status::Disable
+            }));
+            Switch::new(server, relay_on)
+        },
         identify,
         ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
         kad,

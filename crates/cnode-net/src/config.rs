@@ -85,6 +85,9 @@ pub struct NetConfig {
     /// Relays (`/…/p2p/<relay>`) to reserve a slot on, so that peers can reach
     /// this node through them when it is behind a NAT.
     pub relays: Vec<Multiaddr>,
+    /// Addresses to announce as reachable (e.g. a VPS's public address).
+    /// With none, a node in relay mode `On` announces its listen addresses.
+    pub external_addrs: Vec<Multiaddr>,
     /// Kademlia mode.
     pub dht_mode: DhtMode,
     /// AutoNAT: only count global IP addresses (off in tests on private networks).
@@ -104,6 +107,7 @@ impl NetConfig {
             mdns: true,
             relay_server: RelayServerMode::default(),
             relays: Vec::new(),
+            external_addrs: Vec::new(),
             dht_mode: DhtMode::default(),
             autonat_only_global: true,
             limits: NetLimits::default(),

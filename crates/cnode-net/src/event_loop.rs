@@ -15,6 +15,7 @@ use futures::StreamExt;
 use libp2p::{
     Multiaddr, PeerId, Swarm, autonat,
     core::ConnectedPoint,
+    core::transport::ListenerId,
     gossipsub, identify, kad,
     metrics::{Metrics, Recorder},
     multiaddr::Protocol,
@@ -38,6 +39,19 @@ const REDIAL_MAX: Duration = Duration::from_secs(300);
 const MAX_PENDING_QUERIES: usize = 256;
 /// Most dials waiting for an answer at once.
 const MAX_PENDING_DIALS: usize = 256;
+/// Most addresses kept per known peer.
+const MAX_ADDRS: usize = 16;
+
+/// A relay we keep a reservation on, so peers can reach us through it.
+#[derive(Debug)]
+struct RelaySlot {
+    /// The relay's address, ending in `/p2p/<relay>`.
+    addr: Multiaddr,
+    /// The circuit listener while a reservation is wanted or held.
+    listener: Option<ListenerId>,
+    backoff: Duration,
+    next_try: Instant,
+}
 
 /// A peer we want to stay connected to, with its re-dial schedule.
 #[derive(Debug)]
@@ -70,6 +84,7 @@ pub(crate) struct EventLoop {
     net_metrics: NetMetrics,
     peers: HashMap<PeerId, PeerState>,
     known: HashMap<PeerId, KnownPeer>,
+    relays: HashMap<PeerId, RelaySlot>,
     /// Bootstrap addresses without a peer id: dialled while we have no peers.
     anonymous_bootstrap: Vec<Multiaddr>,
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, DialError>>)>,
@@ -98,6 +113,7 @@ impl EventLoop {
             net_metrics,
             peers: HashMap::new(),
             known: HashMap::new(),
+            relays: HashMap::new(),
             anonymous_bootstrap: Vec::new(),
             pending_dials: HashMap::new(),
             pending_queries: HashMap::new(),
@@ -115,6 +131,26 @@ impl EventLoop {
         for (peer, addrs) in this.config.known_peers.clone() {
             this.remember(peer, addrs, now);
         }
+        for addr in this.config.relays.clone() {
+            let Some(relay) = peer_id_of(&addr) else {
+                warn!(%addr, "ignoring relay without /p2p/<peer id>");
+                continue;
+            };
+            // Connect first; the reservation is made once the relay is identified.
+            this.remember(relay, vec![addr.clone()], now);
+            this.relays.insert(
+                relay,
+                RelaySlot {
+                    addr,
+                    listener: None,
+                    backoff: REDIAL_MIN,
+                    next_try: now,
+                },
+            );
+        }
+        for addr in this.config.external_addrs.clone() {
+            this.swarm.add_external_address(addr);
+        }
         this
     }
 
@@ -126,18 +162,24 @@ impl EventLoop {
         let addrs: Vec<Multiaddr> = addrs
             .into_iter()
             .map(|a| strip_peer_id(a, &peer))
-            .filter(|a| !is_circuit(a))
-            .take(16)
+            .take(MAX_ADDRS)
             .collect();
-        for a in &addrs {
+        for a in addrs.iter().filter(|a| !is_circuit(a)) {
             self.swarm.behaviour_mut().kad.add_address(&peer, a.clone());
         }
         let full = self.known.len() >= self.config.limits.max_known_peers;
         match self.known.entry(peer) {
             Entry::Occupied(mut e) => {
-                if !addrs.is_empty() {
-                    e.get_mut().addrs = addrs;
+                // Newest first; keep older ones (e.g. several bootstrap entries).
+                let known = &mut e.get_mut().addrs;
+                let mut merged = addrs;
+                for old in known.drain(..) {
+                    if !merged.contains(&old) {
+                        merged.push(old);
+                    }
                 }
+                merged.truncate(MAX_ADDRS);
+                *known = merged;
             }
             Entry::Vacant(e) => {
                 if full {
@@ -155,7 +197,6 @@ impl EventLoop {
     pub(crate) async fn run(mut self) {
         let mut redial = tokio::time::interval(Duration::from_millis(500));
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.reserve_relays();
         loop {
             tokio::select! {
                 biased;
@@ -166,7 +207,10 @@ impl EventLoop {
                     None => break,
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                _ = redial.tick() => self.redial_due(),
+                _ = redial.tick() => {
+                    self.redial_due();
+                    self.reserve_relays();
+                }
             }
         }
         debug!("swarm actor stopping");
@@ -360,21 +404,35 @@ impl EventLoop {
             }
         }
         let now = Instant::now();
+        let peers = &self.peers;
+        let swarm = &self.swarm;
         let due: Vec<(PeerId, Vec<Multiaddr>)> = self
             .known
             .iter_mut()
-            .filter(|(_, k)| k.next_dial <= now)
-            .map(|(p, k)| {
+            .filter(|(p, k)| k.next_dial <= now && !swarm.is_connected(p))
+            .filter_map(|(p, k)| {
+                // A circuit address is only worth dialling through a relay we
+                // are connected to and identified with: then the relay has told
+                // us our observed address, which hole punching needs.
+                let usable: Vec<Multiaddr> = k
+                    .addrs
+                    .iter()
+                    .filter(|a| match relay_of(a) {
+                        None => true,
+                        Some(relay) => peers.get(&relay).is_some_and(|s| s.agent.is_some()),
+                    })
+                    .cloned()
+                    .collect();
+                if usable.is_empty() {
+                    return None;
+                }
                 // Schedule the next try now; a success resets it.
                 k.next_dial = now + k.backoff;
                 k.backoff = (k.backoff * 2).min(REDIAL_MAX);
-                (*p, k.addrs.clone())
+                Some((*p, usable))
             })
             .collect();
         for (peer, addrs) in due {
-            if self.swarm.is_connected(&peer) {
-                continue;
-            }
             trace!(%peer, "re-dialling known peer");
             let opts = DialOpts::peer_id(peer).addresses(addrs).build();
             if let Err(e) = self.swarm.dial(opts) {
@@ -383,11 +441,32 @@ impl EventLoop {
         }
     }
 
+    /// Asks each configured relay we are connected to for a reservation, and
+    /// asks again (with backoff) when one is refused or lost.
     fn reserve_relays(&mut self) {
-        for relay in self.config.relays.clone() {
-            let circuit = relay.with(Protocol::P2pCircuit);
+        let now = Instant::now();
+        let ready: Vec<PeerId> = self
+            .relays
+            .iter()
+            .filter(|(relay, slot)| {
+                slot.listener.is_none()
+                    && slot.next_try <= now
+                    && self.peers.get(relay).is_some_and(|s| s.agent.is_some())
+            })
+            .map(|(relay, _)| *relay)
+            .collect();
+        for relay in ready {
+            let Some(slot) = self.relays.get_mut(&relay) else {
+                continue;
+            };
+            let circuit = slot.addr.clone().with(Protocol::P2pCircuit);
+            slot.next_try = now + slot.backoff;
+            slot.backoff = (slot.backoff * 2).min(REDIAL_MAX);
             match self.swarm.listen_on(circuit.clone()) {
-                Ok(_) => info!(%circuit, "reserving a slot on relay"),
+                Ok(id) => {
+                    info!(%circuit, "reserving a slot on relay");
+                    slot.listener = Some(id);
+                }
                 Err(e) => warn!(%circuit, "cannot listen via relay: {e}"),
             }
         }
@@ -397,8 +476,26 @@ impl EventLoop {
         self.metrics.record(&event);
         match event {
             SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                address,
+                listener_id,
+            } => {
                 info!(%address, "listening");
+                if let Some(slot) = self
+                    .relays
+                    .values_mut()
+                    .find(|s| s.listener == Some(listener_id))
+                {
+                    slot.backoff = REDIAL_MIN;
+                } else if self.config.relay_server == RelayServerMode::On
+                    && self.config.external_addrs.is_empty()
+                    && !is_circuit(&address)
+                    && !is_unspecified(&address)
+                {
+                    // An operator who runs a relay says its addresses are
+                    // reachable; relay reservations carry them to clients.
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.emit(NetEvent::NewListenAddr(address));
             }
             SwarmEvent::ConnectionEstablished {
@@ -471,17 +568,35 @@ impl EventLoop {
                         reason: dial_error_text(&error),
                     }));
                 }
-                if let SwarmDialError::WrongPeerId { .. } = error
+                if let SwarmDialError::WrongPeerId { address, .. } = &error
                     && let Some(peer) = peer_id
+                    && let Some(k) = self.known.get_mut(&peer)
                 {
-                    // The address now belongs to someone else: stop trying it.
-                    self.known.remove(&peer);
+                    // That address now belongs to someone else: stop trying it.
+                    let bad = strip_peer_id(address.clone(), &peer);
+                    k.addrs.retain(|a| *a != bad);
                 }
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 debug!("incoming connection failed: {error}");
             }
             SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(slot) = self
+                    .relays
+                    .values_mut()
+                    .find(|s| s.listener == Some(listener_id))
+                {
+                    // Refused or lost: ask again later.
+                    warn!(relay = %slot.addr, ?reason, "relay reservation ended; retrying in {:?}", slot.backoff);
+                    slot.listener = None;
+                    slot.next_try = Instant::now() + slot.backoff;
+                }
+            }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 info!(%address, "external address confirmed");
             }
@@ -557,7 +672,11 @@ impl EventLoop {
                         && !self.swarm.behaviour().relay_server.is_enabled()
                     {
                         info!("publicly reachable: serving as a circuit relay from now on");
-                        self.swarm.behaviour_mut().relay_server.enable();
+                        let server = &mut self.swarm.behaviour_mut().relay_server;
+                        server.enable();
+                        server
+                            .inner_mut()
+                            .set_status(Some(libp2p::relay::Status::Enable));
                     }
                     self.emit(NetEvent::NatStatus(self.nat_status.to_owned()));
                 }
@@ -592,10 +711,13 @@ impl EventLoop {
             .protocols
             .iter()
             .any(|p| p.as_ref() == cnode_types::KAD_PROTOCOL);
+        // A peer reached over the network cannot be reached at its loopback
+        // addresses: dialling those would reach ourselves or a stranger.
+        let via_loopback = state.conns.iter().any(|(_, a, _)| is_loopback(a));
         let listen: Vec<Multiaddr> = info
             .listen_addrs
             .iter()
-            .filter(|a| !is_unspecified(a))
+            .filter(|a| !is_unspecified(a) && (via_loopback || !is_loopback(a)))
             .cloned()
             .collect();
         if speaks_kad {
@@ -684,6 +806,27 @@ fn is_circuit(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// The relay in a circuit address `/…/p2p/<relay>/p2p-circuit/…`.
+fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut last = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(id) => last = Some(id),
+            Protocol::P2pCircuit => return last,
+            _ => {}
+        }
+    }
+    None
+}
+
 fn is_unspecified(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_unspecified(),
@@ -733,6 +876,12 @@ mod tests {
         assert_eq!(transport_of(&r), "relay");
         assert!(is_circuit(&r));
         assert!(peer_id_of(&t).is_none());
+        assert_eq!(
+            relay_of(&r).map(|p| p.to_string()).as_deref(),
+            Some("12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN")
+        );
+        assert_eq!(relay_of(&t), None);
+        assert!(is_loopback(&t));
     }
 
     #[test]

@@ -4,16 +4,24 @@
 //! able to start once AutoNAT tells us the node is publicly reachable, so this
 //! wrapper gives the inner behaviour a handler on every connection established
 //! after it was switched on, and a dummy handler before.
+//!
+//! The inner behaviour still hears about every connection (through
+//! `on_swarm_event`), including those that got a dummy handler, and may try
+//! to message them (the relay server broadcasts status changes). Such
+//! messages are dropped here: only connections with the real handler get them.
 
-use std::task::{Context, Poll};
+use std::{
+    collections::HashMap,
+    task::{Context, Poll},
+};
 
 use either::Either;
 use libp2p::{
     Multiaddr, PeerId,
     core::{Endpoint, transport::PortUse},
     swarm::{
-        ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
-        THandlerOutEvent, ToSwarm, dummy,
+        ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour,
+        NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm, dummy,
     },
 };
 
@@ -22,11 +30,21 @@ use libp2p::{
 pub(crate) struct Switch<B> {
     inner: B,
     enabled: bool,
+    /// Connections that got the inner behaviour's handler, and their peer.
+    active: HashMap<ConnectionId, PeerId>,
 }
 
 impl<B> Switch<B> {
     pub(crate) fn new(inner: B, enabled: bool) -> Self {
-        Self { inner, enabled }
+        Self {
+            inner,
+            enabled,
+            active: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn inner_mut(&mut self) -> &mut B {
+        &mut self.inner
     }
 
     pub(crate) fn enable(&mut self) {
@@ -65,9 +83,14 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Switch<B> {
         if !self.enabled {
             return Ok(Either::Right(dummy::ConnectionHandler));
         }
-        self.inner
-            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
-            .map(Either::Left)
+        let handler = self.inner.handle_established_inbound_connection(
+            connection_id,
+            peer,
+            local_addr,
+            remote_addr,
+        )?;
+        self.active.insert(connection_id, peer);
+        Ok(Either::Left(handler))
     }
 
     fn handle_pending_outbound_connection(
@@ -99,20 +122,21 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Switch<B> {
         if !self.enabled {
             return Ok(Either::Right(dummy::ConnectionHandler));
         }
-        self.inner
-            .handle_established_outbound_connection(
-                connection_id,
-                peer,
-                addr,
-                role_override,
-                port_use,
-            )
-            .map(Either::Left)
+        let handler = self.inner.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )?;
+        self.active.insert(connection_id, peer);
+        Ok(Either::Left(handler))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
-        // The inner behaviour tracks addresses and closed connections; it copes
-        // with hearing about connections it has no handler on.
+        if let FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. }) = &event {
+            self.active.remove(connection_id);
+        }
         self.inner.on_swarm_event(event);
     }
 
@@ -134,6 +158,36 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Switch<B> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        self.inner.poll(cx).map(|ev| ev.map_in(Either::Left))
+        loop {
+            let ev = match self.inner.poll(cx) {
+                Poll::Ready(ev) => ev,
+                Poll::Pending => return Poll::Pending,
+            };
+            let ev = match ev {
+                ToSwarm::NotifyHandler {
+                    peer_id,
+                    handler,
+                    event,
+                } => {
+                    // Route only to connections that run the inner handler.
+                    let target = match handler {
+                        NotifyHandler::One(id) => self.active.contains_key(&id).then_some(id),
+                        NotifyHandler::Any => self
+                            .active
+                            .iter()
+                            .find(|(_, p)| **p == peer_id)
+                            .map(|(id, _)| *id),
+                    };
+                    let Some(id) = target else { continue };
+                    ToSwarm::NotifyHandler {
+                        peer_id,
+                        handler: NotifyHandler::One(id),
+                        event: Either::Left(event),
+                    }
+                }
+                other => other.map_in(Either::Left),
+            };
+            return Poll::Ready(ev);
+        }
     }
 }

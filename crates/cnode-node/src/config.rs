@@ -41,6 +41,8 @@ pub struct NetworkSection {
     pub relay_server: RelayServerSetting,
     /// Relays to reserve a slot on when this node is behind a NAT.
     pub relays: Vec<Multiaddr>,
+    /// Addresses to announce as reachable (a VPS's public address).
+    pub external: Vec<Multiaddr>,
     /// `server`, `client` or `auto`.
     pub dht_mode: DhtModeSetting,
     /// Most established connections.
@@ -62,6 +64,7 @@ impl Default for NetworkSection {
             mdns: true,
             relay_server: RelayServerSetting::Auto,
             relays: Vec::new(),
+            external: Vec::new(),
             dht_mode: DhtModeSetting::Server,
             max_connections: limits.max_connections,
             max_connections_per_peer: limits.max_connections_per_peer,
@@ -143,6 +146,8 @@ pub struct Overrides {
     pub relays: Vec<Multiaddr>,
     /// `--relay-server`.
     pub relay_server: Option<RelayServerSetting>,
+    /// `--external` (added to the file's list).
+    pub external: Vec<Multiaddr>,
 }
 
 /// Reading `config.toml` failed.
@@ -216,6 +221,8 @@ impl ConfigFile {
              relay_server = \"auto\"\n\
              # Relays to reserve a slot on when this node is behind a NAT.\n\
              relays = []\n\
+             # Addresses to announce as reachable, e.g. a VPS's public \"/ip4/203.0.113.7/udp/4040/quic-v1\".\n\
+             external = []\n\
              # DHT mode: \"server\", \"client\" or \"auto\".\n\
              dht_mode = \"server\"\n\
              max_connections = 256\n\
@@ -244,6 +251,8 @@ pub struct NodeConfig {
     pub relay_server: RelayServerMode,
     /// Relays to reserve a slot on.
     pub relays: Vec<Multiaddr>,
+    /// Addresses announced as reachable.
+    pub external: Vec<Multiaddr>,
     /// DHT mode.
     pub dht_mode: DhtMode,
     /// AutoNAT counts only global addresses (off for tests on private networks).
@@ -269,6 +278,8 @@ impl NodeConfig {
         bootstrap.extend(overrides.bootstrap);
         let mut relays = net.relays;
         relays.extend(overrides.relays);
+        let mut external = net.external;
+        external.extend(overrides.external);
         let relay_server = match overrides.relay_server.unwrap_or(net.relay_server) {
             RelayServerSetting::Auto => RelayServerMode::Auto,
             RelayServerSetting::On => RelayServerMode::On,
@@ -285,6 +296,7 @@ impl NodeConfig {
             mdns: net.mdns && !overrides.no_mdns,
             relay_server,
             relays,
+            external,
             dht_mode: match net.dht_mode {
                 DhtModeSetting::Server => DhtMode::Server,
                 DhtModeSetting::Client => DhtMode::Client,

@@ -96,6 +96,7 @@ impl NodeBuilder {
         net_config.mdns = self.config.mdns;
         net_config.relay_server = self.config.relay_server;
         net_config.relays = self.config.relays.clone();
+        net_config.external_addrs = self.config.external.clone();
         net_config.dht_mode = self.config.dht_mode;
         net_config.autonat_only_global = self.config.autonat_only_global;
         net_config.limits = self.config.limits.clone();

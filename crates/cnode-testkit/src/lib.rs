@@ -43,6 +43,10 @@ pub struct NodeOptions {
     pub api: bool,
     /// Reuse this data directory (e.g. to restart a node); else a fresh temp dir.
     pub data_dir: Option<PathBuf>,
+    /// Serve as a circuit relay.
+    pub relay_server: cnode_net::RelayServerMode,
+    /// Relays to reserve a slot on.
+    pub relays: Vec<Multiaddr>,
 }
 
 impl Default for NodeOptions {
@@ -52,6 +56,8 @@ impl Default for NodeOptions {
             bootstrap: Vec::new(),
             api: false,
             data_dir: None,
+            relay_server: cnode_net::RelayServerMode::Off,
+            relays: Vec::new(),
         }
     }
 }
@@ -108,6 +114,8 @@ impl TestNode {
         config.bootstrap = opts.bootstrap;
         config.mdns = false;
         config.autonat_only_global = false;
+        config.relay_server = opts.relay_server;
+        config.relays = opts.relays;
         config.api_listen = ([127, 0, 0, 1], 0).into();
         let peer = dd.load_key()?.public().to_peer_id().to_string();
         let name = peer[peer.len() - 6..].to_owned();

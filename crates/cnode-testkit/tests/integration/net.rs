@@ -243,3 +243,58 @@ async fn dropped_peer_is_redialled() -> Result<()> {
     drop(keep);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_through_a_relay() -> Result<()> {
+    let relay = TestNode::spawn(NodeOptions {
+        transports: Transports::Tcp,
+        relay_server: cnode_net::RelayServerMode::On,
+        ..Default::default()
+    })
+    .await?;
+    let r_addr = relay.addr(Transports::Tcp);
+    let a = TestNode::spawn(NodeOptions {
+        transports: Transports::Tcp,
+        relays: vec![r_addr.clone()],
+        ..Default::default()
+    })
+    .await?;
+    // a listens through the relay once its reservation is accepted.
+    let a_net = a.node.net().clone();
+    wait_until("a's relay reservation", DEFAULT_TIMEOUT, || {
+        let net = a_net.clone();
+        async move {
+            net.status()
+                .await
+                .map(|s| {
+                    s.listen_addrs
+                        .iter()
+                        .any(|l| l.to_string().contains("p2p-circuit"))
+                })
+                .unwrap_or(false)
+        }
+    })
+    .await?;
+    let circuit: cnode_net::Multiaddr =
+        format!("{r_addr}/p2p-circuit/p2p/{}", a.peer_id()).parse()?;
+    let b = TestNode::spawn(NodeOptions {
+        transports: Transports::Tcp,
+        ..Default::default()
+    })
+    .await?;
+    let peer = timeout(
+        "dial through relay",
+        DEFAULT_TIMEOUT,
+        b.node.net().dial(circuit),
+    )
+    .await??;
+    assert_eq!(peer, a.peer_id());
+    let peers = b.node.net().peers().await?;
+    let pa = peers
+        .iter()
+        .find(|p| p.peer_id == a.peer_id().to_string())
+        .expect("a listed");
+    assert!(pa.addrs.iter().any(|x| x.contains("p2p-circuit")), "{pa:?}");
+    shutdown_all(vec![a, b, relay]).await;
+    Ok(())
+}
