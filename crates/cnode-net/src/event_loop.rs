@@ -151,6 +151,14 @@ impl EventLoop {
         for addr in this.config.external_addrs.clone() {
             this.swarm.add_external_address(addr);
         }
+        if this.config.relay_server == RelayServerMode::On && this.config.external_addrs.is_empty()
+        {
+            // Addresses bound before the loop started (see NewListenAddr below).
+            let bound: Vec<Multiaddr> = this.swarm.listeners().cloned().collect();
+            for addr in bound {
+                this.announce_relay_addr(addr);
+            }
+        }
         this
     }
 
@@ -441,6 +449,14 @@ impl EventLoop {
         }
     }
 
+    /// An operator who runs a relay (mode `On`) says its addresses are
+    /// reachable; relay reservations carry them to clients, who need them.
+    fn announce_relay_addr(&mut self, addr: Multiaddr) {
+        if !is_circuit(&addr) && !is_unspecified(&addr) {
+            self.swarm.add_external_address(addr);
+        }
+    }
+
     /// Asks each configured relay we are connected to for a reservation, and
     /// asks again (with backoff) when one is refused or lost.
     fn reserve_relays(&mut self) {
@@ -489,12 +505,8 @@ impl EventLoop {
                     slot.backoff = REDIAL_MIN;
                 } else if self.config.relay_server == RelayServerMode::On
                     && self.config.external_addrs.is_empty()
-                    && !is_circuit(&address)
-                    && !is_unspecified(&address)
                 {
-                    // An operator who runs a relay says its addresses are
-                    // reachable; relay reservations carry them to clients.
-                    self.swarm.add_external_address(address.clone());
+                    self.announce_relay_addr(address.clone());
                 }
                 self.emit(NetEvent::NewListenAddr(address));
             }
@@ -507,6 +519,11 @@ impl EventLoop {
             } => {
                 let (addr, outbound) = match &endpoint {
                     ConnectedPoint::Dialer { address, .. } => (address.clone(), true),
+                    // An inbound relayed connection's remote address is only
+                    // `/p2p/<src>`; our circuit address says how it came.
+                    ConnectedPoint::Listener { local_addr, .. } if is_circuit(local_addr) => {
+                        (local_addr.clone(), false)
+                    }
                     ConnectedPoint::Listener { send_back_addr, .. } => {
                         (send_back_addr.clone(), false)
                     }

@@ -92,14 +92,17 @@ fn two_nodes_on_one_host_find_each_other_by_mdns() {
 }
 
 #[test]
-fn relayed_connection_between_two_nated_hosts() {
+fn relayed_then_hole_punched_connection_between_two_nated_hosts() {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../scripts/netns-relay-test.sh"
     );
+    // Both parts are required: the relayed connection, and the direct one
+    // that DCUtR hole punching makes through the two NATs.
     let out = Command::new("bash")
         .arg(script)
         .arg(crate::harness::BIN)
+        .env("REQUIRE_DIRECT", "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -114,5 +117,6 @@ fn relayed_connection_between_two_nated_hosts() {
         .find(|l| l.starts_with("RESULT"))
         .unwrap_or("");
     eprintln!("{result}");
-    assert!(result.contains("relayed=yes"), "{stdout}");
+    assert!(result.contains("relayed=yes"), "{stdout}\n{stderr}");
+    assert!(result.contains("direct=yes"), "{stdout}\n{stderr}");
 }
