@@ -26,15 +26,30 @@ use rusqlite_migration::{M, Migrations};
 pub const DB_FILE: &str = "cnode.db";
 
 /// The schema, oldest first. Never edit a released migration: append a new one.
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE peers (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE peers (
         peer_id      TEXT PRIMARY KEY NOT NULL,
         addrs        TEXT NOT NULL,          -- newline-separated multiaddrs
         last_seen_ms INTEGER NOT NULL,
         failures     INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX peers_last_seen ON peers(last_seen_ms DESC);",
-)];
+    ),
+    // Blobs (cnode-blobs): one row per complete or partial blob. `bitfield`
+    // holds the verified pieces of a partial one (NULL when complete).
+    M::up(
+        "CREATE TABLE blobs (
+        hash       BLOB PRIMARY KEY NOT NULL,
+        size       INTEGER NOT NULL,
+        complete   INTEGER NOT NULL,
+        pinned     INTEGER NOT NULL,
+        kind       TEXT NOT NULL DEFAULT 'raw',
+        bitfield   BLOB,
+        created_ms INTEGER NOT NULL
+    );",
+    ),
+];
 
 /// Opening the database failed.
 #[derive(Debug, thiserror::Error)]

@@ -5,9 +5,11 @@
 #![deny(missing_docs, unreachable_pub)]
 
 mod api;
+mod blob;
 mod region;
 
 pub use api::{DhtValue, PeerInfo, StatusInfo};
+pub use blob::{BlobHash, BlobHashError};
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 pub use region::{RegionId, RegionIdError};
 

@@ -1,0 +1,586 @@
+//! Swarm download: fetch a blob's pieces from many peers at once.
+//!
+//! One task per download runs this state machine:
+//! 1. find providers (the [`PeerRequester`] knows connected peers and the DHT)
+//!    and ask each which pieces it has (`Have`);
+//! 2. learn the size and prove it: the last chunk is fetched with its proof and
+//!    checked against the root hash before any room is reserved;
+//! 3. request 1 MiB pieces rarest-first (ties broken at random, so leechers hold
+//!    different pieces and trade), a bounded and adaptive number in flight per
+//!    peer; when every missing piece is in flight, the last ones are asked of a
+//!    second peer too (endgame), and the first verified answer wins;
+//! 4. verify each piece against the root before writing it; a peer that sends
+//!    a bad proof is dropped for this blob and counted as misbehaving;
+//! 5. re-ask `Have` every second (leechers' bitfields grow) and look for new
+//!    providers, until the blob is complete.
+//!
+//! Verified pieces are recorded as they land, so a download killed at any
+//! point resumes without fetching them again.
+
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use bao_tree::{
+    BaoTree, ChunkNum, ChunkRanges,
+    io::{outboard::EmptyOutboard, sync::decode_ranges},
+};
+use cnode_types::{BlobHash, PeerId};
+use futures::{StreamExt, stream::FuturesUnordered};
+use rand::seq::SliceRandom;
+use tracing::{debug, info, warn};
+
+use crate::{
+    protocol::{self, PIECE_SIZE, Request, Response, has_piece, piece_count},
+    store::{BLOCK_SIZE, BlobError, BlobKind, BlobStore, Partial},
+};
+
+/// How a download reaches peers. `cnode-node` implements it over libp2p; tests
+/// can implement it over anything.
+pub trait PeerRequester: Clone + Send + Sync + 'static {
+    /// Sends one `/cnode/blobs/1` request to `peer` and returns its answer.
+    fn request(
+        &self,
+        peer: PeerId,
+        request: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    /// Peers that may have `hash`: connected peers, DHT providers, region peers.
+    fn providers(&self, hash: BlobHash) -> impl Future<Output = Vec<PeerId>> + Send;
+}
+
+/// Settings of one download.
+#[derive(Debug, Clone)]
+pub struct DownloadOptions {
+    /// Pin the blob (it survives `gc`).
+    pub pin: bool,
+    /// Most requests in flight to one peer (the adaptive depth's ceiling).
+    pub max_in_flight_per_peer: usize,
+    /// Give up when no piece arrived for this long.
+    pub stall_timeout: Duration,
+    /// Peers to ask besides the requester's providers.
+    pub extra_peers: Vec<PeerId>,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        Self {
+            pin: true,
+            max_in_flight_per_peer: 16,
+            stall_timeout: Duration::from_secs(60),
+            extra_peers: Vec::new(),
+        }
+    }
+}
+
+/// Progress of a download.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// The blob.
+    pub hash: BlobHash,
+    /// Its size, once known.
+    pub size: Option<u64>,
+    /// Verified bytes held.
+    pub have_bytes: u64,
+    /// Peers currently useful.
+    pub peers: usize,
+    /// Recent rate in bytes per second.
+    pub bytes_per_sec: f64,
+    /// Finished.
+    pub done: bool,
+}
+
+/// What a finished download did.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadStats {
+    /// Verified pieces received from each peer.
+    pub pieces_from: HashMap<PeerId, u64>,
+    /// Pieces that failed verification, per peer.
+    pub bad_pieces: HashMap<PeerId, u64>,
+    /// Peers dropped for this blob (bad data or repeated failures).
+    pub dropped: Vec<PeerId>,
+    /// Pieces already verified on disk when the download started (resumed).
+    pub resumed_pieces: u64,
+    /// Bytes fetched over the network (verified).
+    pub fetched_bytes: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// A download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// No peer has the blob.
+    #[error("no peer has blob {0} (is a node that has it connected?)")]
+    NoProviders(BlobHash),
+    /// Peers stopped sending pieces.
+    #[error("download of {hash} stalled: no piece for {secs} s ({have} of {size} bytes)")]
+    Stalled {
+        /// The blob.
+        hash: BlobHash,
+        /// Seconds without progress.
+        secs: u64,
+        /// Bytes held.
+        have: u64,
+        /// Blob size.
+        size: u64,
+    },
+    /// The store refused (quota, disk).
+    #[error(transparent)]
+    Store(#[from] BlobError),
+}
+
+#[derive(Debug)]
+struct PeerState {
+    bitfield: Vec<u8>,
+    complete: bool,
+    in_flight: usize,
+    depth: usize,
+    failures: u32,
+    dropped: bool,
+}
+
+type InFlight = std::pin::Pin<
+    Box<dyn Future<Output = (PeerId, u64, Result<Vec<u8>, String>, Duration)> + Send>,
+>;
+
+/// Proves `size` by fetching the blob's last chunk with its proof from `peer`.
+async fn verify_size<R: PeerRequester>(
+    requester: &R,
+    peer: PeerId,
+    hash: BlobHash,
+    size: u64,
+) -> Result<(), String> {
+    let chunks = size.div_ceil(protocol::CHUNK).max(1);
+    let req = Request::Get {
+        hash,
+        ranges: vec![(chunks - 1, chunks)],
+    };
+    let bytes = requester.request(peer, req.encode()).await?;
+    let Response::Data { size: s, encoded } =
+        Response::decode(&bytes).map_err(|e| e.to_string())?
+    else {
+        return Err("no data for the last chunk".into());
+    };
+    if s != size {
+        return Err(format!("peer said {size} bytes, then {s}"));
+    }
+    let tree = BaoTree::new(size, BLOCK_SIZE);
+    let ranges = ChunkRanges::from(ChunkNum(chunks - 1)..ChunkNum(chunks));
+    let mut scratch: Vec<u8> = Vec::new();
+    let mut ob = EmptyOutboard {
+        tree,
+        root: hash.into(),
+    };
+    tokio::task::spawn_blocking(move || {
+        decode_ranges(
+            std::io::Cursor::new(encoded),
+            &ranges,
+            &mut scratch,
+            &mut ob,
+        )
+        .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Downloads `hash` into `store` from the swarm, calling `progress` as pieces land.
+pub async fn download<R: PeerRequester>(
+    store: &BlobStore,
+    requester: &R,
+    hash: BlobHash,
+    opts: &DownloadOptions,
+    mut progress: impl FnMut(Progress) + Send,
+) -> Result<DownloadStats, DownloadError> {
+    let started = Instant::now();
+    let mut stats = DownloadStats::default();
+    if store.info(hash).await?.is_some_and(|i| i.complete) {
+        return Ok(stats);
+    }
+
+    // 1-2. Providers, their bitfields, and a proven size.
+    let mut peers: HashMap<PeerId, PeerState> = HashMap::new();
+    let mut size: Option<u64> = None;
+    let discovery_deadline = Instant::now() + opts.stall_timeout.min(Duration::from_secs(15));
+    while size.is_none() {
+        let mut candidates = requester.providers(hash).await;
+        candidates.extend(opts.extra_peers.iter().copied());
+        candidates.sort();
+        candidates.dedup();
+        let answers = futures::future::join_all(candidates.iter().map(|p| {
+            let r = requester.clone();
+            let req = Request::Have { hash }.encode();
+            async move { (*p, r.request(*p, req).await) }
+        }))
+        .await;
+        for (peer, answer) in answers {
+            let Ok(bytes) = answer else { continue };
+            if let Ok(Response::Have {
+                size: s,
+                complete,
+                bitfield,
+            }) = Response::decode(&bytes)
+            {
+                if size.is_none() && complete {
+                    match verify_size(requester, peer, hash, s).await {
+                        Ok(()) => size = Some(s),
+                        Err(e) => {
+                            warn!(%peer, %hash, "size proof failed: {e}");
+                            *stats.bad_pieces.entry(peer).or_default() += 1;
+                            stats.dropped.push(peer);
+                            continue;
+                        }
+                    }
+                }
+                peers.insert(
+                    peer,
+                    PeerState {
+                        bitfield,
+                        complete,
+                        in_flight: 0,
+                        depth: 4,
+                        failures: 0,
+                        dropped: false,
+                    },
+                );
+            }
+        }
+        if size.is_none() {
+            if Instant::now() > discovery_deadline {
+                return Err(DownloadError::NoProviders(hash));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let size = size.unwrap_or(0);
+    // A peer whose bitfield does not fit the proven size is useless.
+    let expect = piece_count(size).div_ceil(8) as usize;
+    peers.retain(|_, p| p.bitfield.len() == expect);
+    for d in &stats.dropped {
+        peers.remove(d);
+    }
+
+    let partial = store.open_partial(hash, size, opts.pin).await?;
+    let pieces = partial.pieces();
+    stats.resumed_pieces = (0..pieces).filter(|i| partial.has(*i)).count() as u64;
+    if stats.resumed_pieces > 0 {
+        info!(%hash, resumed = stats.resumed_pieces, of = pieces, "resuming download");
+    }
+
+    // 3-5. The piece loop.
+    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    let mut requested: HashMap<u64, HashSet<PeerId>> = HashMap::new();
+    let mut last_progress = Instant::now();
+    let mut last_refresh = Instant::now();
+    let mut rate_window: (Instant, u64) = (Instant::now(), 0);
+    let mut rate = 0.0;
+    let mut have_bytes = partial.have_bytes();
+    let mut refresh: Option<
+        std::pin::Pin<Box<dyn Future<Output = Vec<(PeerId, Result<Vec<u8>, String>)>> + Send>>,
+    > = None;
+
+    let report = |have_bytes: u64, peers: usize, rate: f64, done: bool| Progress {
+        hash,
+        size: Some(size),
+        have_bytes,
+        peers,
+        bytes_per_sec: rate,
+        done,
+    };
+    progress(report(have_bytes, peers.len(), 0.0, false));
+
+    loop {
+        let missing: Vec<u64> = (0..pieces).filter(|i| !partial.has(*i)).collect();
+        if missing.is_empty() && in_flight.is_empty() {
+            break;
+        }
+        if !missing.is_empty() {
+            schedule(
+                &partial,
+                &missing,
+                &mut peers,
+                &mut requested,
+                &mut in_flight,
+                requester,
+                hash,
+                size,
+                opts.max_in_flight_per_peer,
+            );
+        }
+
+        if refresh.is_none() && last_refresh.elapsed() >= Duration::from_secs(1) {
+            last_refresh = Instant::now();
+            let r = requester.clone();
+            let known: Vec<PeerId> = peers
+                .iter()
+                .filter(|(_, p)| !p.complete && !p.dropped)
+                .map(|(id, _)| *id)
+                .collect();
+            let dropped: HashSet<PeerId> = stats.dropped.iter().copied().collect();
+            let extra = opts.extra_peers.clone();
+            let have_peers: HashSet<PeerId> = peers.keys().copied().collect();
+            refresh = Some(Box::pin(async move {
+                let mut ask = known;
+                let mut found = r.providers(hash).await;
+                found.extend(extra);
+                for p in found {
+                    if !have_peers.contains(&p) && !dropped.contains(&p) && !ask.contains(&p) {
+                        ask.push(p);
+                    }
+                }
+                futures::future::join_all(ask.into_iter().map(|p| {
+                    let r = r.clone();
+                    async move { (p, r.request(p, Request::Have { hash }.encode()).await) }
+                }))
+                .await
+            }));
+        }
+
+        if in_flight.is_empty() && refresh.is_none() {
+            if last_progress.elapsed() > opts.stall_timeout {
+                return Err(DownloadError::Stalled {
+                    hash,
+                    secs: opts.stall_timeout.as_secs(),
+                    have: have_bytes,
+                    size,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+
+        tokio::select! {
+            Some((peer, piece, result, took)) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(set) = requested.get_mut(&piece) {
+                    set.remove(&peer);
+                }
+                let mut emit = false;
+                let Some(state) = peers.get_mut(&peer) else { continue };
+                state.in_flight = state.in_flight.saturating_sub(1);
+                if partial.has(piece) {
+                    continue; // endgame duplicate: someone else was faster
+                }
+                match result.map(|b| Response::decode(&b)) {
+                    Ok(Ok(Response::Data { size: s, encoded })) if s == size => {
+                        match store.write_piece(&partial, piece, encoded).await {
+                            Ok(()) => {
+                                let (a, b) = protocol::piece_bytes(size, piece);
+                                have_bytes += b - a;
+                                stats.fetched_bytes += b - a;
+                                *stats.pieces_from.entry(peer).or_default() += 1;
+                                last_progress = Instant::now();
+                                state.failures = 0;
+                                // Adaptive depth: fast answers earn more in flight.
+                                if took < Duration::from_millis(250) {
+                                    state.depth = (state.depth + 1).min(opts.max_in_flight_per_peer);
+                                } else if took > Duration::from_secs(2) {
+                                    state.depth = (state.depth / 2).max(1);
+                                }
+                                if rate_window.0.elapsed() >= Duration::from_millis(500) {
+                                    rate = (stats.fetched_bytes - rate_window.1) as f64 / rate_window.0.elapsed().as_secs_f64();
+                                    rate_window = (Instant::now(), stats.fetched_bytes);
+                                }
+                                emit = true;
+                            }
+                            Err(BlobError::Verify { reason, .. }) => {
+                                warn!(%peer, %hash, piece, "bad piece, dropping peer for this blob: {reason}");
+                                *stats.bad_pieces.entry(peer).or_default() += 1;
+                                state.dropped = true;
+                                stats.dropped.push(peer);
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Ok(Ok(Response::Data { .. })) => {
+                        *stats.bad_pieces.entry(peer).or_default() += 1;
+                        state.dropped = true;
+                        stats.dropped.push(peer);
+                    }
+                    Ok(Ok(Response::Error { message })) => {
+                        debug!(%peer, piece, "peer refused: {message}");
+                        // Busy or lost it: back off this peer a little.
+                        state.depth = (state.depth / 2).max(1);
+                        state.failures += 1;
+                    }
+                    Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                        state.failures += 1;
+                        if state.failures >= 5 {
+                            debug!(%peer, "dropping unresponsive peer for this blob");
+                            state.dropped = true;
+                            stats.dropped.push(peer);
+                        }
+                    }
+                }
+                if state.dropped {
+                    // Its pieces may be asked of others now.
+                    for set in requested.values_mut() {
+                        set.remove(&peer);
+                    }
+                }
+                if emit {
+                    let useful = peers.values().filter(|p| !p.dropped).count();
+                    progress(report(have_bytes, useful, rate, false));
+                }
+            }
+            answers = async { refresh.as_mut().expect("checked").await }, if refresh.is_some() => {
+                refresh = None;
+                for (peer, answer) in answers {
+                    let Ok(bytes) = answer else { continue };
+                    if let Ok(Response::Have { size: s, complete, bitfield }) = Response::decode(&bytes)
+                        && s == size
+                        && bitfield.len() == expect
+                    {
+                        let state = peers.entry(peer).or_insert(PeerState {
+                            bitfield: Vec::new(),
+                            complete,
+                            in_flight: 0,
+                            depth: 4,
+                            failures: 0,
+                            dropped: false,
+                        });
+                        if !state.dropped {
+                            state.bitfield = bitfield;
+                            state.complete = complete;
+                            // A busy peer gets another chance after a refresh.
+                            state.failures = state.failures.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let kind = BlobKind::Raw;
+    store.finish_partial(&partial, kind).await?;
+    stats.elapsed = started.elapsed();
+    let useful = peers.values().filter(|p| !p.dropped).count();
+    progress(report(size, useful, rate, true));
+    info!(%hash, size, secs = stats.elapsed.as_secs_f64(), sources = stats.pieces_from.len(), "download complete");
+    Ok(stats)
+}
+
+/// Downloads `hash` and, when it is a collection, every file it lists.
+/// Returns the stats of every blob fetched, the root's first.
+pub async fn download_tree<R: PeerRequester>(
+    store: &BlobStore,
+    requester: &R,
+    hash: BlobHash,
+    opts: &DownloadOptions,
+    mut progress: impl FnMut(Progress) + Send,
+) -> Result<Vec<DownloadStats>, DownloadError> {
+    let mut all = vec![download(store, requester, hash, opts, &mut progress).await?];
+    let Some(info) = store.info(hash).await? else {
+        return Ok(all);
+    };
+    let coll = if info.kind == BlobKind::Collection {
+        crate::collection::read_collection(store, hash).await.ok()
+    } else if info.size <= crate::collection::MAX_COLLECTION_BYTES {
+        // Freshly fetched: a collection is recognised by its format tag.
+        match store.read_at(hash, 0, info.size as usize).await? {
+            Some(bytes) => crate::Collection::decode(&bytes).ok(),
+            None => None,
+        }
+    } else {
+        None
+    };
+    if let Some(coll) = coll {
+        store.set_kind(hash, BlobKind::Collection).await?;
+        for e in &coll.entries {
+            all.push(download(store, requester, e.hash, opts, &mut progress).await?);
+        }
+    }
+    Ok(all)
+}
+
+/// Hands out work: per peer with room, the rarest missing piece it has that is
+/// not in flight; in endgame, a piece in flight elsewhere but not here.
+#[allow(clippy::too_many_arguments)]
+fn schedule<R: PeerRequester>(
+    partial: &Partial,
+    missing: &[u64],
+    peers: &mut HashMap<PeerId, PeerState>,
+    requested: &mut HashMap<u64, HashSet<PeerId>>,
+    in_flight: &mut FuturesUnordered<InFlight>,
+    requester: &R,
+    hash: BlobHash,
+    size: u64,
+    max_depth: usize,
+) {
+    let _ = partial;
+    let mut rng = rand::thread_rng();
+    // Rarity of each missing piece among usable peers.
+    let rarity: HashMap<u64, usize> = missing
+        .iter()
+        .map(|&i| {
+            let n = peers
+                .values()
+                .filter(|p| !p.dropped && (p.complete || has_piece(&p.bitfield, i)))
+                .count();
+            (i, n)
+        })
+        .collect();
+    let mut order: Vec<u64> = missing.to_vec();
+    order.shuffle(&mut rng);
+    order.sort_by_key(|i| rarity.get(i).copied().unwrap_or(0));
+    let endgame = missing
+        .iter()
+        .all(|i| requested.get(i).is_some_and(|s| !s.is_empty()));
+
+    let mut ids: Vec<PeerId> = peers.keys().copied().collect();
+    ids.shuffle(&mut rng);
+    loop {
+        let mut assigned = false;
+        for id in &ids {
+            let Some(state) = peers.get_mut(id) else {
+                continue;
+            };
+            if state.dropped || state.in_flight >= state.depth.min(max_depth) {
+                continue;
+            }
+            let has = |i: u64| state.complete || has_piece(&state.bitfield, i);
+            let pick = order
+                .iter()
+                .copied()
+                .find(|&i| has(i) && requested.get(&i).is_none_or(|s| s.is_empty()))
+                .or_else(|| {
+                    if !endgame {
+                        return None;
+                    }
+                    order.iter().copied().find(|&i| {
+                        has(i)
+                            && requested
+                                .get(&i)
+                                .is_some_and(|s| s.len() < 2 && !s.contains(id))
+                    })
+                });
+            let Some(piece) = pick else { continue };
+            requested.entry(piece).or_default().insert(*id);
+            state.in_flight += 1;
+            assigned = true;
+            let r = requester.clone();
+            let peer = *id;
+            let (s, e) = protocol::piece_chunks(size, piece);
+            let req = Request::Get {
+                hash,
+                ranges: vec![(s, e)],
+            }
+            .encode();
+            in_flight.push(Box::pin(async move {
+                let t = Instant::now();
+                let res = r.request(peer, req).await;
+                (peer, piece, res, t.elapsed())
+            }));
+        }
+        if !assigned {
+            break;
+        }
+    }
+}
+
+/// Bytes of a piece (for progress maths in callers).
+pub fn piece_len(size: u64, piece: u64) -> u64 {
+    let (a, b) = protocol::piece_bytes(size, piece);
+    b.saturating_sub(a).min(PIECE_SIZE)
+}

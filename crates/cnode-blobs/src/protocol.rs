@@ -1,0 +1,443 @@
+//! The piece protocol `/cnode/blobs/1`: messages and their binary encoding.
+//!
+//! Every message starts with a version byte (1) and a tag byte; integers are
+//! little-endian. Decoders check every length against the fixed caps below and
+//! never allocate more than the message they were given. The exact layout and
+//! test vectors are in `docs/protocol.md`; `tests` below reads the vectors.
+
+use bao_tree::{ChunkNum, ChunkRanges};
+use cnode_types::BlobHash;
+
+/// The libp2p protocol name.
+pub const PROTOCOL: &str = "/cnode/blobs/1";
+/// The wire version this code speaks.
+pub const VERSION: u8 = 1;
+/// BLAKE3 chunk: 1 KiB.
+pub const CHUNK: u64 = 1024;
+/// Chunk groups of 16 chunks (16 KiB): the outboard's granularity.
+pub const CHUNK_GROUP_LOG: u8 = 4;
+/// A piece: the unit of scheduling and of the have-bitfield (1 MiB).
+pub const PIECE_SIZE: u64 = 1024 * 1024;
+/// Chunks per piece.
+pub const PIECE_CHUNKS: u64 = PIECE_SIZE / CHUNK;
+/// The largest request accepted.
+pub const MAX_REQUEST: usize = 4096;
+/// The most ranges in one `Get`.
+pub const MAX_RANGES: usize = 64;
+/// The most data one `Get` may ask for (then proofs are added).
+pub const MAX_GET_BYTES: u64 = 4 * PIECE_SIZE;
+/// The largest response accepted: the data plus its proof and headers.
+pub const MAX_RESPONSE: usize = (MAX_GET_BYTES + MAX_GET_BYTES / 8 + 64 * 1024) as usize;
+/// The largest blob this protocol will transfer (1 TiB).
+pub const MAX_BLOB_SIZE: u64 = 1 << 40;
+
+/// A request from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Which pieces of `hash` do you have?
+    Have {
+        /// The blob.
+        hash: BlobHash,
+    },
+    /// Send these chunk ranges of `hash`, with their BLAKE3 proofs.
+    Get {
+        /// The blob.
+        hash: BlobHash,
+        /// Half-open chunk ranges `[start, end)`, sorted and disjoint.
+        ranges: Vec<(u64, u64)>,
+    },
+}
+
+/// An answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The pieces we hold, one bit per piece (LSB first).
+    Have {
+        /// The blob's size in bytes.
+        size: u64,
+        /// Whether we have all of it.
+        complete: bool,
+        /// Piece bitfield, `ceil(pieces / 8)` bytes.
+        bitfield: Vec<u8>,
+    },
+    /// The requested ranges, bao-encoded (parents and data, pre-order).
+    Data {
+        /// The blob's size in bytes (needed to shape the tree).
+        size: u64,
+        /// The encoding.
+        encoded: Vec<u8>,
+    },
+    /// We do not have the blob.
+    NotFound,
+    /// We will not answer (busy, bad request, missing ranges).
+    Error {
+        /// A short reason.
+        message: String,
+    },
+}
+
+/// A message that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than its own headers say.
+    #[error("message truncated")]
+    Truncated,
+    /// Longer than allowed.
+    #[error("message of {0} bytes is over the limit")]
+    Oversized(usize),
+    /// An unknown version.
+    #[error("unsupported protocol version {0}")]
+    Version(u8),
+    /// An unknown tag.
+    #[error("unknown message tag {0}")]
+    Tag(u8),
+    /// Fields that do not make sense together.
+    #[error("invalid message: {0}")]
+    Invalid(&'static str),
+}
+
+/// Number of pieces of a blob of `size` bytes.
+pub fn piece_count(size: u64) -> u64 {
+    size.div_ceil(PIECE_SIZE)
+}
+
+/// The chunk range of piece `i` of a blob of `size` bytes.
+pub fn piece_chunks(size: u64, i: u64) -> (u64, u64) {
+    let chunks = size.div_ceil(CHUNK).max(1);
+    let start = i * PIECE_CHUNKS;
+    (start, ((i + 1) * PIECE_CHUNKS).min(chunks))
+}
+
+/// The byte range of piece `i`.
+pub fn piece_bytes(size: u64, i: u64) -> (u64, u64) {
+    (i * PIECE_SIZE, ((i + 1) * PIECE_SIZE).min(size))
+}
+
+/// Converts wire ranges to bao-tree's range set.
+pub fn to_chunk_ranges(ranges: &[(u64, u64)]) -> ChunkRanges {
+    let mut out = ChunkRanges::empty();
+    for &(s, e) in ranges {
+        out |= ChunkRanges::from(ChunkNum(s)..ChunkNum(e));
+    }
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn hash(&mut self) -> Result<BlobHash, DecodeError> {
+        let b = self.take(32)?;
+        let mut a = [0u8; 32];
+        a.copy_from_slice(b);
+        Ok(BlobHash::from_bytes(a))
+    }
+    fn rest(self) -> &'a [u8] {
+        self.0
+    }
+    fn end(self) -> Result<(), DecodeError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::Invalid("trailing bytes"))
+        }
+    }
+}
+
+fn header(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
+    let v = r.u8()?;
+    if v != VERSION {
+        return Err(DecodeError::Version(v));
+    }
+    r.u8()
+}
+
+impl Request {
+    /// The wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        match self {
+            Request::Have { hash } => {
+                out.push(0);
+                out.extend_from_slice(hash.as_bytes());
+            }
+            Request::Get { hash, ranges } => {
+                out.push(1);
+                out.extend_from_slice(hash.as_bytes());
+                out.extend_from_slice(&(ranges.len() as u16).to_le_bytes());
+                for (s, e) in ranges {
+                    out.extend_from_slice(&s.to_le_bytes());
+                    out.extend_from_slice(&e.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Parses and validates a request.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_REQUEST {
+            return Err(DecodeError::Oversized(bytes.len()));
+        }
+        let mut r = Reader(bytes);
+        match header(&mut r)? {
+            0 => {
+                let hash = r.hash()?;
+                r.end()?;
+                Ok(Request::Have { hash })
+            }
+            1 => {
+                let hash = r.hash()?;
+                let n = r.u16()? as usize;
+                if n == 0 || n > MAX_RANGES {
+                    return Err(DecodeError::Invalid("range count"));
+                }
+                let mut ranges = Vec::with_capacity(n);
+                let mut prev_end = 0u64;
+                let mut total = 0u64;
+                for i in 0..n {
+                    let (s, e) = (r.u64()?, r.u64()?);
+                    if s >= e || (i > 0 && s < prev_end) {
+                        return Err(DecodeError::Invalid(
+                            "ranges must be non-empty, sorted and disjoint",
+                        ));
+                    }
+                    total = total.saturating_add(e - s);
+                    prev_end = e;
+                    ranges.push((s, e));
+                }
+                if total.saturating_mul(CHUNK) > MAX_GET_BYTES {
+                    return Err(DecodeError::Invalid("asks for too much data at once"));
+                }
+                r.end()?;
+                Ok(Request::Get { hash, ranges })
+            }
+            t => Err(DecodeError::Tag(t)),
+        }
+    }
+}
+
+impl Response {
+    /// The wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        match self {
+            Response::Have {
+                size,
+                complete,
+                bitfield,
+            } => {
+                out.push(0);
+                out.extend_from_slice(&size.to_le_bytes());
+                out.push(u8::from(*complete));
+                out.extend_from_slice(&(bitfield.len() as u32).to_le_bytes());
+                out.extend_from_slice(bitfield);
+            }
+            Response::Data { size, encoded } => {
+                out.reserve(8 + encoded.len());
+                out.push(1);
+                out.extend_from_slice(&size.to_le_bytes());
+                out.extend_from_slice(encoded);
+            }
+            Response::NotFound => out.push(2),
+            Response::Error { message } => {
+                out.push(3);
+                let m = &message.as_bytes()[..message.len().min(1024)];
+                out.extend_from_slice(&(m.len() as u16).to_le_bytes());
+                out.extend_from_slice(m);
+            }
+        }
+        out
+    }
+
+    /// Parses and validates a response.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_RESPONSE {
+            return Err(DecodeError::Oversized(bytes.len()));
+        }
+        let mut r = Reader(bytes);
+        match header(&mut r)? {
+            0 => {
+                let size = r.u64()?;
+                if size > MAX_BLOB_SIZE {
+                    return Err(DecodeError::Invalid("blob too large"));
+                }
+                let complete = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Invalid("complete flag")),
+                };
+                let n = r.u32()? as usize;
+                if n as u64 != piece_count(size).div_ceil(8) {
+                    return Err(DecodeError::Invalid("bitfield length does not match size"));
+                }
+                let bitfield = r.take(n)?.to_vec();
+                r.end()?;
+                Ok(Response::Have {
+                    size,
+                    complete,
+                    bitfield,
+                })
+            }
+            1 => {
+                let size = r.u64()?;
+                if size > MAX_BLOB_SIZE {
+                    return Err(DecodeError::Invalid("blob too large"));
+                }
+                Ok(Response::Data {
+                    size,
+                    encoded: r.rest().to_vec(),
+                })
+            }
+            2 => {
+                r.end()?;
+                Ok(Response::NotFound)
+            }
+            3 => {
+                let n = r.u16()? as usize;
+                if n > 1024 {
+                    return Err(DecodeError::Invalid("error message too long"));
+                }
+                let message = String::from_utf8_lossy(r.take(n)?).into_owned();
+                r.end()?;
+                Ok(Response::Error { message })
+            }
+            t => Err(DecodeError::Tag(t)),
+        }
+    }
+}
+
+/// Whether bit `i` is set in a piece bitfield.
+pub fn has_piece(bitfield: &[u8], i: u64) -> bool {
+    bitfield
+        .get((i / 8) as usize)
+        .is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+/// Sets bit `i` in a piece bitfield.
+pub fn set_piece(bitfield: &mut [u8], i: u64) {
+    if let Some(b) = bitfield.get_mut((i / 8) as usize) {
+        *b |= 1 << (i % 8);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash() -> BlobHash {
+        BlobHash::from_bytes([0xab; 32])
+    }
+
+    #[test]
+    fn round_trips() {
+        let reqs = [
+            Request::Have { hash: hash() },
+            Request::Get {
+                hash: hash(),
+                ranges: vec![(0, 1024), (2048, 3072)],
+            },
+        ];
+        for r in reqs {
+            assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+        }
+        let resps = [
+            Response::Have {
+                size: 3 * PIECE_SIZE + 1,
+                complete: false,
+                bitfield: vec![0b0101],
+            },
+            Response::Data {
+                size: 5,
+                encoded: vec![1, 2, 3],
+            },
+            Response::NotFound,
+            Response::Error {
+                message: "busy".into(),
+            },
+        ];
+        for r in resps {
+            assert_eq!(Response::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let good = Request::Get {
+            hash: hash(),
+            ranges: vec![(0, 16)],
+        }
+        .encode();
+        // Every truncation fails cleanly.
+        for n in 0..good.len() {
+            assert!(Request::decode(&good[..n]).is_err(), "prefix {n}");
+        }
+        let mut v2 = good.clone();
+        v2[0] = 2;
+        assert_eq!(Request::decode(&v2), Err(DecodeError::Version(2)));
+        let mut tag = good.clone();
+        tag[1] = 9;
+        assert_eq!(Request::decode(&tag), Err(DecodeError::Tag(9)));
+        assert!(matches!(
+            Request::decode(&vec![1u8; MAX_REQUEST + 1]),
+            Err(DecodeError::Oversized(_))
+        ));
+        let unsorted = Request::Get {
+            hash: hash(),
+            ranges: vec![(10, 20), (0, 5)],
+        };
+        assert!(Request::decode(&unsorted.encode()).is_err());
+        let too_much = Request::Get {
+            hash: hash(),
+            ranges: vec![(0, MAX_GET_BYTES / CHUNK + 1)],
+        };
+        assert!(Request::decode(&too_much.encode()).is_err());
+        let mut trailing = good;
+        trailing.push(0);
+        assert!(Request::decode(&trailing).is_err());
+        // A bitfield that does not match the size.
+        let bad = Response::Have {
+            size: 20 * PIECE_SIZE,
+            complete: true,
+            bitfield: vec![0xff],
+        };
+        assert!(Response::decode(&bad.encode()).is_err());
+    }
+
+    #[test]
+    fn pieces() {
+        assert_eq!(piece_count(0), 0);
+        assert_eq!(piece_count(1), 1);
+        assert_eq!(piece_count(PIECE_SIZE), 1);
+        assert_eq!(piece_count(PIECE_SIZE + 1), 2);
+        assert_eq!(piece_chunks(PIECE_SIZE + 1, 1), (1024, 1025));
+        assert_eq!(piece_bytes(PIECE_SIZE + 1, 1), (PIECE_SIZE, PIECE_SIZE + 1));
+        let mut bf = vec![0u8; 2];
+        set_piece(&mut bf, 9);
+        assert!(has_piece(&bf, 9) && !has_piece(&bf, 8) && !has_piece(&bf, 100));
+    }
+}

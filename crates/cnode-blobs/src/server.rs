@@ -1,0 +1,82 @@
+//! Answering `/cnode/blobs/1` requests from peers.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::{
+    protocol::{Request, Response},
+    store::{BlobError, BlobStore},
+};
+
+/// Serves pieces to peers, with a bound on concurrent uploads (like
+/// BitTorrent's upload slots): over it, peers are told "busy" and ask others.
+#[derive(Debug, Clone)]
+pub struct BlobServer {
+    store: BlobStore,
+    slots: Arc<Semaphore>,
+}
+
+impl BlobServer {
+    /// A server for `store` with `upload_slots` concurrent uploads.
+    pub fn new(store: BlobStore, upload_slots: usize) -> Self {
+        Self {
+            store,
+            slots: Arc::new(Semaphore::new(upload_slots.max(1))),
+        }
+    }
+
+    /// Answers one request (wire bytes in, wire bytes out). Never panics on
+    /// bad input: malformed requests get an `Error` response.
+    pub async fn handle(&self, request: &[u8]) -> Vec<u8> {
+        let req = match Request::decode(request) {
+            Ok(r) => r,
+            Err(e) => {
+                return Response::Error {
+                    message: format!("bad request: {e}"),
+                }
+                .encode();
+            }
+        };
+        self.answer(req).await.encode()
+    }
+
+    async fn answer(&self, req: Request) -> Response {
+        match req {
+            Request::Have { hash } => match self.store.have(hash).await {
+                Ok(Some((size, complete, bitfield))) => Response::Have {
+                    size,
+                    complete,
+                    bitfield,
+                },
+                Ok(None) => Response::NotFound,
+                Err(e) => Response::Error {
+                    message: e.to_string(),
+                },
+            },
+            Request::Get { hash, ranges } => {
+                let Ok(_permit) = self.slots.clone().try_acquire_owned() else {
+                    return Response::Error {
+                        message: "busy: all upload slots in use".into(),
+                    };
+                };
+                match self.store.encode(hash, ranges).await {
+                    Ok((size, mut encoded)) => {
+                        if self.store.corrupt_responses() && !encoded.is_empty() {
+                            // Test-only: damage the data, keep the length.
+                            let n = encoded.len();
+                            for i in (n / 2..n).step_by(997) {
+                                encoded[i] ^= 0x5a;
+                            }
+                        }
+                        Response::Data { size, encoded }
+                    }
+                    Err(BlobError::NotFound(_)) => Response::NotFound,
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                }
+            }
+        }
+    }
+}

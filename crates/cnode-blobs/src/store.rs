@@ -1,0 +1,977 @@
+//! The blob store: data files plus BLAKE3 outboards on disk, metadata in SQLite.
+//!
+//! Layout under `<data>/blobs/`:
+//! - `<hex>.data`, `<hex>.obao`: a complete blob and its pre-order outboard
+//!   (16 KiB chunk groups), so any range is served with its proof;
+//! - `partial/<hex>.data`, `partial/<hex>.obao`: a download in progress; the
+//!   `blobs` table holds its bitfield of verified pieces, so it resumes after a
+//!   crash and unverified bytes are never trusted;
+//! - `tmp/`: imports in progress, deleted if they fail.
+//!
+//! All file work runs on the blocking pool; nothing here blocks a runtime thread.
+
+use std::{
+    collections::HashMap,
+    fs::{self, File},
+    io::{self, BufReader, Read, Write},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bao_tree::{BaoTree, BlockSize, io::outboard::PreOrderOutboard};
+use cnode_store::Store;
+use cnode_types::BlobHash;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{self, CHUNK_GROUP_LOG, piece_count, set_piece};
+
+/// The block size of every outboard: 16 KiB chunk groups.
+pub const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(CHUNK_GROUP_LOG);
+
+/// What kind of blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    /// Plain bytes (a file).
+    Raw,
+    /// A folder: a JSON list of (path, hash, size), see [`crate::Collection`].
+    Collection,
+}
+
+impl BlobKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            BlobKind::Raw => "raw",
+            BlobKind::Collection => "collection",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        if s == "collection" {
+            BlobKind::Collection
+        } else {
+            BlobKind::Raw
+        }
+    }
+}
+
+/// What the store knows of one blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInfo {
+    /// The blob id.
+    pub hash: BlobHash,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether every piece is here and verified.
+    pub complete: bool,
+    /// Pinned blobs survive garbage collection.
+    pub pinned: bool,
+    /// Raw bytes or a collection.
+    pub kind: BlobKind,
+    /// Verified bytes held (equals `size` when complete).
+    pub have_bytes: u64,
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// Not enough room under the storage quota.
+    #[error(
+        "storage quota exceeded: {need} bytes needed, {free} of {quota} bytes free (raise blobs.quota_bytes or run `cnode blobs gc`)"
+    )]
+    Quota {
+        /// Bytes the operation needs.
+        need: u64,
+        /// Bytes free under the quota.
+        free: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// The blob is not in the store.
+    #[error("blob {0} is not in the store")]
+    NotFound(BlobHash),
+    /// A file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing, with the path.
+        context: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] cnode_store::StoreError),
+    /// Data did not verify against its hash.
+    #[error("data for blob {hash} does not verify: {reason}")]
+    Verify {
+        /// The blob.
+        hash: BlobHash,
+        /// What failed.
+        reason: String,
+    },
+    /// A request that cannot be served as asked.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> BlobError {
+    let context = context.into();
+    move |source| BlobError::Io { context, source }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A partial blob being downloaded: its files and bitfield.
+#[derive(Debug)]
+pub(crate) struct Partial {
+    pub(crate) hash: BlobHash,
+    pub(crate) size: u64,
+    pub(crate) data: File,
+    pub(crate) outboard: PreOrderOutboard<File>,
+    pub(crate) bitfield: Mutex<Vec<u8>>,
+}
+
+impl Partial {
+    pub(crate) fn pieces(&self) -> u64 {
+        piece_count(self.size)
+    }
+    pub(crate) fn has(&self, i: u64) -> bool {
+        protocol::has_piece(&self.bitfield.lock().unwrap_or_else(|e| e.into_inner()), i)
+    }
+    pub(crate) fn bitfield(&self) -> Vec<u8> {
+        self.bitfield
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub(crate) fn have_bytes(&self) -> u64 {
+        let bf = self.bitfield();
+        (0..self.pieces())
+            .filter(|i| protocol::has_piece(&bf, *i))
+            .map(|i| {
+                let (s, e) = protocol::piece_bytes(self.size, i);
+                e - s
+            })
+            .sum()
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    db: Store,
+    quota: u64,
+    partials: Mutex<HashMap<BlobHash, Arc<Partial>>>,
+    /// Test-only: flip bytes in served data (see [`BlobStore::set_corrupt_responses`]).
+    corrupt: AtomicBool,
+    /// Serialises quota checks with the reservations they make.
+    reserve: tokio::sync::Mutex<()>,
+}
+
+/// The blob store handle. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    inner: Arc<Inner>,
+}
+
+/// The result of an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// The id to share: the file's, or the collection's for a folder.
+    pub hash: BlobHash,
+    /// Raw or collection.
+    pub kind: BlobKind,
+    /// Total bytes of the content (for a folder: of all files).
+    pub size: u64,
+    /// Number of files.
+    pub files: u64,
+}
+
+/// What garbage collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Blobs removed.
+    pub removed: u64,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+}
+
+impl BlobStore {
+    /// Opens the store in `dir` (created if needed) with `quota` bytes of room.
+    /// Partial downloads found on disk are picked up again.
+    pub async fn open(dir: PathBuf, db: Store, quota: u64) -> Result<Self, BlobError> {
+        for d in [dir.clone(), dir.join("partial"), dir.join("tmp")] {
+            fs::create_dir_all(&d).map_err(io_err(format!("cannot create {}", d.display())))?;
+        }
+        // Leftovers of imports that crashed: never trusted, never kept.
+        if let Ok(entries) = fs::read_dir(dir.join("tmp")) {
+            for e in entries.flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir,
+                db,
+                quota,
+                partials: Mutex::new(HashMap::new()),
+                corrupt: AtomicBool::new(false),
+                reserve: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The storage quota in bytes.
+    pub fn quota(&self) -> u64 {
+        self.inner.quota
+    }
+
+    /// Test-only switch: flip bytes in the data this node serves, to test that
+    /// peers detect and drop a corrupting peer. Never enable it in production.
+    pub fn set_corrupt_responses(&self, on: bool) {
+        self.inner.corrupt.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn corrupt_responses(&self) -> bool {
+        self.inner.corrupt.load(Ordering::Relaxed)
+    }
+
+    fn data_path(&self, hash: &BlobHash, partial: bool) -> PathBuf {
+        let name = format!("{}.data", hash.to_hex());
+        if partial {
+            self.inner.dir.join("partial").join(name)
+        } else {
+            self.inner.dir.join(name)
+        }
+    }
+
+    fn obao_path(&self, hash: &BlobHash, partial: bool) -> PathBuf {
+        let name = format!("{}.obao", hash.to_hex());
+        if partial {
+            self.inner.dir.join("partial").join(name)
+        } else {
+            self.inner.dir.join(name)
+        }
+    }
+
+    /// Bytes counted against the quota: every blob's full size, partial ones included.
+    pub async fn used_bytes(&self) -> Result<u64, BlobError> {
+        Ok(self
+            .inner
+            .db
+            .call(|c| {
+                c.query_row("SELECT COALESCE(SUM(size), 0) FROM blobs", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .await? as u64)
+    }
+
+    async fn check_quota(&self, need: u64) -> Result<(), BlobError> {
+        let used = self.used_bytes().await?;
+        let free = self.inner.quota.saturating_sub(used);
+        if need > free {
+            return Err(BlobError::Quota {
+                need,
+                free,
+                quota: self.inner.quota,
+            });
+        }
+        Ok(())
+    }
+
+    /// Information about one blob.
+    pub async fn info(&self, hash: BlobHash) -> Result<Option<BlobInfo>, BlobError> {
+        let row = self
+            .inner
+            .db
+            .call(move |c| {
+                c.query_row(
+                    "SELECT size, complete, pinned, kind FROM blobs WHERE hash = ?1",
+                    params![hash.as_bytes().as_slice()],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)? as u64,
+                            r.get::<_, bool>(1)?,
+                            r.get::<_, bool>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+            })
+            .await?;
+        Ok(row.map(|(size, complete, pinned, kind)| {
+            let have_bytes = if complete {
+                size
+            } else {
+                self.partial(&hash).map(|p| p.have_bytes()).unwrap_or(0)
+            };
+            BlobInfo {
+                hash,
+                size,
+                complete,
+                pinned,
+                kind: BlobKind::parse(&kind),
+                have_bytes,
+            }
+        }))
+    }
+
+    /// Every blob, complete ones and downloads in progress.
+    pub async fn list(&self) -> Result<Vec<BlobInfo>, BlobError> {
+        let rows = self
+            .inner
+            .db
+            .call(|c| {
+                let mut st = c.prepare("SELECT hash FROM blobs ORDER BY created_ms")?;
+                let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for h in rows {
+            let Ok(bytes) = <[u8; 32]>::try_from(h.as_slice()) else {
+                continue;
+            };
+            if let Some(info) = self.info(BlobHash::from_bytes(bytes)).await? {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks a blob pinned or not; pinned blobs survive [`BlobStore::gc`].
+    pub async fn set_pinned(&self, hash: BlobHash, pinned: bool) -> Result<(), BlobError> {
+        let n = self
+            .inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "UPDATE blobs SET pinned = ?2 WHERE hash = ?1",
+                    params![hash.as_bytes().as_slice(), pinned],
+                )
+            })
+            .await?;
+        if n == 0 {
+            return Err(BlobError::NotFound(hash));
+        }
+        Ok(())
+    }
+
+    /// Deletes a blob (complete or partial) and its files.
+    pub async fn remove(&self, hash: BlobHash) -> Result<u64, BlobError> {
+        let info = self.info(hash).await?.ok_or(BlobError::NotFound(hash))?;
+        self.inner
+            .partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&hash);
+        for partial in [false, true] {
+            let _ = fs::remove_file(self.data_path(&hash, partial));
+            let _ = fs::remove_file(self.obao_path(&hash, partial));
+        }
+        self.inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "DELETE FROM blobs WHERE hash = ?1",
+                    params![hash.as_bytes().as_slice()],
+                )
+            })
+            .await?;
+        Ok(info.size)
+    }
+
+    /// Removes every unpinned blob that is not being downloaded.
+    pub async fn gc(&self) -> Result<GcReport, BlobError> {
+        let mut report = GcReport::default();
+        for info in self.list().await? {
+            let active = self.partial(&info.hash).is_some() && !info.complete;
+            if info.pinned || active {
+                continue;
+            }
+            report.freed_bytes += self.remove(info.hash).await?;
+            report.removed += 1;
+        }
+        Ok(report)
+    }
+
+    /// Imports a file or, recursively, a folder (which becomes a collection).
+    pub async fn import_path(&self, path: &Path, pin: bool) -> Result<ImportReport, BlobError> {
+        let meta = fs::metadata(path).map_err(io_err(format!("cannot read {}", path.display())))?;
+        if meta.is_dir() {
+            return crate::collection::import_dir(self, path, pin).await;
+        }
+        let (hash, size) = self.import_file(path, pin, BlobKind::Raw).await?;
+        Ok(ImportReport {
+            hash,
+            kind: BlobKind::Raw,
+            size,
+            files: 1,
+        })
+    }
+
+    /// Imports one file: streams it once, writing our copy and its outboard.
+    pub async fn import_file(
+        &self,
+        path: &Path,
+        pin: bool,
+        kind: BlobKind,
+    ) -> Result<(BlobHash, u64), BlobError> {
+        let size = fs::metadata(path)
+            .map_err(io_err(format!("cannot read {}", path.display())))?
+            .len();
+        let _guard = self.inner.reserve.lock().await;
+        self.check_quota(size).await?;
+        let this = self.clone();
+        let path = path.to_owned();
+        let (hash, size) = tokio::task::spawn_blocking(move || {
+            let file =
+                File::open(&path).map_err(io_err(format!("cannot open {}", path.display())))?;
+            this.import_reader_blocking(file, size)
+        })
+        .await
+        .map_err(|e| BlobError::Invalid(format!("import task failed: {e}")))??;
+        self.insert_complete(hash, size, pin, kind).await?;
+        Ok((hash, size))
+    }
+
+    /// Imports bytes held in memory (collections, small uploads).
+    pub async fn import_bytes(
+        &self,
+        bytes: Vec<u8>,
+        pin: bool,
+        kind: BlobKind,
+    ) -> Result<BlobHash, BlobError> {
+        let size = bytes.len() as u64;
+        let _guard = self.inner.reserve.lock().await;
+        self.check_quota(size).await?;
+        let this = self.clone();
+        let (hash, size) = tokio::task::spawn_blocking(move || {
+            this.import_reader_blocking(io::Cursor::new(bytes), size)
+        })
+        .await
+        .map_err(|e| BlobError::Invalid(format!("import task failed: {e}")))??;
+        self.insert_complete(hash, size, pin, kind).await?;
+        Ok(hash)
+    }
+
+    /// Imports a stream of unknown length (an HTTP upload): it is spooled to a
+    /// temp file, stopping with [`BlobError::Quota`] as soon as it would not fit.
+    pub async fn import_stream<S, E>(
+        &self,
+        mut stream: S,
+        pin: bool,
+    ) -> Result<(BlobHash, u64), BlobError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures::StreamExt;
+        let free = self.inner.quota.saturating_sub(self.used_bytes().await?);
+        let tmp = tempfile::NamedTempFile::new_in(self.inner.dir.join("tmp"))
+            .map_err(io_err("cannot create a temp file"))?;
+        let mut writer =
+            tokio::fs::File::from_std(tmp.reopen().map_err(io_err("cannot open temp file"))?);
+        let mut total = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Invalid(format!("upload failed: {e}")))?;
+            total += chunk.len() as u64;
+            if total > free {
+                // The temp file is deleted when `tmp` drops.
+                return Err(BlobError::Quota {
+                    need: total,
+                    free,
+                    quota: self.inner.quota,
+                });
+            }
+            tokio::io::AsyncWriteExt::write_all(&mut writer, &chunk)
+                .await
+                .map_err(io_err("cannot write the upload"))?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut writer)
+            .await
+            .map_err(io_err("cannot write the upload"))?;
+        drop(writer);
+        self.import_file(tmp.path(), pin, BlobKind::Raw).await
+    }
+
+    /// One pass over `reader`: the bytes go to a temp data file and through the
+    /// outboard builder; both temp files are renamed into place at the end.
+    fn import_reader_blocking(
+        &self,
+        reader: impl Read,
+        size: u64,
+    ) -> Result<(BlobHash, u64), BlobError> {
+        let tmpdir = self.inner.dir.join("tmp");
+        let data_tmp = tempfile::NamedTempFile::new_in(&tmpdir)
+            .map_err(io_err("cannot create a temp file"))?;
+        let obao_tmp = tempfile::NamedTempFile::new_in(&tmpdir)
+            .map_err(io_err("cannot create a temp file"))?;
+        let mut tee = Tee {
+            inner: BufReader::with_capacity(1 << 20, reader),
+            copy: io::BufWriter::with_capacity(1 << 20, data_tmp.as_file()),
+            count: 0,
+        };
+        let tree = BaoTree::new(size, BLOCK_SIZE);
+        let mut ob = PreOrderOutboard {
+            root: blake3::hash(&[]),
+            tree,
+            data: obao_tmp
+                .as_file()
+                .try_clone()
+                .map_err(io_err("cannot open temp file"))?,
+        };
+        let root = bao_tree::io::sync::outboard(&mut tee, tree, &mut ob)
+            .map_err(io_err("cannot hash the data"))?;
+        if tee.count != size {
+            return Err(BlobError::Invalid(format!(
+                "the file changed while it was read ({} bytes, expected {size})",
+                tee.count
+            )));
+        }
+        tee.copy.flush().map_err(io_err("cannot write the data"))?;
+        drop(tee);
+        let hash = BlobHash::from(root);
+        let data_path = self.data_path(&hash, false);
+        let obao_path = self.obao_path(&hash, false);
+        data_tmp
+            .persist(&data_path)
+            .map_err(|e| io_err(format!("cannot store {}", data_path.display()))(e.error))?;
+        obao_tmp
+            .persist(&obao_path)
+            .map_err(|e| io_err(format!("cannot store {}", obao_path.display()))(e.error))?;
+        Ok((hash, size))
+    }
+
+    async fn insert_complete(
+        &self,
+        hash: BlobHash,
+        size: u64,
+        pin: bool,
+        kind: BlobKind,
+    ) -> Result<(), BlobError> {
+        let now = now_ms();
+        self.inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO blobs (hash, size, complete, pinned, kind, bitfield, created_ms)
+                     VALUES (?1, ?2, 1, ?3, ?4, NULL, ?5)
+                     ON CONFLICT(hash) DO UPDATE SET complete = 1, bitfield = NULL,
+                         pinned = MAX(pinned, excluded.pinned)",
+                    params![
+                        hash.as_bytes().as_slice(),
+                        size as i64,
+                        pin,
+                        kind.as_str(),
+                        now
+                    ],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The in-memory state of a partial download, if one is open.
+    pub(crate) fn partial(&self, hash: &BlobHash) -> Option<Arc<Partial>> {
+        self.inner
+            .partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+            .cloned()
+    }
+
+    /// Opens (or resumes) a partial download of `hash`, `size` bytes, reserving
+    /// the room under the quota.
+    pub(crate) async fn open_partial(
+        &self,
+        hash: BlobHash,
+        size: u64,
+        pin: bool,
+    ) -> Result<Arc<Partial>, BlobError> {
+        if let Some(p) = self.partial(&hash) {
+            return Ok(p);
+        }
+        let _guard = self.inner.reserve.lock().await;
+        let existing = self
+            .inner
+            .db
+            .call(move |c| {
+                c.query_row(
+                    "SELECT size, bitfield FROM blobs WHERE hash = ?1 AND complete = 0",
+                    params![hash.as_bytes().as_slice()],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<Vec<u8>>>(1)?)),
+                )
+                .optional()
+            })
+            .await?;
+        let pieces_len = piece_count(size).div_ceil(8) as usize;
+        let bitfield = match existing {
+            Some((s, Some(bf))) if s == size && bf.len() == pieces_len => bf,
+            Some(_) => {
+                // A record that does not fit the verified size: start over.
+                self.remove(hash).await.ok();
+                self.check_quota(size).await?;
+                vec![0u8; pieces_len]
+            }
+            None => {
+                self.check_quota(size).await?;
+                vec![0u8; pieces_len]
+            }
+        };
+        let data_path = self.data_path(&hash, true);
+        let obao_path = self.obao_path(&hash, true);
+        let open = |p: &Path| {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(p)
+                .map_err(io_err(format!("cannot open {}", p.display())))
+        };
+        let data = open(&data_path)?;
+        let obao = open(&obao_path)?;
+        data.set_len(size)
+            .map_err(io_err(format!("cannot size {}", data_path.display())))?;
+        let tree = BaoTree::new(size, BLOCK_SIZE);
+        let partial = Arc::new(Partial {
+            hash,
+            size,
+            data,
+            outboard: PreOrderOutboard {
+                root: hash.into(),
+                tree,
+                data: obao,
+            },
+            bitfield: Mutex::new(bitfield.clone()),
+        });
+        let now = now_ms();
+        self.inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO blobs (hash, size, complete, pinned, kind, bitfield, created_ms)
+                     VALUES (?1, ?2, 0, ?3, 'raw', ?4, ?5)
+                     ON CONFLICT(hash) DO UPDATE SET pinned = MAX(pinned, excluded.pinned)",
+                    params![hash.as_bytes().as_slice(), size as i64, pin, bitfield, now],
+                )
+            })
+            .await?;
+        self.inner
+            .partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, partial.clone());
+        Ok(partial)
+    }
+
+    /// Verifies a bao-encoded response for `piece` and writes it; on success
+    /// marks the piece verified (in memory and in the database).
+    pub(crate) async fn write_piece(
+        &self,
+        partial: &Arc<Partial>,
+        piece: u64,
+        encoded: Vec<u8>,
+    ) -> Result<(), BlobError> {
+        let p = partial.clone();
+        tokio::task::spawn_blocking(move || {
+            let (s, e) = protocol::piece_chunks(p.size, piece);
+            let ranges = protocol::to_chunk_ranges(&[(s, e)]);
+            // Pieces land concurrently at distinct offsets: each write gets its
+            // own handle on the same files (positioned writes need no seek).
+            let mut ob = PreOrderOutboard {
+                root: p.outboard.root,
+                tree: p.outboard.tree,
+                data: p
+                    .outboard
+                    .data
+                    .try_clone()
+                    .map_err(io_err("cannot open the outboard"))?,
+            };
+            let target = p
+                .data
+                .try_clone()
+                .map_err(io_err("cannot open the data file"))?;
+            bao_tree::io::sync::decode_ranges(io::Cursor::new(encoded), &ranges, target, &mut ob)
+                .map_err(|e| BlobError::Verify {
+                    hash: p.hash,
+                    reason: e.to_string(),
+                })
+        })
+        .await
+        .map_err(|e| BlobError::Invalid(format!("verify task failed: {e}")))??;
+        let bitfield = {
+            let mut bf = partial.bitfield.lock().unwrap_or_else(|e| e.into_inner());
+            set_piece(&mut bf, piece);
+            bf.clone()
+        };
+        let hash = partial.hash;
+        self.inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "UPDATE blobs SET bitfield = ?2 WHERE hash = ?1 AND complete = 0",
+                    params![hash.as_bytes().as_slice(), bitfield],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Turns a fully verified partial blob into a complete one.
+    pub(crate) async fn finish_partial(
+        &self,
+        partial: &Arc<Partial>,
+        kind: BlobKind,
+    ) -> Result<(), BlobError> {
+        if (0..partial.pieces()).any(|i| !partial.has(i)) {
+            return Err(BlobError::Invalid("download not finished".into()));
+        }
+        let hash = partial.hash;
+        partial
+            .data
+            .sync_all()
+            .map_err(io_err("cannot sync data"))?;
+        partial
+            .outboard
+            .data
+            .sync_all()
+            .map_err(io_err("cannot sync outboard"))?;
+        for (from, to) in [
+            (self.data_path(&hash, true), self.data_path(&hash, false)),
+            (self.obao_path(&hash, true), self.obao_path(&hash, false)),
+        ] {
+            fs::rename(&from, &to).map_err(io_err(format!("cannot move {}", from.display())))?;
+        }
+        self.inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "UPDATE blobs SET complete = 1, bitfield = NULL, kind = ?2 WHERE hash = ?1",
+                    params![hash.as_bytes().as_slice(), kind.as_str()],
+                )
+            })
+            .await?;
+        self.inner
+            .partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&hash);
+        Ok(())
+    }
+
+    /// Sets the kind of a blob (a downloaded collection).
+    pub async fn set_kind(&self, hash: BlobHash, kind: BlobKind) -> Result<(), BlobError> {
+        self.inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "UPDATE blobs SET kind = ?2 WHERE hash = ?1",
+                    params![hash.as_bytes().as_slice(), kind.as_str()],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Which pieces we hold, for a `Have` answer.
+    pub(crate) async fn have(
+        &self,
+        hash: BlobHash,
+    ) -> Result<Option<(u64, bool, Vec<u8>)>, BlobError> {
+        if let Some(p) = self.partial(&hash) {
+            return Ok(Some((p.size, false, p.bitfield())));
+        }
+        Ok(self.info(hash).await?.filter(|i| i.complete).map(|i| {
+            let n = piece_count(i.size);
+            let mut bf = vec![0u8; n.div_ceil(8) as usize];
+            for p in 0..n {
+                set_piece(&mut bf, p);
+            }
+            (i.size, true, bf)
+        }))
+    }
+
+    /// Bao-encodes `ranges` of `hash` (data with proofs), from a complete blob
+    /// or from the verified pieces of a partial one.
+    pub(crate) async fn encode(
+        &self,
+        hash: BlobHash,
+        ranges: Vec<(u64, u64)>,
+    ) -> Result<(u64, Vec<u8>), BlobError> {
+        let partial = self.partial(&hash);
+        let complete = if partial.is_none() {
+            Some(
+                self.info(hash)
+                    .await?
+                    .filter(|i| i.complete)
+                    .ok_or(BlobError::NotFound(hash))?,
+            )
+        } else {
+            None
+        };
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let chunk_ranges = protocol::to_chunk_ranges(&ranges);
+            let mut out = Vec::new();
+            let size = match (&partial, &complete) {
+                (Some(p), _) => {
+                    // Only ranges inside verified pieces may be served.
+                    let bf = p.bitfield();
+                    for &(s, e) in &ranges {
+                        let first = s / protocol::PIECE_CHUNKS;
+                        let last = (e - 1) / protocol::PIECE_CHUNKS;
+                        if (first..=last).any(|i| !protocol::has_piece(&bf, i)) {
+                            return Err(BlobError::Invalid(
+                                "asked for pieces we do not have".into(),
+                            ));
+                        }
+                    }
+                    let ob = PreOrderOutboard {
+                        root: p.outboard.root,
+                        tree: p.outboard.tree,
+                        data: &p.outboard.data,
+                    };
+                    bao_tree::io::sync::encode_ranges(&p.data, &ob, &chunk_ranges, &mut out)
+                        .map_err(|e| BlobError::Invalid(format!("cannot encode: {e}")))?;
+                    p.size
+                }
+                (None, Some(info)) => {
+                    let data = File::open(this.data_path(&hash, false))
+                        .map_err(io_err(format!("cannot open blob {hash}")))?;
+                    let obao = File::open(this.obao_path(&hash, false))
+                        .map_err(io_err(format!("cannot open outboard of {hash}")))?;
+                    let ob = PreOrderOutboard {
+                        root: hash.into(),
+                        tree: BaoTree::new(info.size, BLOCK_SIZE),
+                        data: obao,
+                    };
+                    bao_tree::io::sync::encode_ranges(&data, &ob, &chunk_ranges, &mut out)
+                        .map_err(|e| BlobError::Invalid(format!("cannot encode: {e}")))?;
+                    info.size
+                }
+                (None, None) => return Err(BlobError::NotFound(hash)),
+            };
+            Ok((size, out))
+        })
+        .await
+        .map_err(|e| BlobError::Invalid(format!("encode task failed: {e}")))?
+    }
+
+    /// Reads `len` bytes at `offset` of a complete blob, or of the verified
+    /// pieces of a partial one (`None` if that range is not verified yet).
+    pub async fn read_at(
+        &self,
+        hash: BlobHash,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<Vec<u8>>, BlobError> {
+        let (path, size, partial) = match self.partial(&hash) {
+            Some(p) => (self.data_path(&hash, true), p.size, Some(p)),
+            None => {
+                let info = self
+                    .info(hash)
+                    .await?
+                    .filter(|i| i.complete)
+                    .ok_or(BlobError::NotFound(hash))?;
+                (self.data_path(&hash, false), info.size, None)
+            }
+        };
+        if offset >= size {
+            return Ok(Some(Vec::new()));
+        }
+        let len = len.min((size - offset) as usize);
+        if let Some(p) = &partial {
+            let first = offset / protocol::PIECE_SIZE;
+            let last = (offset + len as u64 - 1) / protocol::PIECE_SIZE;
+            if (first..=last).any(|i| !p.has(i)) {
+                return Ok(None);
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let f = File::open(&path).map_err(io_err(format!("cannot open {}", path.display())))?;
+            let mut buf = vec![0u8; len];
+            f.read_exact_at(&mut buf, offset)
+                .map_err(io_err(format!("cannot read {}", path.display())))?;
+            Ok(Some(buf))
+        })
+        .await
+        .map_err(|e| BlobError::Invalid(format!("read task failed: {e}")))?
+    }
+
+    /// The path of a complete blob's data file (for export by copy).
+    pub(crate) async fn complete_path(&self, hash: BlobHash) -> Result<(PathBuf, u64), BlobError> {
+        let info = self
+            .info(hash)
+            .await?
+            .filter(|i| i.complete)
+            .ok_or(BlobError::NotFound(hash))?;
+        Ok((self.data_path(&hash, false), info.size))
+    }
+
+    /// Checks a complete blob's data against its hash (slow: reads it all).
+    pub async fn verify(&self, hash: BlobHash) -> Result<bool, BlobError> {
+        let (path, size) = self.complete_path(hash).await?;
+        tokio::task::spawn_blocking(move || {
+            let f = File::open(&path).map_err(io_err(format!("cannot open {}", path.display())))?;
+            let mut hasher = blake3::Hasher::new();
+            let mut r = BufReader::with_capacity(1 << 20, f);
+            let n = io::copy(&mut r, &mut hasher).map_err(io_err("cannot read"))?;
+            Ok(n == size && BlobHash::from(hasher.finalize()) == hash)
+        })
+        .await
+        .map_err(|e| BlobError::Invalid(format!("verify task failed: {e}")))?
+    }
+
+    /// Partial downloads recorded in the database (to resume them).
+    pub async fn partial_hashes(&self) -> Result<Vec<BlobHash>, BlobError> {
+        let rows = self
+            .inner
+            .db
+            .call(|c| {
+                let mut st = c.prepare("SELECT hash FROM blobs WHERE complete = 0")?;
+                let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|h| {
+                <[u8; 32]>::try_from(h.as_slice())
+                    .ok()
+                    .map(BlobHash::from_bytes)
+            })
+            .collect())
+    }
+}
+
+/// Copies everything read from `inner` into `copy`.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+    count: u64,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}

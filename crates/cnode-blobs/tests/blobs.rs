@@ -1,0 +1,349 @@
+//! Blob store, piece protocol and swarm downloader over an in-process
+//! transport (real stores and files; the libp2p path is tested in cnode-testkit).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use cnode_blobs::{
+    BlobError, BlobServer, BlobStore, DownloadOptions, PeerRequester, collection, download,
+    protocol::{self, PIECE_SIZE},
+};
+use cnode_types::{BlobHash, PeerId};
+
+struct Node {
+    _dir: tempfile::TempDir,
+    store: BlobStore,
+    server: BlobServer,
+}
+
+async fn node(quota: u64, slots: usize) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let db = cnode_store::Store::open(dir.path()).unwrap();
+    let store = BlobStore::open(dir.path().join("blobs"), db, quota)
+        .await
+        .unwrap();
+    let server = BlobServer::new(store.clone(), slots);
+    Node {
+        _dir: dir,
+        store,
+        server,
+    }
+}
+
+/// Routes requests to in-process servers; can fail after a number of pieces.
+#[derive(Clone)]
+struct Fake {
+    servers: Arc<HashMap<PeerId, BlobServer>>,
+    gets: Arc<AtomicUsize>,
+    fail_after_gets: Option<usize>,
+}
+
+impl Fake {
+    fn new(servers: Vec<(PeerId, BlobServer)>) -> Self {
+        Self {
+            servers: Arc::new(servers.into_iter().collect()),
+            gets: Arc::new(AtomicUsize::new(0)),
+            fail_after_gets: None,
+        }
+    }
+}
+
+impl PeerRequester for Fake {
+    async fn request(&self, peer: PeerId, request: Vec<u8>) -> Result<Vec<u8>, String> {
+        if request.get(1) == Some(&1) {
+            let n = self.gets.fetch_add(1, Ordering::SeqCst);
+            if self.fail_after_gets.is_some_and(|max| n >= max) {
+                return Err("connection lost".into());
+            }
+        }
+        let server = self.servers.get(&peer).ok_or("unknown peer")?;
+        Ok(server.handle(&request).await)
+    }
+    async fn providers(&self, _hash: BlobHash) -> Vec<PeerId> {
+        self.servers.keys().copied().collect()
+    }
+}
+
+fn random_peer() -> PeerId {
+    cnode_types::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+async fn import(n: &Node, bytes: &[u8]) -> BlobHash {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), bytes).unwrap();
+    n.store.import_path(f.path(), true).await.unwrap().hash
+}
+
+async fn read_all(store: &BlobStore, hash: BlobHash, len: usize) -> Vec<u8> {
+    store.read_at(hash, 0, len).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn import_hash_matches_blake3_and_reads_back() {
+    let n = node(u64::MAX, 8).await;
+    for len in [0usize, 1, 1024, 16 * 1024 + 7, 3 * PIECE_SIZE as usize + 5] {
+        let bytes = data(len, 1);
+        let hash = import(&n, &bytes).await;
+        assert_eq!(hash, BlobHash::of(&bytes), "len {len}");
+        assert!(n.store.verify(hash).await.unwrap());
+        assert_eq!(read_all(&n.store, hash, len).await, bytes);
+        if len > 10 {
+            assert_eq!(
+                n.store.read_at(hash, 3, 5).await.unwrap().unwrap(),
+                &bytes[3..8]
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn swarm_download_from_several_peers_and_corrupt_peer_is_dropped() {
+    let bytes = data(9 * PIECE_SIZE as usize + 333, 7);
+    let seeders = [
+        node(u64::MAX, 8).await,
+        node(u64::MAX, 8).await,
+        node(u64::MAX, 8).await,
+    ];
+    let mut hash = None;
+    for s in &seeders {
+        hash = Some(import(s, &bytes).await);
+    }
+    let hash = hash.unwrap();
+    // One of them flips bytes in everything it serves.
+    seeders[2].store.set_corrupt_responses(true);
+    let ids: Vec<PeerId> = (0..3).map(|_| random_peer()).collect();
+    let fake = Fake::new(
+        ids.iter()
+            .copied()
+            .zip(seeders.iter().map(|s| s.server.clone()))
+            .collect(),
+    );
+
+    let leecher = node(u64::MAX, 8).await;
+    let stats = download(
+        &leecher.store,
+        &fake,
+        hash,
+        &DownloadOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_all(&leecher.store, hash, bytes.len()).await, bytes);
+    assert!(leecher.store.verify(hash).await.unwrap());
+    // The corrupting peer was caught on its bad piece(s) and dropped; it
+    // contributed no verified piece.
+    assert!(
+        stats.bad_pieces.get(&ids[2]).copied().unwrap_or(0) >= 1,
+        "{stats:?}"
+    );
+    assert!(stats.dropped.contains(&ids[2]));
+    assert_eq!(stats.pieces_from.get(&ids[2]), None);
+    assert_eq!(
+        stats.pieces_from.values().sum::<u64>(),
+        protocol::piece_count(bytes.len() as u64)
+    );
+}
+
+#[tokio::test]
+async fn download_resumes_without_refetching_verified_pieces() {
+    let bytes = data(8 * PIECE_SIZE as usize, 3);
+    let seeder = node(u64::MAX, 8).await;
+    let hash = import(&seeder, &bytes).await;
+    let id = random_peer();
+    let mut fake = Fake::new(vec![(id, seeder.server.clone())]);
+    fake.fail_after_gets = Some(4 + 1); // the size proof is a get too
+
+    let leecher = node(u64::MAX, 8).await;
+    let opts = DownloadOptions {
+        stall_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let err = download(&leecher.store, &fake, hash, &opts, |_| {})
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stalled"), "{err}");
+    let info = leecher.store.info(hash).await.unwrap().unwrap();
+    assert!(!info.complete && info.have_bytes > 0, "{info:?}");
+
+    // A fresh store handle on the same directory (as after a restart).
+    let fake = Fake::new(vec![(id, seeder.server.clone())]);
+    let stats = download(
+        &leecher.store,
+        &fake,
+        hash,
+        &DownloadOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(stats.resumed_pieces >= 1, "{stats:?}");
+    assert_eq!(stats.resumed_pieces + stats.pieces_from[&id], 8);
+    assert_eq!(read_all(&leecher.store, hash, bytes.len()).await, bytes);
+}
+
+#[tokio::test]
+async fn quota_refuses_cleanly_and_gc_frees_only_unpinned() {
+    let n = node(3 * PIECE_SIZE, 8).await;
+    let small = import(&n, &data(PIECE_SIZE as usize, 1)).await;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), data(3 * PIECE_SIZE as usize, 2)).unwrap();
+    let err = n.store.import_path(f.path(), true).await.unwrap_err();
+    assert!(matches!(err, BlobError::Quota { .. }), "{err}");
+    assert!(err.to_string().contains("quota"), "{err}");
+    assert_eq!(
+        n.store.list().await.unwrap().len(),
+        1,
+        "nothing half-written is listed"
+    );
+    let blobs_dir = n._dir.path().join("blobs");
+    assert_eq!(
+        std::fs::read_dir(blobs_dir.join("tmp")).unwrap().count(),
+        0,
+        "no temp files left"
+    );
+
+    // Streamed upload over the quota: stopped, nothing kept.
+    let chunks: Vec<Result<bytes::Bytes, String>> = (0..4)
+        .map(|i| Ok(bytes::Bytes::from(data(PIECE_SIZE as usize, i))))
+        .collect();
+    let err = n
+        .store
+        .import_stream(futures::stream::iter(chunks), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BlobError::Quota { .. }), "{err}");
+    assert_eq!(std::fs::read_dir(blobs_dir.join("tmp")).unwrap().count(), 0);
+
+    let loose = import(&n, &data(1000, 9)).await;
+    n.store.set_pinned(loose, false).await.unwrap();
+    let report = n.store.gc().await.unwrap();
+    assert_eq!(report.removed, 1);
+    assert_eq!(report.freed_bytes, 1000);
+    assert!(n.store.info(loose).await.unwrap().is_none());
+    assert!(
+        n.store.info(small).await.unwrap().is_some(),
+        "pinned blob kept"
+    );
+}
+
+#[tokio::test]
+async fn folder_round_trips_as_a_collection() {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("a/b/c")).unwrap();
+    std::fs::write(src.path().join("top.txt"), b"top").unwrap();
+    std::fs::write(src.path().join("a/one.bin"), data(70_000, 4)).unwrap();
+    std::fs::write(src.path().join("a/b/c/deep.txt"), b"deep").unwrap();
+    std::fs::write(src.path().join("a/b/empty"), b"").unwrap();
+    let seeder = node(u64::MAX, 8).await;
+    let report = seeder.store.import_path(src.path(), true).await.unwrap();
+    assert_eq!(report.files, 4);
+    let coll = collection::read_collection(&seeder.store, report.hash)
+        .await
+        .unwrap();
+    let paths: Vec<&str> = coll.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["a/b/c/deep.txt", "a/b/empty", "a/one.bin", "top.txt"]
+    );
+
+    // Fetch the collection and every file from the seeder, then export.
+    let id = random_peer();
+    let fake = Fake::new(vec![(id, seeder.server.clone())]);
+    let leecher = node(u64::MAX, 8).await;
+    let all = cnode_blobs::download_tree(
+        &leecher.store,
+        &fake,
+        report.hash,
+        &DownloadOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.len(), 5, "the collection and its four files");
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("copy");
+    collection::export(&leecher.store, report.hash, &dest)
+        .await
+        .unwrap();
+    for p in ["top.txt", "a/one.bin", "a/b/c/deep.txt", "a/b/empty"] {
+        assert_eq!(
+            std::fs::read(dest.join(p)).unwrap(),
+            std::fs::read(src.path().join(p)).unwrap(),
+            "{p}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn evil_collection_is_refused_and_nothing_written() {
+    let n = node(u64::MAX, 8).await;
+    let file = import(&n, b"root:x:0:0").await;
+    let evil = format!(
+        r#"{{"format":"cnode-collection/1","entries":[{{"path":"ok.txt","hash":"{file}","size":10}},{{"path":"../../etc/passwd","hash":"{file}","size":10}}]}}"#
+    );
+    let hash = n
+        .store
+        .import_bytes(evil.into_bytes(), true, cnode_blobs::BlobKind::Collection)
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("x");
+    let err = collection::export(&n.store, hash, &dest).await.unwrap_err();
+    assert!(err.to_string().contains("../../etc/passwd"), "{err}");
+    assert!(!dest.exists(), "nothing written, not even the good entry");
+    for abs in [r#"/etc/passwd"#] {
+        let c = format!(
+            r#"{{"format":"cnode-collection/1","entries":[{{"path":"{abs}","hash":"{file}","size":10}}]}}"#
+        );
+        let h = n
+            .store
+            .import_bytes(c.into_bytes(), true, cnode_blobs::BlobKind::Collection)
+            .await
+            .unwrap();
+        assert!(collection::export(&n.store, h, &dest).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn server_rejects_malformed_requests_without_panicking() {
+    let n = node(u64::MAX, 8).await;
+    for bad in [
+        vec![],
+        vec![1],
+        vec![2, 0],
+        vec![1, 7, 0],
+        vec![1u8; 5000],
+        vec![1, 1, 0, 0],
+    ] {
+        let resp = protocol::Response::decode(&n.server.handle(&bad).await).unwrap();
+        assert!(
+            matches!(resp, protocol::Response::Error { .. }),
+            "{bad:?} → {resp:?}"
+        );
+    }
+    let missing = protocol::Request::Have {
+        hash: BlobHash::of(b"nope"),
+    }
+    .encode();
+    assert_eq!(
+        protocol::Response::decode(&n.server.handle(&missing).await).unwrap(),
+        protocol::Response::NotFound
+    );
+}
