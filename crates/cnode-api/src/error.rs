@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The node cannot do it right now (shutting down, no peers, …).
     #[error("{0}")]
     Unavailable(String),
+    /// Not enough storage under the quota.
+    #[error("{0}")]
+    Quota(String),
     /// A bug or an I/O failure: logged, not shown.
     #[error("internal error")]
     Internal(String),
@@ -43,6 +46,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Quota(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -7,6 +7,7 @@
 
 #![deny(missing_docs, unreachable_pub)]
 
+mod blobs;
 mod error;
 mod routes;
 
@@ -18,7 +19,7 @@ use axum::{
     http::header::AUTHORIZATION,
     middleware::{self, Next},
     response::Response,
-    routing::get,
+    routing::{get, post, put},
 };
 use cnode_node::Node;
 pub use error::{ApiError, ErrorBody};
@@ -62,6 +63,20 @@ pub fn router(node: Node) -> Router {
         .route("/v1/dht/{key}", get(routes::dht_get).put(routes::dht_put))
         .route("/v1/openapi.json", get(routes::openapi))
         .route("/metrics", get(routes::metrics))
+        .route(
+            "/v1/blobs",
+            get(blobs::list)
+                .post(blobs::upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/blobs/import", post(blobs::import))
+        .route("/v1/blobs/gc", post(blobs::gc))
+        .route("/v1/blobs/{cid}", get(blobs::get).delete(blobs::remove))
+        .route("/v1/blobs/{cid}/status", get(blobs::status))
+        .route("/v1/blobs/{cid}/download", post(blobs::download))
+        .route("/v1/blobs/{cid}/export", post(blobs::export))
+        .route("/v1/blobs/{cid}/pin", put(blobs::pin).delete(blobs::unpin))
+        .route("/v1/events", get(blobs::events))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(routes::healthz))

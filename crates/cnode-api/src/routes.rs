@@ -21,8 +21,11 @@ const MAX_DHT_KEY: usize = 256;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Community Node local API", description = "The HTTP API of one cnode node. Listens on 127.0.0.1; every route but /healthz needs `Authorization: Bearer <token>` with the token from the data directory's api.token."),
-    paths(healthz, status, peers, dht_get, dht_put, metrics),
-    components(schemas(StatusInfo, PeerInfo, DhtValue, ErrorBody)),
+    paths(healthz, status, peers, dht_get, dht_put, metrics,
+        crate::blobs::upload, crate::blobs::import, crate::blobs::list, crate::blobs::status,
+        crate::blobs::download, crate::blobs::export, crate::blobs::pin, crate::blobs::unpin,
+        crate::blobs::remove, crate::blobs::gc, crate::blobs::events, crate::blobs::get),
+    components(schemas(StatusInfo, PeerInfo, DhtValue, ErrorBody, crate::blobs::AddResult, crate::blobs::BlobStatus, crate::blobs::DownloadResult)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -7,7 +7,7 @@ use libp2p::{
     StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
     kad::{self, store::MemoryStore},
-    mdns, memory_connection_limits, noise, ping, relay,
+    mdns, memory_connection_limits, noise, ping, relay, request_response,
     swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
     tcp, yamux,
 };
@@ -15,9 +15,13 @@ use prometheus_client::registry::Registry;
 
 use crate::{
     SpawnError,
+    codec::BytesCodec,
     config::{DhtMode, NetConfig, RelayServerMode},
     switch::Switch,
 };
+
+/// The piece protocol of `cnode-blobs`.
+pub const BLOBS_PROTOCOL: &str = "/cnode/blobs/1";
 
 /// The topic every node joins for network-wide announcements.
 pub const ANNOUNCE_TOPIC: &str = "cnode/1/announce";
@@ -37,6 +41,7 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) autonat: autonat::Behaviour,
     pub(crate) dcutr: dcutr::Behaviour,
+    pub(crate) blobs: request_response::Behaviour<BytesCodec>,
 }
 
 fn build_behaviour(
@@ -162,6 +167,19 @@ fn build_behaviour(
         mdns: mdns.into(),
         autonat,
         dcutr: dcutr::Behaviour::new(peer_id),
+        blobs: request_response::Behaviour::with_codec(
+            BytesCodec {
+                max_request: limits.max_blob_request,
+                max_response: limits.max_blob_response,
+            },
+            [(
+                StreamProtocol::new(BLOBS_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(64),
+        ),
     })
 }
 

@@ -5,7 +5,7 @@
 //! All methods are cancel-safe: dropping the future drops the reply receiver,
 //! and the actor ignores a reply nobody waits for.
 
-use libp2p::{Multiaddr, PeerId, gossipsub::TopicHash};
+use libp2p::{Multiaddr, PeerId, gossipsub::TopicHash, request_response::ResponseChannel};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::NetStatus;
@@ -54,6 +54,63 @@ pub(crate) enum Command {
         topic: String,
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    Request {
+        peer: PeerId,
+        protocol: ReqProtocol,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
+    },
+    Respond {
+        channel: ResponseChannel<Vec<u8>>,
+        data: Vec<u8>,
+    },
+    StartProviding {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<(), DhtError>>,
+    },
+    StopProviding {
+        key: Vec<u8>,
+    },
+    GetProviders {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+}
+
+/// A request-response protocol the node speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReqProtocol {
+    /// `/cnode/blobs/1`: blob pieces.
+    Blobs,
+}
+
+/// A request from a peer, waiting for the node's answer.
+#[derive(Debug)]
+pub struct InboundRequest {
+    /// Who asks.
+    pub peer: PeerId,
+    /// On which protocol.
+    pub protocol: ReqProtocol,
+    /// The request bytes (already size-capped).
+    pub data: Vec<u8>,
+    /// Where the answer goes: pass it to [`NetClient::respond`].
+    pub channel: ResponseChannel<Vec<u8>>,
+}
+
+/// A request to a peer failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    /// The peer could not be reached, timed out, or closed the stream.
+    #[error("request to {peer} failed: {reason}")]
+    Failed {
+        /// The peer.
+        peer: PeerId,
+        /// What happened.
+        reason: String,
+    },
+    /// The network has shut down.
+    #[error(transparent)]
+    Closed(#[from] Closed),
 }
 
 /// The swarm actor has stopped (the node is shutting down).
@@ -205,6 +262,54 @@ impl NetClient {
         let topic = topic.into();
         self.ask(|reply| Command::Publish { topic, data, reply })
             .await?
+    }
+
+    /// Sends a request to `peer` (dialling it if needed) and waits for the answer.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        protocol: ReqProtocol,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, RequestError> {
+        self.ask(|reply| Command::Request {
+            peer,
+            protocol,
+            data,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers an inbound request.
+    pub async fn respond(
+        &self,
+        channel: ResponseChannel<Vec<u8>>,
+        data: Vec<u8>,
+    ) -> Result<(), Closed> {
+        self.tx
+            .send(Command::Respond { channel, data })
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Announces in the DHT that this node provides `key` (Kademlia re-publishes
+    /// the record on its own schedule).
+    pub async fn start_providing(&self, key: Vec<u8>) -> Result<(), DhtError> {
+        self.ask(|reply| Command::StartProviding { key, reply })
+            .await?
+    }
+
+    /// Stops announcing `key`.
+    pub async fn stop_providing(&self, key: Vec<u8>) -> Result<(), Closed> {
+        self.tx
+            .send(Command::StopProviding { key })
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Peers that announced `key` in the DHT (at most 32).
+    pub async fn get_providers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, Closed> {
+        self.ask(|reply| Command::GetProviders { key, reply }).await
     }
 
     /// Peers we know to be subscribed to `topic`.

@@ -49,6 +49,12 @@ pub struct NetLimits {
     pub max_gossip_bytes: usize,
     /// The largest DHT record value accepted.
     pub max_dht_value_bytes: usize,
+    /// The largest `/cnode/blobs/1` request accepted.
+    pub max_blob_request: usize,
+    /// The largest `/cnode/blobs/1` response accepted.
+    pub max_blob_response: usize,
+    /// Inbound requests waiting for the node to answer; more are refused.
+    pub max_pending_inbound: usize,
 }
 
 impl Default for NetLimits {
@@ -63,6 +69,9 @@ impl Default for NetLimits {
             target_peers: 25,
             max_gossip_bytes: 256 * 1024,
             max_dht_value_bytes: 64 * 1024,
+            max_blob_request: 4096,
+            max_blob_response: 5 * 1024 * 1024,
+            max_pending_inbound: 256,
         }
     }
 }

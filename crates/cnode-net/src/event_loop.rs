@@ -19,6 +19,7 @@ use libp2p::{
     gossipsub, identify, kad,
     metrics::{Metrics, Recorder},
     multiaddr::Protocol,
+    request_response,
     swarm::{ConnectionId, DialError as SwarmDialError, SwarmEvent, dial_opts::DialOpts},
 };
 use tokio::sync::{mpsc, oneshot};
@@ -28,7 +29,10 @@ use tracing::{debug, info, trace, warn};
 use crate::{
     NetEvent, NetMetrics, NetStatus,
     behaviour::{Behaviour, BehaviourEvent},
-    client::{Command, DhtError, DhtRecord, DialError, GossipError, ListenError, topic_hash},
+    client::{
+        Command, DhtError, DhtRecord, DialError, GossipError, InboundRequest, ListenError,
+        ReqProtocol, RequestError, topic_hash,
+    },
     config::{NetConfig, RelayServerMode},
 };
 
@@ -37,6 +41,8 @@ const REDIAL_MIN: Duration = Duration::from_secs(1);
 const REDIAL_MAX: Duration = Duration::from_secs(300);
 /// Most Kademlia queries waiting for an answer at once.
 const MAX_PENDING_QUERIES: usize = 256;
+/// Most outbound requests waiting for an answer at once.
+const MAX_PENDING_REQUESTS: usize = 4096;
 /// Most dials waiting for an answer at once.
 const MAX_PENDING_DIALS: usize = 256;
 /// Most addresses kept per known peer.
@@ -73,12 +79,17 @@ struct PeerState {
 enum PendingQuery {
     Put(oneshot::Sender<Result<(), DhtError>>),
     Get(oneshot::Sender<Result<Option<DhtRecord>, DhtError>>),
+    Providers(oneshot::Sender<Vec<PeerId>>, Vec<PeerId>),
 }
+
+/// The most providers returned for one key.
+const MAX_PROVIDERS: usize = 32;
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetEvent>,
+    inbound: mpsc::Sender<InboundRequest>,
     cancel: CancellationToken,
     metrics: Metrics,
     net_metrics: NetMetrics,
@@ -89,6 +100,10 @@ pub(crate) struct EventLoop {
     anonymous_bootstrap: Vec<Multiaddr>,
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, DialError>>)>,
     pending_queries: HashMap<kad::QueryId, PendingQuery>,
+    pending_requests: HashMap<
+        request_response::OutboundRequestId,
+        (PeerId, oneshot::Sender<Result<Vec<u8>, RequestError>>),
+    >,
     nat_status: &'static str,
     config: NetConfig,
     started: Instant,
@@ -99,6 +114,7 @@ impl EventLoop {
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<NetEvent>,
+        inbound: mpsc::Sender<InboundRequest>,
         cancel: CancellationToken,
         metrics: Metrics,
         net_metrics: NetMetrics,
@@ -108,6 +124,7 @@ impl EventLoop {
             swarm,
             commands,
             events,
+            inbound,
             cancel,
             metrics,
             net_metrics,
@@ -117,6 +134,7 @@ impl EventLoop {
             anonymous_bootstrap: Vec::new(),
             pending_dials: HashMap::new(),
             pending_queries: HashMap::new(),
+            pending_requests: HashMap::new(),
             nat_status: "unknown",
             config,
             started: Instant::now(),
@@ -381,6 +399,63 @@ impl EventLoop {
                     .map(|_| ())
                     .map_err(|e| GossipError::Refused(e.to_string()));
                 let _ = reply.send(res);
+            }
+            Command::Request {
+                peer,
+                protocol,
+                data,
+                reply,
+            } => {
+                if self.pending_requests.len() >= MAX_PENDING_REQUESTS {
+                    let _ = reply.send(Err(RequestError::Failed {
+                        peer,
+                        reason: "too many requests in flight".into(),
+                    }));
+                    return;
+                }
+                let id = match protocol {
+                    ReqProtocol::Blobs => {
+                        self.swarm.behaviour_mut().blobs.send_request(&peer, data)
+                    }
+                };
+                self.pending_requests.insert(id, (peer, reply));
+            }
+            Command::Respond { channel, data } => {
+                // Fails only when the peer went away meanwhile; nothing to do then.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .blobs
+                    .send_response(channel, data);
+            }
+            Command::StartProviding { key, reply } => {
+                let res = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(kad::RecordKey::new(&key))
+                    .map(|_| ())
+                    .map_err(|e| DhtError::Query(format!("{e:?}")));
+                let _ = reply.send(res);
+            }
+            Command::StopProviding { key } => {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .stop_providing(&kad::RecordKey::new(&key));
+            }
+            Command::GetProviders { key, reply } => {
+                if self.pending_queries.len() >= MAX_PENDING_QUERIES {
+                    let _ = reply.send(Vec::new());
+                    return;
+                }
+                let qid = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(kad::RecordKey::new(&key));
+                self.pending_queries
+                    .insert(qid, PendingQuery::Providers(reply, Vec::new()));
             }
             Command::TopicPeers { topic, reply } => {
                 let hash = topic_hash(&topic);
@@ -714,8 +789,60 @@ impl EventLoop {
                     Err(e) => info!(peer = %ev.remote_peer_id, "hole punch failed: {e}"),
                 }
             }
+            BehaviourEvent::Blobs(ev) => self.on_request_event(ReqProtocol::Blobs, ev),
             BehaviourEvent::Limits(never) => match never {},
             BehaviourEvent::Memory(never) => match never {},
+        }
+    }
+
+    fn on_request_event(
+        &mut self,
+        protocol: ReqProtocol,
+        ev: request_response::Event<Vec<u8>, Vec<u8>>,
+    ) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let req = InboundRequest {
+                        peer,
+                        protocol,
+                        data: request,
+                        channel,
+                    };
+                    // Too many waiting: dropping the channel tells the peer
+                    // we refused, and it asks someone else.
+                    if self.inbound.try_send(req).is_err() {
+                        self.net_metrics.inbound_refused.inc();
+                    }
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(RequestError::Failed {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "inbound request failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
         }
     }
 
@@ -792,6 +919,37 @@ impl EventLoop {
                     }
                 }
             },
+            kad::QueryResult::GetProviders(res) => {
+                let done = step.last
+                    || match &res {
+                        Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) | Err(_) => {
+                            true
+                        }
+                        Ok(kad::GetProvidersOk::FoundProviders { .. }) => false,
+                    };
+                if let Some(PendingQuery::Providers(_, found)) = self.pending_queries.get_mut(&id)
+                    && let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = res
+                {
+                    for p in providers {
+                        if !found.contains(&p) && found.len() < MAX_PROVIDERS {
+                            found.push(p);
+                        }
+                    }
+                }
+                let enough = matches!(
+                    self.pending_queries.get(&id),
+                    Some(PendingQuery::Providers(_, found)) if found.len() >= MAX_PROVIDERS
+                );
+                if (done || enough)
+                    && let Some(PendingQuery::Providers(reply, found)) =
+                        self.pending_queries.remove(&id)
+                {
+                    let _ = reply.send(found);
+                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        q.finish();
+                    }
+                }
+            }
             kad::QueryResult::Bootstrap(_) if step.last => {
                 debug!("DHT bootstrap finished");
             }

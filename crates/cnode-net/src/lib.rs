@@ -15,6 +15,7 @@
 
 mod behaviour;
 mod client;
+mod codec;
 mod config;
 mod event;
 mod event_loop;
@@ -22,8 +23,11 @@ mod switch;
 
 use std::time::{Duration, Instant};
 
-pub use behaviour::ANNOUNCE_TOPIC;
-pub use client::{Closed, DhtError, DhtRecord, DialError, GossipError, ListenError, NetClient};
+pub use behaviour::{ANNOUNCE_TOPIC, BLOBS_PROTOCOL};
+pub use client::{
+    Closed, DhtError, DhtRecord, DialError, GossipError, InboundRequest, ListenError, NetClient,
+    ReqProtocol, RequestError,
+};
 pub use config::{DhtMode, NetConfig, NetLimits, RelayServerMode};
 pub use event::NetEvent;
 pub use event_loop::transport_of;
@@ -70,6 +74,8 @@ pub struct NetMetrics {
     pub connected_peers: Gauge,
     /// Network events dropped because the node did not keep up.
     pub events_dropped: Counter,
+    /// Inbound requests refused because too many were waiting.
+    pub inbound_refused: Counter,
 }
 
 /// Starting the network failed.
@@ -117,6 +123,8 @@ pub struct Spawned {
     pub client: NetClient,
     /// Events from the network.
     pub events: mpsc::Receiver<NetEvent>,
+    /// Requests from peers, to be answered with [`NetClient::respond`].
+    pub inbound: mpsc::Receiver<InboundRequest>,
     /// The actor's lifetime.
     pub handle: NetHandle,
     /// The addresses bound at start, each ending in `/p2p/<id>`.
@@ -143,6 +151,11 @@ pub async fn spawn(
         "connected_peers",
         "Peers connected right now",
         net_metrics.connected_peers.clone(),
+    );
+    ours.register(
+        "inbound_refused",
+        "Inbound requests refused because too many were waiting",
+        net_metrics.inbound_refused.clone(),
     );
     ours.register(
         "events_dropped",
@@ -210,10 +223,12 @@ pub async fn spawn(
 
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_CAPACITY);
+    let (in_tx, in_rx) = mpsc::channel(config.limits.max_pending_inbound.max(1));
     let event_loop = event_loop::EventLoop::new(
         swarm,
         cmd_rx,
         ev_tx,
+        in_tx,
         cancel.clone(),
         metrics,
         net_metrics,
@@ -226,6 +241,7 @@ pub async fn spawn(
             local_peer_id: local,
         },
         events: ev_rx,
+        inbound: in_rx,
         handle: NetHandle { cancel, task },
         listen_addrs: bound,
     })

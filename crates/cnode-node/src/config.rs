@@ -25,7 +25,31 @@ pub struct ConfigFile {
     pub network: NetworkSection,
     /// The `[api]` table.
     pub api: ApiSection,
+    /// The `[blobs]` table.
+    pub blobs: BlobsSection,
 }
+
+/// The `[blobs]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobsSection {
+    /// Most bytes of blobs kept (complete and partial).
+    pub quota_bytes: u64,
+    /// Most pieces served to peers at once; over it peers are told "busy".
+    pub upload_slots: usize,
+}
+
+impl Default for BlobsSection {
+    fn default() -> Self {
+        Self {
+            quota_bytes: DEFAULT_BLOB_QUOTA,
+            upload_slots: 32,
+        }
+    }
+}
+
+/// The default blob storage quota: 20 GiB.
+pub const DEFAULT_BLOB_QUOTA: u64 = 20 * 1024 * 1024 * 1024;
 
 /// The `[network]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +253,11 @@ impl ConfigFile {
              max_connections_per_peer = 4\n\
              target_peers = 25\n\
              idle_timeout_secs = 3600\n\n\
+             [blobs]\n\
+             # Most bytes of blobs kept, complete and partial (20 GiB).\n\
+             quota_bytes = {DEFAULT_BLOB_QUOTA}\n\
+             # Pieces served to peers at once; over it they are told \"busy\" and ask others.\n\
+             upload_slots = 32\n\n\
              [api]\n\
              # The local HTTP API. Keep it on 127.0.0.1: it controls the node.\n\
              listen = \"{DEFAULT_API}\"\n"
@@ -261,6 +290,10 @@ pub struct NodeConfig {
     pub limits: NetLimits,
     /// The HTTP API address.
     pub api_listen: SocketAddr,
+    /// Blob storage quota in bytes.
+    pub blob_quota: u64,
+    /// Concurrent piece uploads.
+    pub upload_slots: usize,
 }
 
 impl NodeConfig {
@@ -305,6 +338,8 @@ impl NodeConfig {
             autonat_only_global: true,
             limits,
             api_listen: overrides.api.unwrap_or(file.api.listen),
+            blob_quota: file.blobs.quota_bytes,
+            upload_slots: file.blobs.upload_slots,
         }
     }
 

@@ -12,13 +12,18 @@
 
 #![deny(missing_docs, unreachable_pub)]
 
+mod blobs;
 mod config;
 mod datadir;
 mod node;
 
+pub use blobs::{
+    BlobService, MAX_DOWNLOADS, NetRequester, StartError, TransferEvent, TransferState,
+};
 pub use config::{
-    ApiSection, ConfigError, ConfigFile, DEFAULT_API, DEFAULT_P2P_PORT, DhtModeSetting,
-    NetworkSection, NodeConfig, Overrides, RelayServerSetting, default_listen,
+    ApiSection, BlobsSection, ConfigError, ConfigFile, DEFAULT_API, DEFAULT_BLOB_QUOTA,
+    DEFAULT_P2P_PORT, DhtModeSetting, NetworkSection, NodeConfig, Overrides, RelayServerSetting,
+    default_listen,
 };
 pub use datadir::{
     API_INFO_FILE, ApiInfo, CONFIG_FILE, DataDir, InitError, InitReport, KEY_FILE, KeyError,

@@ -21,6 +21,10 @@ use crate::{DataDir, KeyError, NodeConfig};
 
 /// How many known peers are loaded from the address book at start.
 const KNOWN_PEERS_AT_START: usize = 64;
+/// Requests from peers answered at once.
+const MAX_INBOUND_TASKS: usize = 64;
+/// Blobs announced in the DHT at start (Kademlia re-publishes them later).
+const ANNOUNCE_AT_START: usize = 1000;
 /// Capacity of the in-process event broadcast.
 const EVENT_BROADCAST_CAPACITY: usize = 1024;
 
@@ -36,6 +40,9 @@ pub enum NodeError {
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] cnode_net::SpawnError),
+    /// The blob store could not open.
+    #[error(transparent)]
+    Blobs(#[from] cnode_blobs::BlobError),
 }
 
 /// Builds a [`Node`] from a [`NodeConfig`].
@@ -102,6 +109,31 @@ impl NodeBuilder {
         net_config.limits = self.config.limits.clone();
         let spawned = cnode_net::spawn(net_config, &mut registry, cancel.child_token()).await?;
 
+        let blob_store = cnode_blobs::BlobStore::open(
+            data_dir.path("blobs"),
+            store.clone(),
+            self.config.blob_quota,
+        )
+        .await?;
+        let blob_server =
+            cnode_blobs::BlobServer::new(blob_store.clone(), self.config.upload_slots);
+        let blobs = crate::BlobService::new(blob_store, spawned.client.clone());
+        let inbound_task = tokio::spawn(
+            inbound_task(
+                spawned.inbound,
+                spawned.client.clone(),
+                blob_server,
+                cancel.child_token(),
+            )
+            .in_current_span(),
+        );
+        {
+            let blobs = blobs.clone();
+            tokio::spawn(
+                async move { blobs.announce_all(ANNOUNCE_AT_START).await }.in_current_span(),
+            );
+        }
+
         let metrics = NodeMetrics::default();
         let ours = registry.sub_registry_with_prefix("cnode");
         ours.register(
@@ -146,7 +178,8 @@ impl NodeBuilder {
                 listen_addrs: spawned.listen_addrs,
                 api_addr: OnceLock::new(),
                 cancel,
-                tasks: Mutex::new(Some((spawned.handle, event_task))),
+                blobs,
+                tasks: Mutex::new(Some((spawned.handle, vec![event_task, inbound_task]))),
             }),
         })
     }
@@ -176,7 +209,8 @@ struct Inner {
     listen_addrs: Vec<Multiaddr>,
     api_addr: OnceLock<SocketAddr>,
     cancel: CancellationToken,
-    tasks: Mutex<Option<(NetHandle, JoinHandle<()>)>>,
+    blobs: crate::BlobService,
+    tasks: Mutex<Option<(NetHandle, Vec<JoinHandle<()>>)>>,
 }
 
 /// A running node. Cheap to clone; every clone is the same node.
@@ -194,6 +228,11 @@ impl Node {
     /// The database.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Blobs: the store, downloads, announcements.
+    pub fn blobs(&self) -> &crate::BlobService {
+        &self.inner.blobs
     }
 
     /// The data directory.
@@ -268,11 +307,48 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some((net, event_task)) = tasks {
-            let _ = event_task.await;
+        if let Some((net, node_tasks)) = tasks {
+            for t in node_tasks {
+                let _ = t.await;
+            }
             net.shutdown().await;
             debug!("node stopped");
         }
+    }
+}
+
+/// Answers requests from peers, several at once (bounded), each on its own task.
+async fn inbound_task(
+    mut inbound: tokio::sync::mpsc::Receiver<cnode_net::InboundRequest>,
+    net: NetClient,
+    blobs: cnode_blobs::BlobServer,
+    cancel: CancellationToken,
+) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_TASKS));
+    loop {
+        let req = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            r = inbound.recv() => match r {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let net = net.clone();
+        let blobs = blobs.clone();
+        tokio::spawn(
+            async move {
+                let answer = match req.protocol {
+                    cnode_net::ReqProtocol::Blobs => blobs.handle(&req.data).await,
+                };
+                let _ = net.respond(req.channel, answer).await;
+                drop(permit);
+            }
+            .in_current_span(),
+        );
     }
 }
 
