@@ -60,6 +60,7 @@ pub fn router(node: Node) -> Router {
     let protected = Router::new()
         .route("/v1/status", get(routes::status))
         .route("/v1/peers", get(routes::peers))
+        .route("/v1/dial", post(routes::dial))
         .route("/v1/dht/{key}", get(routes::dht_get).put(routes::dht_put))
         .route("/v1/openapi.json", get(routes::openapi))
         .route("/metrics", get(routes::metrics))

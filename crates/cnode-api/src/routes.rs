@@ -21,7 +21,7 @@ const MAX_DHT_KEY: usize = 256;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Community Node local API", description = "The HTTP API of one cnode node. Listens on 127.0.0.1; every route but /healthz needs `Authorization: Bearer <token>` with the token from the data directory's api.token."),
-    paths(healthz, status, peers, dht_get, dht_put, metrics,
+    paths(healthz, status, peers, dial, dht_get, dht_put, metrics,
         crate::blobs::upload, crate::blobs::import, crate::blobs::list, crate::blobs::status,
         crate::blobs::download, crate::blobs::export, crate::blobs::pin, crate::blobs::unpin,
         crate::blobs::remove, crate::blobs::gc, crate::blobs::events, crate::blobs::get),
@@ -141,6 +141,39 @@ pub(crate) async fn dht_put(
         Err(e @ cnode_net::DhtError::TooLarge { .. }) => Err(ApiError::BadRequest(e.to_string())),
         Err(cnode_net::DhtError::Closed(_)) => Err(cnode_net::Closed.into()),
         Err(e) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+/// `POST /v1/dial` body.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct DialBody {
+    /// The peer's address, e.g. `/ip4/…/udp/4040/quic-v1/p2p/12D3Koo…`.
+    addr: String,
+}
+
+/// Connects to a peer by address and waits until connected.
+#[utoipa::path(post, path = "/v1/dial", request_body = DialBody, responses(
+    (status = 200, description = "Connected; the peer id", body = Object),
+    (status = 400, body = ErrorBody),
+    (status = 503, description = "Could not connect", body = ErrorBody),
+))]
+pub(crate) async fn dial(
+    State(state): State<AppState>,
+    Json(body): Json<DialBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let addr: cnode_net::Multiaddr = body
+        .addr
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("bad multiaddr {:?}: {e}", body.addr)))?;
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        state.node.net().dial(addr),
+    )
+    .await
+    {
+        Ok(Ok(peer)) => Ok(Json(serde_json::json!({ "peer_id": peer.to_string() }))),
+        Ok(Err(e)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(_) => Err(ApiError::Unavailable("timed out connecting".into())),
     }
 }
 

@@ -51,6 +51,42 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add a file or folder to the node's blobs and print its CID.
+    Add {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// Do not pin (a later `cnode blobs gc` may remove it).
+        #[arg(long)]
+        no_pin: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch a blob (or folder) by CID from the swarm, with a progress bar.
+    ///
+    /// Uses the running node if there is one; otherwise runs a node just for
+    /// this download (resumable: run it again after an interruption).
+    Get {
+        /// The CID (bafkr4…).
+        cid: String,
+        /// Write the file (or folder) here.
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<std::path::PathBuf>,
+        /// Also ask this peer (repeatable), e.g. /ip4/…/udp/4040/quic-v1/p2p/12D3Koo…
+        #[arg(long, value_name = "MULTIADDR")]
+        peer: Vec<Multiaddr>,
+        /// Do not pin.
+        #[arg(long)]
+        no_pin: bool,
+        /// Print JSON for scripts (no progress bar).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, pin, unpin, remove and garbage-collect blobs.
+    Blobs {
+        #[command(subcommand)]
+        command: BlobsCommand,
+    },
     /// Debug access to the DHT.
     Dht {
         #[command(subcommand)]
@@ -85,6 +121,37 @@ pub(crate) enum DhtCommand {
 pub(crate) struct EnvOnly {
     #[command(flatten)]
     pub(crate) run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BlobsCommand {
+    /// Every blob: CID, size, complete or partial, pinned.
+    Ls {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a blob through `gc`.
+    Pin {
+        /// The CID.
+        cid: String,
+    },
+    /// Let `gc` remove a blob.
+    Unpin {
+        /// The CID.
+        cid: String,
+    },
+    /// Remove every unpinned blob.
+    Gc {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a blob now.
+    Rm {
+        /// The CID.
+        cid: String,
+    },
 }
 
 /// Flags of `cnode run` (each also settable by a CNODE_* variable).

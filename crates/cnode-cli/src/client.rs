@@ -123,6 +123,45 @@ impl ApiClient {
         ))
     }
 
+    /// True when `GET /healthz` answers.
+    pub(crate) async fn healthz(&self) -> bool {
+        let url = self.url(&["healthz"]);
+        matches!(self.http.get(url).timeout(std::time::Duration::from_secs(2)).send().await, Ok(r) if r.status().is_success())
+    }
+
+    /// POST a JSON body, parse a JSON answer.
+    pub(crate) async fn post_json<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &serde_json::Value,
+    ) -> Result<T> {
+        let url = self.url(segments);
+        let resp = self
+            .http
+            .post(url.clone())
+            .bearer_auth(&self.token)
+            .json(body)
+            .timeout(std::time::Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .map_err(|e| anyhow!("request to {url} failed: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json()
+            .await
+            .context("the node sent an unreadable answer")
+    }
+
+    /// A request without a body whose answer is only its status.
+    pub(crate) async fn send_empty(&self, method: Method, segments: &[&str]) -> Result<()> {
+        let resp = self.send(method, segments, None).await?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        Ok(())
+    }
+
     /// PUT raw bytes.
     pub(crate) async fn put(&self, segments: &[&str], body: Vec<u8>) -> Result<()> {
         let resp = self.send(Method::PUT, segments, Some(body)).await?;

@@ -4,6 +4,7 @@
 //! running node's HTTP API, found through `api.json` and `api.token` in the
 //! data directory.
 
+mod blobs;
 mod cli;
 mod client;
 mod output;
@@ -124,6 +125,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Some(Command::Add { path, no_pin, json }) => blobs::add(&dir, &path, !no_pin, json).await,
+        Some(Command::Get {
+            cid,
+            output,
+            peer,
+            no_pin,
+            json,
+        }) => blobs::get(&dir, &cid, output.as_deref(), peer, !no_pin, json).await,
+        Some(Command::Blobs { command }) => blobs::blobs(&dir, command).await,
         Some(Command::Dht { command }) => {
             let client = ApiClient::from_data_dir(&dir)?;
             match command {

@@ -11,7 +11,7 @@ use crate::cli::{RelayServerArg, RunArgs};
 
 /// Holds an exclusive lock on the data directory for the node's lifetime, so
 /// two nodes never share one identity and database.
-fn lock_data_dir(dir: &DataDir) -> Result<File> {
+pub(crate) fn lock_data_dir(dir: &DataDir) -> Result<File> {
     let path = dir.path("lock");
     let file = File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
     match file.try_lock() {
