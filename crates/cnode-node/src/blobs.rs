@@ -148,6 +148,8 @@ pub struct BlobService {
     requester: NetRequester,
     events: broadcast::Sender<TransferEvent>,
     running: Arc<Mutex<HashMap<BlobHash, Running>>>,
+    /// Bad pieces each peer sent us, over all downloads (reputation input).
+    misbehaviour: Arc<Mutex<HashMap<PeerId, u64>>>,
 }
 
 impl BlobService {
@@ -159,6 +161,7 @@ impl BlobService {
             net,
             events,
             running: Arc::new(Mutex::new(HashMap::new())),
+            misbehaviour: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -196,6 +199,15 @@ impl BlobService {
             }
         }
         Ok(report)
+    }
+
+    /// Bad pieces received from each peer so far (peers that sent data failing
+    /// verification). Reputation (issue: reputation) will build on this.
+    pub fn misbehaviour(&self) -> HashMap<PeerId, u64> {
+        self.misbehaviour
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The latest progress of a running (or just finished) download.
@@ -260,6 +272,15 @@ impl BlobService {
                     let _ = events.send(ev);
                 })
                 .await;
+            if let Ok(stats) = &result {
+                let mut m = this.misbehaviour.lock().unwrap_or_else(|e| e.into_inner());
+                for s in stats {
+                    for (peer, n) in &s.bad_pieces {
+                        warn!(%peer, bad_pieces = n, %hash, "peer sent data that failed verification");
+                        *m.entry(*peer).or_default() += n;
+                    }
+                }
+            }
             let outcome = match result {
                 Ok(stats) => {
                     if let Ok(Some(info)) = this.store.info(hash).await

@@ -47,6 +47,10 @@ pub struct NodeOptions {
     pub relay_server: cnode_net::RelayServerMode,
     /// Relays to reserve a slot on.
     pub relays: Vec<Multiaddr>,
+    /// Concurrent piece uploads (default 32).
+    pub upload_slots: Option<usize>,
+    /// Blob storage quota (default 20 GiB).
+    pub blob_quota: Option<u64>,
 }
 
 impl Default for NodeOptions {
@@ -58,6 +62,8 @@ impl Default for NodeOptions {
             data_dir: None,
             relay_server: cnode_net::RelayServerMode::Off,
             relays: Vec::new(),
+            upload_slots: None,
+            blob_quota: None,
         }
     }
 }
@@ -116,6 +122,12 @@ impl TestNode {
         config.autonat_only_global = false;
         config.relay_server = opts.relay_server;
         config.relays = opts.relays;
+        if let Some(n) = opts.upload_slots {
+            config.upload_slots = n;
+        }
+        if let Some(q) = opts.blob_quota {
+            config.blob_quota = q;
+        }
         config.api_listen = ([127, 0, 0, 1], 0).into();
         let peer = dd.load_key()?.public().to_peer_id().to_string();
         let name = peer[peer.len() - 6..].to_owned();

@@ -1,0 +1,321 @@
+//! Blobs between real nodes over libp2p on 127.0.0.1.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use cnode_blobs::DownloadOptions;
+use cnode_testkit::{DEFAULT_TIMEOUT, NodeOptions, TestNode, Transports, shutdown_all, timeout};
+use reqwest::StatusCode;
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+/// Seeder first, then leechers each bootstrapped to the seeder and to every
+/// earlier leecher, so all are connected.
+async fn swarm(leechers: usize, seeder_slots: usize) -> Result<Vec<TestNode>> {
+    let mut nodes = vec![
+        TestNode::spawn(NodeOptions {
+            upload_slots: Some(seeder_slots),
+            ..Default::default()
+        })
+        .await?,
+    ];
+    for _ in 0..leechers {
+        let bootstrap = nodes.iter().map(|n| n.addr(Transports::Quic)).collect();
+        nodes.push(
+            TestNode::spawn(NodeOptions {
+                bootstrap,
+                ..Default::default()
+            })
+            .await?,
+        );
+    }
+    for n in &nodes[1..] {
+        for m in &nodes {
+            if m.peer_id() != n.peer_id() {
+                n.wait_connected(m.peer_id(), DEFAULT_TIMEOUT).await?;
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_seeder_three_leechers_trade_pieces() -> Result<()> {
+    // One upload slot on the seeder: leechers are often told "busy" and must
+    // get pieces from each other, like a BitTorrent swarm.
+    let nodes = swarm(3, 1).await?;
+    let bytes = data(40 * 1024 * 1024 + 12345, 5);
+    let src = tempfile::NamedTempFile::new()?;
+    std::fs::write(src.path(), &bytes)?;
+    let report = nodes[0].node.blobs().add(src.path(), true).await?;
+    assert_eq!(report.hash, cnode_types::BlobHash::of(&bytes));
+
+    let downloads = nodes[1..].iter().map(|n| {
+        let blobs = n.node.blobs().clone();
+        async move {
+            blobs
+                .download(report.hash, DownloadOptions::default())
+                .await
+        }
+    });
+    let results = timeout(
+        "three downloads",
+        Duration::from_secs(120),
+        futures::future::join_all(downloads),
+    )
+    .await?;
+    let seeder = nodes[0].peer_id();
+    let mut from_leechers = 0;
+    for (n, r) in nodes[1..].iter().zip(results) {
+        let stats = r.map_err(anyhow::Error::msg)?;
+        let s = &stats[0];
+        let total: u64 = s.pieces_from.values().sum();
+        assert_eq!(
+            total,
+            cnode_blobs::protocol::piece_count(bytes.len() as u64)
+        );
+        from_leechers += s
+            .pieces_from
+            .iter()
+            .filter(|(p, _)| **p != seeder)
+            .map(|(_, c)| *c)
+            .sum::<u64>();
+        eprintln!("{}: pieces per source {:?}", n.name, s.pieces_from);
+        let got = n
+            .node
+            .blobs()
+            .store()
+            .read_at(report.hash, 0, bytes.len())
+            .await?
+            .expect("complete");
+        assert!(got == bytes, "{}: content differs", n.name);
+        assert!(n.node.blobs().store().verify(report.hash).await?);
+    }
+    assert!(
+        from_leechers > 0,
+        "leechers never traded pieces with each other"
+    );
+    shutdown_all(nodes).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupting_peer_is_detected_and_dropped() -> Result<()> {
+    let nodes = swarm(2, 32).await?;
+    // nodes[0] and nodes[1] both have the blob; nodes[1] corrupts everything.
+    let bytes = data(12 * 1024 * 1024, 9);
+    let src = tempfile::NamedTempFile::new()?;
+    std::fs::write(src.path(), &bytes)?;
+    let hash = nodes[0].node.blobs().add(src.path(), true).await?.hash;
+    nodes[1].node.blobs().add(src.path(), true).await?;
+    nodes[1].node.blobs().store().set_corrupt_responses(true);
+    let stats = timeout(
+        "download",
+        DEFAULT_TIMEOUT,
+        nodes[2]
+            .node
+            .blobs()
+            .download(hash, DownloadOptions::default()),
+    )
+    .await?
+    .map_err(anyhow::Error::msg)?;
+    let s = &stats[0];
+    let bad = nodes[1].peer_id();
+    eprintln!("stats: {s:?}");
+    // The bad peer was asked (peers are shuffled and both get work at once),
+    // every piece it sent failed verification, and it was dropped.
+    assert!(s.bad_pieces.get(&bad).copied().unwrap_or(0) >= 1, "{s:?}");
+    assert_eq!(
+        s.pieces_from.get(&bad),
+        None,
+        "no piece from the corrupting peer was accepted"
+    );
+    assert!(s.dropped.contains(&bad));
+    assert_eq!(s.pieces_from.get(&nodes[0].peer_id()).copied(), Some(12));
+    assert!(
+        nodes[2]
+            .node
+            .blobs()
+            .misbehaviour()
+            .get(&bad)
+            .copied()
+            .unwrap_or(0)
+            >= 1
+    );
+    let got = nodes[2]
+        .node
+        .blobs()
+        .store()
+        .read_at(hash, 0, bytes.len())
+        .await?
+        .expect("complete");
+    assert!(got == bytes);
+    shutdown_all(nodes).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_round_trips_between_nodes() -> Result<()> {
+    let nodes = swarm(1, 32).await?;
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("photos/2026/songkran"))?;
+    std::fs::write(dir.path().join("README"), b"hello")?;
+    std::fs::write(
+        dir.path().join("photos/2026/songkran/a.jpg"),
+        data(3_000_000, 1),
+    )?;
+    std::fs::write(dir.path().join("photos/b.txt"), b"b")?;
+    let report = nodes[0].node.blobs().add(dir.path(), true).await?;
+    assert_eq!(report.files, 3);
+    timeout(
+        "download",
+        DEFAULT_TIMEOUT,
+        nodes[1]
+            .node
+            .blobs()
+            .download(report.hash, DownloadOptions::default()),
+    )
+    .await?
+    .map_err(anyhow::Error::msg)?;
+    let out = tempfile::tempdir()?;
+    let dest = out.path().join("copy");
+    cnode_blobs::collection::export(nodes[1].node.blobs().store(), report.hash, &dest).await?;
+    for p in ["README", "photos/2026/songkran/a.jpg", "photos/b.txt"] {
+        assert_eq!(
+            std::fs::read(dest.join(p))?,
+            std::fs::read(dir.path().join(p))?,
+            "{p}"
+        );
+    }
+    shutdown_all(nodes).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_range_requests_and_quota() -> Result<()> {
+    let seeder = TestNode::spawn(NodeOptions::default()).await?;
+    let node = TestNode::spawn(NodeOptions {
+        api: true,
+        bootstrap: vec![seeder.addr(Transports::Quic)],
+        blob_quota: Some(8 * 1024 * 1024),
+        ..Default::default()
+    })
+    .await?;
+    node.wait_connected(seeder.peer_id(), DEFAULT_TIMEOUT)
+        .await?;
+    let base = format!("http://{}", node.api.as_ref().unwrap().addr());
+    let token = node.node.data_dir().load_token()?;
+    let http = reqwest::Client::new();
+
+    // Upload through the API (streamed).
+    let bytes = data(3 * 1024 * 1024 + 17, 3);
+    let r: serde_json::Value = http
+        .post(format!("{base}/v1/blobs"))
+        .bearer_auth(&token)
+        .body(bytes.clone())
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let cid = r["cid"].as_str().unwrap().to_owned();
+    assert_eq!(cid, cnode_types::BlobHash::of(&bytes).to_cid());
+
+    let get = |range: Option<&str>| {
+        let mut req = http
+            .get(format!("{base}/v1/blobs/{cid}"))
+            .bearer_auth(&token);
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        req.send()
+    };
+    let full = get(None).await?;
+    assert_eq!(full.status(), StatusCode::OK);
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    assert!(full.bytes().await? == bytes);
+    let part = get(Some("bytes=1048570-1048589")).await?;
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 1048570-1048589/{}", bytes.len())
+    );
+    assert_eq!(part.bytes().await?.as_ref(), &bytes[1048570..1048590]);
+    let tail = get(Some("bytes=-5")).await?;
+    assert_eq!(tail.bytes().await?.as_ref(), &bytes[bytes.len() - 5..]);
+    let past = get(Some(&format!("bytes={}-", bytes.len()))).await?;
+    assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        past.headers()["content-range"],
+        format!("bytes */{}", bytes.len())
+    );
+
+    // A blob the node does not have is fetched from the seeder while streamed.
+    let other = data(2 * 1024 * 1024, 8);
+    let src = tempfile::NamedTempFile::new()?;
+    std::fs::write(src.path(), &other)?;
+    let ocid = seeder
+        .node
+        .blobs()
+        .add(src.path(), true)
+        .await?
+        .hash
+        .to_cid();
+    let r = http
+        .get(format!("{base}/v1/blobs/{ocid}"))
+        .bearer_auth(&token)
+        .header("range", "bytes=1000000-1000009")
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await?.as_ref(), &other[1000000..1000010]);
+
+    // Over the quota (8 MiB; ~5 MiB used): a clear 507, nothing half-written.
+    let big = data(6 * 1024 * 1024, 4);
+    let r = http
+        .post(format!("{base}/v1/blobs"))
+        .bearer_auth(&token)
+        .body(big.clone())
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let err: serde_json::Value = r.json().await?;
+    assert!(err["error"].as_str().unwrap().contains("quota"), "{err}");
+    let list: serde_json::Value = http
+        .get(format!("{base}/v1/blobs"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let tmp = node.data_dir().join("blobs/tmp");
+    assert_eq!(std::fs::read_dir(tmp)?.count(), 0);
+
+    // gc frees unpinned only.
+    http.delete(format!("{base}/v1/blobs/{ocid}/pin"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?;
+    let gc: serde_json::Value = http
+        .post(format!("{base}/v1/blobs/gc"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(gc["removed"], 1);
+    let r = http
+        .get(format!("{base}/v1/blobs/{cid}/status"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    shutdown_all(vec![node, seeder]).await;
+    Ok(())
+}
