@@ -11,8 +11,9 @@
 //!    second peer too (endgame), and the first verified answer wins;
 //! 4. verify each piece against the root before writing it; a peer that sends
 //!    a bad proof is dropped for this blob and counted as misbehaving;
-//! 5. re-ask `Have` every second (leechers' bitfields grow) and look for new
-//!    providers, until the blob is complete.
+//! 5. re-ask `Have` every 250 ms (leechers' bitfields grow) and look for new
+//!    providers, until the blob is complete. A peer that answers "busy" (its
+//!    upload slots are full) is asked less for a while, not dropped.
 //!
 //! Verified pieces are recorded as they land, so a download killed at any
 //! point resumes without fetching them again.
@@ -36,6 +37,10 @@ use crate::{
     protocol::{self, PIECE_SIZE, Request, Response, has_piece, piece_count},
     store::{BLOCK_SIZE, BlobError, BlobKind, BlobStore, Partial},
 };
+
+/// How often peers are asked again which pieces they have (leechers' sets
+/// grow quickly; this is our stand-in for BitTorrent's pushed HAVE messages).
+const HAVE_REFRESH: Duration = Duration::from_millis(250);
 
 /// How a download reaches peers. `cnode-node` implements it over libp2p; tests
 /// can implement it over anything.
@@ -310,7 +315,7 @@ pub async fn download<R: PeerRequester>(
             );
         }
 
-        if refresh.is_none() && last_refresh.elapsed() >= Duration::from_secs(1) {
+        if refresh.is_none() && last_refresh.elapsed() >= HAVE_REFRESH {
             last_refresh = Instant::now();
             let r = requester.clone();
             let known: Vec<PeerId> = peers
@@ -400,9 +405,16 @@ pub async fn download<R: PeerRequester>(
                     }
                     Ok(Ok(Response::Error { message })) => {
                         debug!(%peer, piece, "peer refused: {message}");
-                        // Busy or lost it: back off this peer a little.
+                        // Busy (all upload slots taken) is no fault: ask less
+                        // of it for now. Anything else counts as a failure.
                         state.depth = (state.depth / 2).max(1);
-                        state.failures += 1;
+                        if !message.starts_with("busy") {
+                            state.failures += 1;
+                            if state.failures >= 5 {
+                                state.dropped = true;
+                                stats.dropped.push(peer);
+                            }
+                        }
                     }
                     Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
                         state.failures += 1;
