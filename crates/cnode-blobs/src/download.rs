@@ -146,6 +146,10 @@ struct PeerState {
     dropped: bool,
 }
 
+/// A pending round of `Have` questions.
+type Refresh =
+    std::pin::Pin<Box<dyn Future<Output = Vec<(PeerId, Result<Vec<u8>, String>)>> + Send>>;
+
 type InFlight = std::pin::Pin<
     Box<dyn Future<Output = (PeerId, u64, Result<Vec<u8>, String>, Duration)> + Send>,
 >;
@@ -282,9 +286,7 @@ pub async fn download<R: PeerRequester>(
     let mut rate_window: (Instant, u64) = (Instant::now(), 0);
     let mut rate = 0.0;
     let mut have_bytes = partial.have_bytes();
-    let mut refresh: Option<
-        std::pin::Pin<Box<dyn Future<Output = Vec<(PeerId, Result<Vec<u8>, String>)>> + Send>>,
-    > = None;
+    let mut refresh: Option<Refresh> = None;
 
     let report = |have_bytes: u64, peers: usize, rate: f64, done: bool| Progress {
         hash,

@@ -1,6 +1,9 @@
 //! Answering `/cnode/blobs/1` requests from peers.
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use tokio::sync::Semaphore;
 
@@ -15,6 +18,28 @@ use crate::{
 pub struct BlobServer {
     store: BlobStore,
     slots: Arc<Semaphore>,
+    limit: Option<Arc<RateLimit>>,
+}
+
+/// An upload rate cap: each response is scheduled after the ones before it
+/// at `rate` bytes per second.
+#[derive(Debug)]
+struct RateLimit {
+    rate: u64,
+    next: Mutex<Instant>,
+}
+
+impl RateLimit {
+    async fn wait(&self, bytes: usize) {
+        let start = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
 }
 
 impl BlobServer {
@@ -23,7 +48,19 @@ impl BlobServer {
         Self {
             store,
             slots: Arc::new(Semaphore::new(upload_slots.max(1))),
+            limit: None,
         }
+    }
+
+    /// Caps uploads at `bytes_per_sec` (0 = no cap).
+    pub fn with_upload_limit(mut self, bytes_per_sec: u64) -> Self {
+        self.limit = (bytes_per_sec > 0).then(|| {
+            Arc::new(RateLimit {
+                rate: bytes_per_sec,
+                next: Mutex::new(Instant::now()),
+            })
+        });
+        self
     }
 
     /// Answers one request (wire bytes in, wire bytes out). Never panics on
@@ -68,6 +105,9 @@ impl BlobServer {
                             for i in (n / 2..n).step_by(997) {
                                 encoded[i] ^= 0x5a;
                             }
+                        }
+                        if let Some(limit) = &self.limit {
+                            limit.wait(encoded.len()).await;
                         }
                         Response::Data { size, encoded }
                     }

@@ -297,7 +297,7 @@ impl BlobStore {
             .db
             .call(move |c| {
                 c.query_row(
-                    "SELECT size, complete, pinned, kind FROM blobs WHERE hash = ?1",
+                    "SELECT size, complete, pinned, kind, bitfield FROM blobs WHERE hash = ?1",
                     params![hash.as_bytes().as_slice()],
                     |r| {
                         Ok((
@@ -305,17 +305,28 @@ impl BlobStore {
                             r.get::<_, bool>(1)?,
                             r.get::<_, bool>(2)?,
                             r.get::<_, String>(3)?,
+                            r.get::<_, Option<Vec<u8>>>(4)?,
                         ))
                     },
                 )
                 .optional()
             })
             .await?;
-        Ok(row.map(|(size, complete, pinned, kind)| {
+        Ok(row.map(|(size, complete, pinned, kind, bitfield)| {
             let have_bytes = if complete {
                 size
+            } else if let Some(p) = self.partial(&hash) {
+                p.have_bytes()
             } else {
-                self.partial(&hash).map(|p| p.have_bytes()).unwrap_or(0)
+                // Not open in this process (e.g. another process downloads it).
+                let bf = bitfield.unwrap_or_default();
+                (0..piece_count(size))
+                    .filter(|i| protocol::has_piece(&bf, *i))
+                    .map(|i| {
+                        let (s, e) = protocol::piece_bytes(size, i);
+                        e - s
+                    })
+                    .sum()
             };
             BlobInfo {
                 hash,

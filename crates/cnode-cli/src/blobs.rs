@@ -115,11 +115,7 @@ impl Bar {
                     || ev.state != TransferState::Running
                 {
                     self.last_line = Instant::now();
-                    let pct = if total > 0 {
-                        ev.have_bytes * 100 / total
-                    } else {
-                        0
-                    };
+                    let pct = (ev.have_bytes * 100).checked_div(total).unwrap_or(0);
                     eprintln!(
                         "{} / {} bytes ({pct}%) from {} peers at {:.1} MiB/s",
                         ev.have_bytes,
@@ -335,14 +331,7 @@ fn print_list(list: &[BlobInfo], as_json: bool) {
         let state = if b.complete {
             "complete".to_owned()
         } else {
-            format!(
-                "{}%",
-                if b.size > 0 {
-                    b.have_bytes * 100 / b.size
-                } else {
-                    0
-                }
-            )
+            format!("{}%", (b.have_bytes * 100).checked_div(b.size).unwrap_or(0))
         };
         println!(
             "{:<62} {:>14} {:<10} {:<8} {:?}",

@@ -76,6 +76,9 @@ struct PeerState {
     protocols: Vec<String>,
 }
 
+/// An outbound request's peer and the caller waiting for the answer.
+type PendingRequest = (PeerId, oneshot::Sender<Result<Vec<u8>, RequestError>>);
+
 enum PendingQuery {
     Put(oneshot::Sender<Result<(), DhtError>>),
     Get(oneshot::Sender<Result<Option<DhtRecord>, DhtError>>),
@@ -84,6 +87,13 @@ enum PendingQuery {
 
 /// The most providers returned for one key.
 const MAX_PROVIDERS: usize = 32;
+
+/// The actor's channels: commands in, events and peer requests out.
+pub(crate) struct Channels {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) events: mpsc::Sender<NetEvent>,
+    pub(crate) inbound: mpsc::Sender<InboundRequest>,
+}
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -100,10 +110,7 @@ pub(crate) struct EventLoop {
     anonymous_bootstrap: Vec<Multiaddr>,
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, DialError>>)>,
     pending_queries: HashMap<kad::QueryId, PendingQuery>,
-    pending_requests: HashMap<
-        request_response::OutboundRequestId,
-        (PeerId, oneshot::Sender<Result<Vec<u8>, RequestError>>),
-    >,
+    pending_requests: HashMap<request_response::OutboundRequestId, PendingRequest>,
     nat_status: &'static str,
     config: NetConfig,
     started: Instant,
@@ -112,14 +119,17 @@ pub(crate) struct EventLoop {
 impl EventLoop {
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
-        commands: mpsc::Receiver<Command>,
-        events: mpsc::Sender<NetEvent>,
-        inbound: mpsc::Sender<InboundRequest>,
+        channels: Channels,
         cancel: CancellationToken,
         metrics: Metrics,
         net_metrics: NetMetrics,
         config: NetConfig,
     ) -> Self {
+        let Channels {
+            commands,
+            events,
+            inbound,
+        } = channels;
         let mut this = Self {
             swarm,
             commands,

@@ -226,9 +226,11 @@ pub async fn spawn(
     let (in_tx, in_rx) = mpsc::channel(config.limits.max_pending_inbound.max(1));
     let event_loop = event_loop::EventLoop::new(
         swarm,
-        cmd_rx,
-        ev_tx,
-        in_tx,
+        event_loop::Channels {
+            commands: cmd_rx,
+            events: ev_tx,
+            inbound: in_tx,
+        },
         cancel.clone(),
         metrics,
         net_metrics,

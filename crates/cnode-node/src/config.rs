@@ -37,6 +37,8 @@ pub struct BlobsSection {
     pub quota_bytes: u64,
     /// Most pieces served to peers at once; over it peers are told "busy".
     pub upload_slots: usize,
+    /// Upload rate cap in bytes per second (0 = none).
+    pub max_upload_bytes_per_sec: u64,
 }
 
 impl Default for BlobsSection {
@@ -44,6 +46,7 @@ impl Default for BlobsSection {
         Self {
             quota_bytes: DEFAULT_BLOB_QUOTA,
             upload_slots: 32,
+            max_upload_bytes_per_sec: 0,
         }
     }
 }
@@ -257,7 +260,9 @@ impl ConfigFile {
              # Most bytes of blobs kept, complete and partial (20 GiB).\n\
              quota_bytes = {DEFAULT_BLOB_QUOTA}\n\
              # Pieces served to peers at once; over it they are told \"busy\" and ask others.\n\
-             upload_slots = 32\n\n\
+             upload_slots = 32\n\
+             # Upload rate cap in bytes per second; 0 = none.\n\
+             max_upload_bytes_per_sec = 0\n\n\
              [api]\n\
              # The local HTTP API. Keep it on 127.0.0.1: it controls the node.\n\
              listen = \"{DEFAULT_API}\"\n"
@@ -294,6 +299,8 @@ pub struct NodeConfig {
     pub blob_quota: u64,
     /// Concurrent piece uploads.
     pub upload_slots: usize,
+    /// Upload rate cap (bytes per second, 0 = none).
+    pub max_upload_bytes_per_sec: u64,
 }
 
 impl NodeConfig {
@@ -340,6 +347,7 @@ impl NodeConfig {
             api_listen: overrides.api.unwrap_or(file.api.listen),
             blob_quota: file.blobs.quota_bytes,
             upload_slots: file.blobs.upload_slots,
+            max_upload_bytes_per_sec: file.blobs.max_upload_bytes_per_sec,
         }
     }
 

@@ -116,7 +116,8 @@ impl NodeBuilder {
         )
         .await?;
         let blob_server =
-            cnode_blobs::BlobServer::new(blob_store.clone(), self.config.upload_slots);
+            cnode_blobs::BlobServer::new(blob_store.clone(), self.config.upload_slots)
+                .with_upload_limit(self.config.max_upload_bytes_per_sec);
         let blobs = crate::BlobService::new(blob_store, spawned.client.clone());
         let inbound_task = tokio::spawn(
             inbound_task(

@@ -63,6 +63,15 @@ pub enum OpenError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The migration lock could not be taken.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The schema could not be brought up to date.
     #[error("cannot migrate database {path}: {source}")]
     Migrate {
@@ -101,19 +110,36 @@ impl Store {
             source,
         };
         let mut conn = Connection::open(&path).map_err(sqlite)?;
+        // First, so that every statement below waits for other processes
+        // (a node and a CLI command) instead of failing with "locked".
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
-        Migrations::from_slice(MIGRATIONS)
+        // Two processes opening a fresh database must not both create the
+        // tables: migrations run under an exclusive file lock.
+        let lock_path = dir.join("cnode.db.migrate-lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(|e| OpenError::Lock {
+                path: lock_path.clone(),
+                source: e,
+            })?;
+        let migrated = Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut conn)
             .map_err(|source| OpenError::Migrate {
                 path: path.clone(),
                 source,
-            })?;
+            });
+        drop(lock);
+        migrated?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: Arc::new(path),
@@ -165,6 +191,20 @@ mod tests {
         let peers = store.known_peers(10).await.unwrap();
         assert_eq!(peers.len(), 1);
         assert_eq!(peers[0].addrs, vec!["/ip4/127.0.0.1/tcp/1".to_owned()]);
+    }
+
+    #[test]
+    fn concurrent_first_opens_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let p = dir.path().to_owned();
+                std::thread::spawn(move || Store::open(&p).map(|_| ()))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
     }
 
     #[test]
