@@ -322,7 +322,8 @@ impl Response {
                 if n > 1024 {
                     return Err(DecodeError::Invalid("error message too long"));
                 }
-                let message = String::from_utf8_lossy(r.take(n)?).into_owned();
+                let message = String::from_utf8(r.take(n)?.to_vec())
+                    .map_err(|_| DecodeError::Invalid("error message is not UTF-8"))?;
                 r.end()?;
                 Ok(Response::Error { message })
             }
@@ -342,6 +343,17 @@ pub fn has_piece(bitfield: &[u8], i: u64) -> bool {
 pub fn set_piece(bitfield: &mut [u8], i: u64) {
     if let Some(b) = bitfield.get_mut((i / 8) as usize) {
         *b |= 1 << (i % 8);
+    }
+}
+
+/// The fuzz property: decoding arbitrary bytes never panics, and a message
+/// that decodes re-encodes to exactly the same bytes (one encoding per message).
+pub fn fuzz_check(data: &[u8]) {
+    if let Ok(r) = Request::decode(data) {
+        assert_eq!(r.encode(), data, "request re-encodes differently");
+    }
+    if let Ok(r) = Response::decode(data) {
+        assert_eq!(r.encode(), data, "response re-encodes differently");
     }
 }
 
@@ -426,6 +438,34 @@ mod tests {
             bitfield: vec![0xff],
         };
         assert!(Response::decode(&bad.encode()).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            fuzz_check(&data);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(
+            which in 0usize..4,
+            flips in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 1..6),
+            cut in 0usize..200,
+        ) {
+            let msgs = [
+                Request::Have { hash: hash() }.encode(),
+                Request::Get { hash: hash(), ranges: vec![(0, 16), (32, 1024)] }.encode(),
+                Response::Have { size: 5 * PIECE_SIZE, complete: false, bitfield: vec![0b10101] }.encode(),
+                Response::Error { message: "busy".into() }.encode(),
+            ];
+            let mut m = msgs[which].clone();
+            for (i, b) in flips {
+                let n = m.len();
+                m[i % n] ^= b;
+            }
+            m.truncate(cut.max(1));
+            fuzz_check(&m);
+        }
     }
 
     #[test]

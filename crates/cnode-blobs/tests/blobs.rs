@@ -347,3 +347,104 @@ async fn server_rejects_malformed_requests_without_panicking() {
         protocol::Response::NotFound
     );
 }
+
+/// The vectors in docs/protocol.md, recomputed. Run with `PRINT_VECTORS=1` to
+/// print them (e.g. after a deliberate, versioned protocol change).
+#[tokio::test]
+async fn protocol_md_test_vectors() {
+    use protocol::{Request, Response};
+    let empty = BlobHash::of(b"");
+    let mut computed: Vec<(String, String)> = vec![
+        ("cid-empty".into(), empty.to_cid()),
+        ("cid-hello".into(), BlobHash::of(b"hello world").to_cid()),
+        (
+            "req-have".into(),
+            hex(&Request::Have { hash: empty }.encode()),
+        ),
+        (
+            "req-get".into(),
+            hex(&Request::Get {
+                hash: empty,
+                ranges: vec![(0, 1024), (2048, 2049)],
+            }
+            .encode()),
+        ),
+        (
+            "resp-have".into(),
+            hex(&Response::Have {
+                size: 3 * PIECE_SIZE + 1,
+                complete: false,
+                bitfield: vec![0b0000_0101],
+            }
+            .encode()),
+        ),
+        ("resp-notfound".into(), hex(&Response::NotFound.encode())),
+        (
+            "resp-error".into(),
+            hex(&Response::Error {
+                message: "busy".into(),
+            }
+            .encode()),
+        ),
+    ];
+    // Data responses from a real store: "hello world", and chunk 16 of a
+    // 17 KiB blob (two chunk groups: the answer carries the root's hash pair).
+    let n = node(u64::MAX, 8).await;
+    let hello = import(&n, b"hello world").await;
+    let resp = n
+        .server
+        .handle(
+            &Request::Get {
+                hash: hello,
+                ranges: vec![(0, 1)],
+            }
+            .encode(),
+        )
+        .await;
+    computed.push(("resp-data-hello".into(), hex(&resp)));
+    let big: Vec<u8> = (0..17 * 1024).map(|i| (i % 251) as u8).collect();
+    let h = import(&n, &big).await;
+    computed.push(("cid-17k".into(), h.to_cid()));
+    let resp = n
+        .server
+        .handle(
+            &Request::Get {
+                hash: h,
+                ranges: vec![(16, 17)],
+            }
+            .encode(),
+        )
+        .await;
+    computed.push(("resp-data-17k-len".into(), resp.len().to_string()));
+    computed.push((
+        "resp-data-17k-blake3".into(),
+        blake3::hash(&resp).to_hex().to_string(),
+    ));
+
+    if std::env::var_os("PRINT_VECTORS").is_some() {
+        for (k, v) in &computed {
+            println!("vector {k} {v}");
+        }
+    }
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/protocol.md"
+    ))
+    .unwrap();
+    let documented: HashMap<&str, &str> = doc
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("vector "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    for (k, v) in &computed {
+        assert_eq!(
+            documented.get(k.as_str()).copied(),
+            Some(v.as_str()),
+            "vector {k} in docs/protocol.md"
+        );
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
