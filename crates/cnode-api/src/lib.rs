@@ -57,13 +57,23 @@ pub fn router(node: Node) -> Router {
         node,
         token: token.into(),
     };
-    let protected = Router::new()
+    let timeout =
+        || TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT);
+    // Quick requests: answered within REQUEST_TIMEOUT or 408.
+    let quick = Router::new()
         .route("/v1/status", get(routes::status))
         .route("/v1/peers", get(routes::peers))
         .route("/v1/dial", post(routes::dial))
         .route("/v1/dht/{key}", get(routes::dht_get).put(routes::dht_put))
         .route("/v1/openapi.json", get(routes::openapi))
         .route("/metrics", get(routes::metrics))
+        .route("/v1/blobs/gc", post(blobs::gc))
+        .route("/v1/blobs/{cid}/status", get(blobs::status))
+        .route("/v1/blobs/{cid}/pin", put(blobs::pin).delete(blobs::unpin))
+        .route("/v1/blobs/{cid}", axum::routing::delete(blobs::remove))
+        .layer(timeout());
+    // Transfers: as long as the data takes (each bounds its own waits).
+    let transfers = Router::new()
         .route(
             "/v1/blobs",
             get(blobs::list)
@@ -71,13 +81,12 @@ pub fn router(node: Node) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/blobs/import", post(blobs::import))
-        .route("/v1/blobs/gc", post(blobs::gc))
-        .route("/v1/blobs/{cid}", get(blobs::get).delete(blobs::remove))
-        .route("/v1/blobs/{cid}/status", get(blobs::status))
+        .route("/v1/blobs/{cid}", get(blobs::get))
         .route("/v1/blobs/{cid}/download", post(blobs::download))
         .route("/v1/blobs/{cid}/export", post(blobs::export))
-        .route("/v1/blobs/{cid}/pin", put(blobs::pin).delete(blobs::unpin))
-        .route("/v1/events", get(blobs::events))
+        .route("/v1/events", get(blobs::events));
+    let protected = quick
+        .merge(transfers)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(routes::healthz))
@@ -85,10 +94,6 @@ pub fn router(node: Node) -> Router {
         .fallback(routes::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
         .with_state(state)
 }
 
