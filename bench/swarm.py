@@ -50,7 +50,7 @@ class Node:
         subprocess.run([BIN, "--data", self.data, "init"], check=True, capture_output=True)
         self.proc = subprocess.Popen(
             [BIN, "--data", self.data, "run", "--no-mdns", "--api", "127.0.0.1:0",
-             "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", *extra],
+             "--listen", os.environ.get("CNODE_BENCH_LISTEN", "/ip4/127.0.0.1/tcp/0"), *extra],
             stdout=subprocess.DEVNULL, stderr=open(self.data + ".log", "w"),
             env={**os.environ, "CNODE_LOG": os.environ.get("CNODE_LOG", "warn")})
         deadline = time.time() + 20

@@ -24,10 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bao_tree::{
-    BaoTree, ChunkNum, ChunkRanges,
-    io::{outboard::EmptyOutboard, sync::decode_ranges},
-};
+use bao_tree::{BaoTree, ChunkNum, ChunkRanges, io::sync::DecodeResponseIter};
 use cnode_types::{BlobHash, PeerId};
 use futures::{StreamExt, stream::FuturesUnordered};
 use rand::seq::SliceRandom;
@@ -41,6 +38,11 @@ use crate::{
 /// How often peers are asked again which pieces they have (leechers' sets
 /// grow quickly; this is our stand-in for BitTorrent's pushed HAVE messages).
 const HAVE_REFRESH: Duration = Duration::from_millis(250);
+/// How often new providers are looked for during a download.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
+/// Most piece requests in flight for one download, over all peers: bounds the
+/// memory a download holds (each answer is up to a piece plus its proof).
+pub const MAX_IN_FLIGHT: usize = 24;
 
 /// How a download reaches peers. `cnode-node` implements it over libp2p; tests
 /// can implement it over anything.
@@ -72,7 +74,7 @@ impl Default for DownloadOptions {
     fn default() -> Self {
         Self {
             pin: true,
-            max_in_flight_per_peer: 16,
+            max_in_flight_per_peer: 8,
             stall_timeout: Duration::from_secs(60),
             extra_peers: Vec::new(),
         }
@@ -177,19 +179,15 @@ async fn verify_size<R: PeerRequester>(
     }
     let tree = BaoTree::new(size, BLOCK_SIZE);
     let ranges = ChunkRanges::from(ChunkNum(chunks - 1)..ChunkNum(chunks));
-    let mut scratch: Vec<u8> = Vec::new();
-    let mut ob = EmptyOutboard {
-        tree,
-        root: hash.into(),
-    };
+    // Verify without writing anywhere: a decoder writing into a Vec at the
+    // last chunk's offset would allocate the whole blob's size.
     tokio::task::spawn_blocking(move || {
-        decode_ranges(
-            std::io::Cursor::new(encoded),
-            &ranges,
-            &mut scratch,
-            &mut ob,
-        )
-        .map_err(|e| e.to_string())
+        let items =
+            DecodeResponseIter::new(hash.into(), tree, std::io::Cursor::new(encoded), &ranges);
+        for item in items {
+            item.map_err(|e| e.to_string())?;
+        }
+        Ok::<(), String>(())
     })
     .await
     .map_err(|e| e.to_string())?
@@ -283,6 +281,7 @@ pub async fn download<R: PeerRequester>(
     let mut requested: HashMap<u64, HashSet<PeerId>> = HashMap::new();
     let mut last_progress = Instant::now();
     let mut last_refresh = Instant::now();
+    let mut last_discovery = Instant::now();
     let mut rate_window: (Instant, u64) = (Instant::now(), 0);
     let mut rate = 0.0;
     let mut have_bytes = partial.have_bytes();
@@ -328,9 +327,19 @@ pub async fn download<R: PeerRequester>(
             let dropped: HashSet<PeerId> = stats.dropped.iter().copied().collect();
             let extra = opts.extra_peers.clone();
             let have_peers: HashSet<PeerId> = peers.keys().copied().collect();
+            let discover = last_discovery.elapsed() >= DISCOVERY_INTERVAL;
+            if discover {
+                last_discovery = Instant::now();
+            }
             refresh = Some(Box::pin(async move {
                 let mut ask = known;
-                let mut found = r.providers(hash).await;
+                // Looking for new providers (a DHT query) is slower and rarer
+                // than re-asking the ones we know.
+                let mut found = if discover {
+                    r.providers(hash).await
+                } else {
+                    Vec::new()
+                };
                 found.extend(extra);
                 for p in found {
                     if !have_peers.contains(&p) && !dropped.contains(&p) && !ask.contains(&p) {
@@ -550,6 +559,9 @@ fn schedule<R: PeerRequester>(
             let Some(state) = peers.get_mut(id) else {
                 continue;
             };
+            if in_flight.len() >= MAX_IN_FLIGHT {
+                return;
+            }
             if state.dropped || state.in_flight >= state.depth.min(max_depth) {
                 continue;
             }

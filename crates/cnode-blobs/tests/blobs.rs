@@ -448,3 +448,41 @@ async fn protocol_md_test_vectors() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// Memory probe (not a CI test): peak RSS while downloading 256 MiB in process.
+/// `cargo test --release -p cnode-blobs --test blobs rss_probe -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn rss_probe() {
+    let bytes = data(256 * 1024 * 1024, 1);
+    let seeder = node(u64::MAX, 16).await;
+    let hash = import(&seeder, &bytes).await;
+    drop(bytes);
+    let hwm = || {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+            .map(str::to_owned)
+            .unwrap()
+    };
+    println!("before: {}", hwm());
+    let fake = Fake::new(vec![(random_peer(), seeder.server.clone())]);
+    let leecher = node(u64::MAX, 16).await;
+    download(
+        &leecher.store,
+        &fake,
+        hash,
+        &DownloadOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    for l in status
+        .lines()
+        .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+    {
+        println!("after: {l}");
+    }
+}

@@ -6,6 +6,7 @@
 
 mod blobs;
 mod cli;
+
 mod client;
 mod output;
 mod run;
