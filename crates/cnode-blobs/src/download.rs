@@ -356,6 +356,7 @@ pub async fn download<R: PeerRequester>(
 
         if in_flight.is_empty() && refresh.is_none() {
             if last_progress.elapsed() > opts.stall_timeout {
+                store.flush_partial(&partial).await?;
                 return Err(DownloadError::Stalled {
                     hash,
                     secs: opts.stall_timeout.as_secs(),
@@ -378,7 +379,7 @@ pub async fn download<R: PeerRequester>(
                 if partial.has(piece) {
                     continue; // endgame duplicate: someone else was faster
                 }
-                match result.map(|b| Response::decode(&b)) {
+                match result.map(Response::decode_owned) {
                     Ok(Ok(Response::Data { size: s, encoded })) if s == size => {
                         match store.write_piece(&partial, piece, encoded).await {
                             Ok(()) => {

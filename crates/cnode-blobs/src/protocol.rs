@@ -96,6 +96,16 @@ pub enum DecodeError {
     Invalid(&'static str),
 }
 
+/// Bytes before the encoding in a `Data` response: version, tag, size.
+pub const DATA_HEADER: usize = 10;
+
+/// Writes the size into a response started with [`Response::begin_data`].
+pub fn finish_data(out: &mut [u8], size: u64) {
+    if out.len() >= DATA_HEADER {
+        out[2..DATA_HEADER].copy_from_slice(&size.to_le_bytes());
+    }
+}
+
 /// Number of pieces of a blob of `size` bytes.
 pub fn piece_count(size: u64) -> u64 {
     size.div_ceil(PIECE_SIZE)
@@ -271,6 +281,36 @@ impl Response {
                 out.extend_from_slice(m);
             }
         }
+        out
+    }
+
+    /// Parses an owned response; a `Data` body is reused, not copied.
+    pub fn decode_owned(mut bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_RESPONSE {
+            return Err(DecodeError::Oversized(bytes.len()));
+        }
+        if bytes.len() >= DATA_HEADER && bytes[0] == VERSION && bytes[1] == 1 {
+            let mut sz = [0u8; 8];
+            sz.copy_from_slice(&bytes[2..DATA_HEADER]);
+            let size = u64::from_le_bytes(sz);
+            if size > MAX_BLOB_SIZE {
+                return Err(DecodeError::Invalid("blob too large"));
+            }
+            bytes.drain(..DATA_HEADER);
+            return Ok(Response::Data {
+                size,
+                encoded: bytes,
+            });
+        }
+        Self::decode(&bytes)
+    }
+
+    /// Starts a `Data` response in place: the header with a zero size, to be
+    /// followed by the encoding and finished with [`finish_data`].
+    pub fn begin_data(capacity: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(DATA_HEADER + capacity);
+        out.extend_from_slice(&[VERSION, 1]);
+        out.extend_from_slice(&[0u8; 8]);
         out
     }
 
@@ -466,6 +506,22 @@ mod tests {
             m.truncate(cut.max(1));
             fuzz_check(&m);
         }
+    }
+
+    #[test]
+    fn owned_decode_matches_borrowed() {
+        let data = Response::Data {
+            size: 77,
+            encoded: vec![9; 100],
+        };
+        assert_eq!(Response::decode_owned(data.encode()).unwrap(), data);
+        let mut started = Response::begin_data(100);
+        started.extend_from_slice(&[9; 100]);
+        finish_data(&mut started, 77);
+        assert_eq!(started, data.encode());
+        let nf = Response::NotFound;
+        assert_eq!(Response::decode_owned(nf.encode()).unwrap(), nf);
+        assert!(Response::decode_owned(vec![1, 1, 0]).is_err());
     }
 
     #[test]

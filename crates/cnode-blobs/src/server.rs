@@ -8,7 +8,7 @@ use std::{
 use tokio::sync::Semaphore;
 
 use crate::{
-    protocol::{Request, Response},
+    protocol::{self, Request, Response},
     store::{BlobError, BlobStore},
 };
 
@@ -75,10 +75,6 @@ impl BlobServer {
                 .encode();
             }
         };
-        self.answer(req).await.encode()
-    }
-
-    async fn answer(&self, req: Request) -> Response {
         match req {
             Request::Have { hash } => match self.store.have(hash).await {
                 Ok(Some((size, complete, bitfield))) => Response::Have {
@@ -90,31 +86,34 @@ impl BlobServer {
                 Err(e) => Response::Error {
                     message: e.to_string(),
                 },
-            },
+            }
+            .encode(),
             Request::Get { hash, ranges } => {
                 let Ok(_permit) = self.slots.clone().try_acquire_owned() else {
                     return Response::Error {
                         message: "busy: all upload slots in use".into(),
-                    };
+                    }
+                    .encode();
                 };
                 match self.store.encode(hash, ranges).await {
-                    Ok((size, mut encoded)) => {
-                        if self.store.corrupt_responses() && !encoded.is_empty() {
+                    Ok((_, mut wire)) => {
+                        if self.store.corrupt_responses() && wire.len() > protocol::DATA_HEADER {
                             // Test-only: damage the data, keep the length.
-                            let n = encoded.len();
-                            for i in (n / 2..n).step_by(997) {
-                                encoded[i] ^= 0x5a;
+                            let n = wire.len();
+                            for i in (protocol::DATA_HEADER.max(n / 2)..n).step_by(997) {
+                                wire[i] ^= 0x5a;
                             }
                         }
                         if let Some(limit) = &self.limit {
-                            limit.wait(encoded.len()).await;
+                            limit.wait(wire.len()).await;
                         }
-                        Response::Data { size, encoded }
+                        wire
                     }
-                    Err(BlobError::NotFound(_)) => Response::NotFound,
+                    Err(BlobError::NotFound(_)) => Response::NotFound.encode(),
                     Err(e) => Response::Error {
                         message: e.to_string(),
-                    },
+                    }
+                    .encode(),
                 }
             }
         }

@@ -30,6 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{self, CHUNK_GROUP_LOG, piece_count, set_piece};
 
+/// How often a download's verified-piece set is saved to the database.
+const BITFIELD_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The block size of every outboard: 16 KiB chunk groups.
 pub const BLOCK_SIZE: BlockSize = BlockSize::from_chunk_log(CHUNK_GROUP_LOG);
 
@@ -139,6 +142,8 @@ pub(crate) struct Partial {
     pub(crate) data: File,
     pub(crate) outboard: PreOrderOutboard<File>,
     pub(crate) bitfield: Mutex<Vec<u8>>,
+    /// When the bitfield was last written to the database.
+    pub(crate) persisted: Mutex<std::time::Instant>,
 }
 
 impl Partial {
@@ -669,6 +674,7 @@ impl BlobStore {
                 data: obao,
             },
             bitfield: Mutex::new(bitfield.clone()),
+            persisted: Mutex::new(std::time::Instant::now()),
         });
         let now = now_ms();
         self.inner
@@ -730,7 +736,24 @@ impl BlobStore {
             set_piece(&mut bf, piece);
             bf.clone()
         };
-        let hash = partial.hash;
+        // The verified set is saved a few times a second, not per piece: after
+        // a crash at most the last moments' pieces are fetched again, and a
+        // piece is never marked before its data is written.
+        let due = {
+            let mut last = partial.persisted.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.elapsed() >= BITFIELD_SAVE_INTERVAL;
+            if due {
+                *last = std::time::Instant::now();
+            }
+            due
+        };
+        if due {
+            self.save_bitfield(partial.hash, bitfield).await?;
+        }
+        Ok(())
+    }
+
+    async fn save_bitfield(&self, hash: BlobHash, bitfield: Vec<u8>) -> Result<(), BlobError> {
         self.inner
             .db
             .call(move |c| {
@@ -741,6 +764,11 @@ impl BlobStore {
             })
             .await?;
         Ok(())
+    }
+
+    /// Saves a partial download's verified set now (when a download stops).
+    pub(crate) async fn flush_partial(&self, partial: &Arc<Partial>) -> Result<(), BlobError> {
+        self.save_bitfield(partial.hash, partial.bitfield()).await
     }
 
     /// Turns a fully verified partial blob into a complete one.
@@ -818,7 +846,8 @@ impl BlobStore {
     }
 
     /// Bao-encodes `ranges` of `hash` (data with proofs), from a complete blob
-    /// or from the verified pieces of a partial one.
+    /// or from the verified pieces of a partial one, as a whole `Data` response
+    /// (header included, so the piece is not copied again).
     pub(crate) async fn encode(
         &self,
         hash: BlobHash,
@@ -838,7 +867,12 @@ impl BlobStore {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let chunk_ranges = protocol::to_chunk_ranges(&ranges);
-            let mut out = Vec::new();
+            let estimate = ranges
+                .iter()
+                .map(|(a, b)| (b - a) * protocol::CHUNK)
+                .sum::<u64>();
+            let mut out =
+                protocol::Response::begin_data(estimate as usize + estimate as usize / 16 + 1024);
             let size = match (&partial, &complete) {
                 (Some(p), _) => {
                     // Only ranges inside verified pieces may be served.
@@ -877,6 +911,7 @@ impl BlobStore {
                 }
                 (None, None) => return Err(BlobError::NotFound(hash)),
             };
+            protocol::finish_data(&mut out, size);
             Ok((size, out))
         })
         .await

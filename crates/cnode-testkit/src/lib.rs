@@ -51,6 +51,8 @@ pub struct NodeOptions {
     pub upload_slots: Option<usize>,
     /// Blob storage quota (default 20 GiB).
     pub blob_quota: Option<u64>,
+    /// Upload rate cap in bytes per second (default none).
+    pub upload_limit: Option<u64>,
 }
 
 impl Default for NodeOptions {
@@ -64,6 +66,7 @@ impl Default for NodeOptions {
             relays: Vec::new(),
             upload_slots: None,
             blob_quota: None,
+            upload_limit: None,
         }
     }
 }
@@ -127,6 +130,9 @@ impl TestNode {
         }
         if let Some(q) = opts.blob_quota {
             config.blob_quota = q;
+        }
+        if let Some(r) = opts.upload_limit {
+            config.max_upload_bytes_per_sec = r;
         }
         config.api_listen = ([127, 0, 0, 1], 0).into();
         let peer = dd.load_key()?.public().to_peer_id().to_string();

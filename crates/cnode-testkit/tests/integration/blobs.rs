@@ -19,6 +19,9 @@ async fn swarm(leechers: usize, seeder_slots: usize) -> Result<Vec<TestNode>> {
     let mut nodes = vec![
         TestNode::spawn(NodeOptions {
             upload_slots: Some(seeder_slots),
+            // A seeder with one slot and a modest uplink (like a home
+            // connection) cannot serve everyone alone.
+            upload_limit: (seeder_slots == 1).then_some(30 * 1024 * 1024),
             ..Default::default()
         })
         .await?,
