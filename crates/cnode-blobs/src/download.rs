@@ -42,7 +42,7 @@ const HAVE_REFRESH: Duration = Duration::from_millis(250);
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
 /// Most piece requests in flight for one download, over all peers: bounds the
 /// memory a download holds (each answer is up to a piece plus its proof).
-pub const MAX_IN_FLIGHT: usize = 24;
+pub const MAX_IN_FLIGHT: usize = 12;
 
 /// How a download reaches peers. `cnode-node` implements it over libp2p; tests
 /// can implement it over anything.

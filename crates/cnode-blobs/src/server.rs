@@ -12,6 +12,9 @@ use crate::{
     store::{BlobError, BlobStore},
 };
 
+/// How long a request may wait for an upload slot before "busy".
+const SLOT_WAIT: Duration = Duration::from_millis(500);
+
 /// Serves pieces to peers, with a bound on concurrent uploads (like
 /// BitTorrent's upload slots): over it, peers are told "busy" and ask others.
 #[derive(Debug, Clone)]
@@ -89,7 +92,11 @@ impl BlobServer {
             }
             .encode(),
             Request::Get { hash, ranges } => {
-                let Ok(_permit) = self.slots.clone().try_acquire_owned() else {
+                // Wait a little for a slot: answering "busy" at once makes
+                // peers churn; waiting long would stall them behind us.
+                let permit =
+                    tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned()).await;
+                let Ok(Ok(_permit)) = permit else {
                     return Response::Error {
                         message: "busy: all upload slots in use".into(),
                     }

@@ -45,7 +45,7 @@ impl Default for BlobsSection {
     fn default() -> Self {
         Self {
             quota_bytes: DEFAULT_BLOB_QUOTA,
-            upload_slots: 16,
+            upload_slots: 8,
             max_upload_bytes_per_sec: 0,
         }
     }
@@ -260,7 +260,7 @@ impl ConfigFile {
              # Most bytes of blobs kept, complete and partial (20 GiB).\n\
              quota_bytes = {DEFAULT_BLOB_QUOTA}\n\
              # Pieces served to peers at once; over it they are told \"busy\" and ask others.\n\
-             upload_slots = 16\n\
+             upload_slots = 8\n\
              # Upload rate cap in bytes per second; 0 = none.\n\
              max_upload_bytes_per_sec = 0\n\n\
              [api]\n\
