@@ -344,23 +344,35 @@ impl BlobStore {
         }))
     }
 
-    /// Every blob, complete ones and downloads in progress.
-    pub async fn list(&self) -> Result<Vec<BlobInfo>, BlobError> {
+    /// Hashes of the blobs a `SELECT hash FROM blobs …` query returns.
+    async fn hashes(&self, sql: &'static str) -> Result<Vec<BlobHash>, BlobError> {
         let rows = self
             .inner
             .db
-            .call(|c| {
-                let mut st = c.prepare("SELECT hash FROM blobs ORDER BY created_ms")?;
+            .call(move |c| {
+                let mut st = c.prepare_cached(sql)?;
                 let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
                 rows.collect::<Result<Vec<_>, _>>()
             })
             .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|h| {
+                <[u8; 32]>::try_from(h.as_slice())
+                    .ok()
+                    .map(BlobHash::from_bytes)
+            })
+            .collect())
+    }
+
+    /// Every blob, complete ones and downloads in progress.
+    pub async fn list(&self) -> Result<Vec<BlobInfo>, BlobError> {
+        let rows = self
+            .hashes("SELECT hash FROM blobs ORDER BY created_ms")
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for h in rows {
-            let Ok(bytes) = <[u8; 32]>::try_from(h.as_slice()) else {
-                continue;
-            };
-            if let Some(info) = self.info(BlobHash::from_bytes(bytes)).await? {
+            if let Some(info) = self.info(h).await? {
                 out.push(info);
             }
         }
@@ -986,23 +998,8 @@ impl BlobStore {
 
     /// Partial downloads recorded in the database (to resume them).
     pub async fn partial_hashes(&self) -> Result<Vec<BlobHash>, BlobError> {
-        let rows = self
-            .inner
-            .db
-            .call(|c| {
-                let mut st = c.prepare("SELECT hash FROM blobs WHERE complete = 0")?;
-                let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-                rows.collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|h| {
-                <[u8; 32]>::try_from(h.as_slice())
-                    .ok()
-                    .map(BlobHash::from_bytes)
-            })
-            .collect())
+        self.hashes("SELECT hash FROM blobs WHERE complete = 0 ORDER BY created_ms")
+            .await
     }
 }
 

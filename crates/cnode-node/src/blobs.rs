@@ -334,6 +334,19 @@ impl BlobService {
         }
     }
 
+    /// Resumes downloads that were running when the node last stopped.
+    pub(crate) async fn resume_partials(&self) {
+        match self.store.partial_hashes().await {
+            Ok(hashes) => {
+                for hash in hashes.into_iter().take(MAX_DOWNLOADS) {
+                    debug!(%hash, "resuming download");
+                    let _ = self.start(hash, DownloadOptions::default());
+                }
+            }
+            Err(e) => warn!("cannot list partial downloads: {e}"),
+        }
+    }
+
     /// Announces every complete blob (at start; Kademlia re-publishes later).
     pub(crate) async fn announce_all(&self, max: usize) {
         match self.store.list().await {

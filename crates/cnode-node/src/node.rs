@@ -131,7 +131,11 @@ impl NodeBuilder {
         {
             let blobs = blobs.clone();
             tokio::spawn(
-                async move { blobs.announce_all(ANNOUNCE_AT_START).await }.in_current_span(),
+                async move {
+                    blobs.announce_all(ANNOUNCE_AT_START).await;
+                    blobs.resume_partials().await;
+                }
+                .in_current_span(),
             );
         }
 
