@@ -339,6 +339,7 @@ pub(crate) async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = state.node.blobs().subscribe();
+    let shutdown = state.shutdown.clone().cancelled_owned();
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
@@ -352,7 +353,7 @@ pub(crate) async fn events(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream.take_until(shutdown)).keep_alive(KeepAlive::default())
 }
 
 /// Query of `GET /v1/blobs/{cid}`.

@@ -30,6 +30,8 @@ use utoipa::OpenApi;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long shutdown waits for open requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Requests taking longer are answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -37,6 +39,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct AppState {
     pub(crate) node: Node,
     token: Arc<str>,
+    /// Cancelled when the server shuts down: endless responses (event
+    /// streams) end then, so graceful shutdown does not wait on them.
+    pub(crate) shutdown: CancellationToken,
 }
 
 /// The API's routes for `node`, with auth, limits and timeouts applied.
@@ -44,6 +49,11 @@ pub(crate) struct AppState {
 /// The token is read from the node's data directory; a node without one gets a
 /// fresh random token nobody knows, so the API is closed rather than open.
 pub fn router(node: Node) -> Router {
+    router_with_shutdown(node, CancellationToken::new())
+}
+
+/// [`router`], with event streams ending when `shutdown` is cancelled.
+pub fn router_with_shutdown(node: Node, shutdown: CancellationToken) -> Router {
     let token = node
         .data_dir()
         .load_token()
@@ -56,6 +66,7 @@ pub fn router(node: Node) -> Router {
     let state = AppState {
         node,
         token: token.into(),
+        shutdown,
     };
     let timeout =
         || TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT);
@@ -159,9 +170,17 @@ impl ApiServer {
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.cancel.cancel();
-        let _ = self.task.await;
+        // In-flight requests get a moment to finish; a client that keeps a
+        // transfer open longer does not hold the node hostage.
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP API: requests still open after {SHUTDOWN_GRACE:?}; closing them");
+            self.task.abort();
+        }
     }
 }
 
@@ -195,7 +214,7 @@ pub fn serve_listener(
         source,
     })?;
     node.set_api_addr(bound);
-    let app = router(node);
+    let app = router_with_shutdown(node, cancel.clone());
     let stop = cancel.clone();
     let task = tokio::spawn(async move {
         let res = axum::serve(listener, app)

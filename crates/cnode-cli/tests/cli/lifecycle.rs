@@ -76,7 +76,21 @@ fn init_run_status_peers_sigterm() {
     let (status, took, _) = run_b.terminate(Duration::from_secs(5));
     assert!(status.success(), "b exit: {status}");
     assert!(took < Duration::from_secs(5));
+    // An open event stream (a UI watching transfers) must not delay shutdown.
+    let api_addr = s["api"].as_str().unwrap().to_owned();
+    let token = std::fs::read_to_string(a.file("api.token")).unwrap();
+    let mut sse = std::net::TcpStream::connect(&api_addr).unwrap();
+    std::io::Write::write_all(
+        &mut sse,
+        format!(
+            "GET /v1/events HTTP/1.1\r\nHost: {api_addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
     let (status, took, log) = run.terminate(Duration::from_secs(5));
+    drop(sse);
     assert_eq!(status.code(), Some(0), "exit status {status}, log:\n{log}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(log.contains("stopped cleanly"), "{log}");

@@ -204,7 +204,7 @@ async fn http_range_requests_and_quota() -> Result<()> {
     let node = TestNode::spawn(NodeOptions {
         api: true,
         bootstrap: vec![seeder.addr(Transports::Quic)],
-        blob_quota: Some(8 * 1024 * 1024),
+        blob_quota: Some(16 * 1024 * 1024),
         ..Default::default()
     })
     .await?;
@@ -257,6 +257,44 @@ async fn http_range_requests_and_quota() -> Result<()> {
         format!("bytes */{}", bytes.len())
     );
 
+    // Server-sent transfer events: subscribe, then fetch something.
+    let mut events = http
+        .get(format!("{base}/v1/events"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let third = data(3 * 1024 * 1024, 6);
+    let src3 = tempfile::NamedTempFile::new()?;
+    std::fs::write(src3.path(), &third)?;
+    let cid3 = seeder
+        .node
+        .blobs()
+        .add(src3.path(), true)
+        .await?
+        .hash
+        .to_cid();
+    let r = http
+        .post(format!("{base}/v1/blobs/{cid3}/download"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "wait": true }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let done: serde_json::Value = r.json().await?;
+    assert_eq!(done["fetched_bytes"], third.len());
+    let mut seen = String::new();
+    timeout("a done transfer event", DEFAULT_TIMEOUT, async {
+        while !(seen.contains("event: transfer") && seen.contains("\"state\":\"done\"")) {
+            match events.chunk().await {
+                Ok(Some(c)) => seen.push_str(&String::from_utf8_lossy(&c)),
+                _ => break,
+            }
+        }
+    })
+    .await?;
+    assert!(seen.contains(&cid3), "{seen}");
+
     // A blob the node does not have is fetched from the seeder while streamed.
     let other = data(2 * 1024 * 1024, 8);
     let src = tempfile::NamedTempFile::new()?;
@@ -277,8 +315,8 @@ async fn http_range_requests_and_quota() -> Result<()> {
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(r.bytes().await?.as_ref(), &other[1000000..1000010]);
 
-    // Over the quota (8 MiB; ~5 MiB used): a clear 507, nothing half-written.
-    let big = data(6 * 1024 * 1024, 4);
+    // Over the quota (16 MiB; ~8 MiB used): a clear 507, nothing half-written.
+    let big = data(9 * 1024 * 1024, 4);
     let r = http
         .post(format!("{base}/v1/blobs"))
         .bearer_auth(&token)
@@ -295,7 +333,7 @@ async fn http_range_requests_and_quota() -> Result<()> {
         .await?
         .json()
         .await?;
-    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
     let tmp = node.data_dir().join("blobs/tmp");
     assert_eq!(std::fs::read_dir(tmp)?.count(), 0);
 
