@@ -98,6 +98,12 @@ pub struct Progress {
     pub done: bool,
 }
 
+/// A piece answer: data to verify in place, or anything else.
+enum Answer {
+    Data(u64, Vec<u8>),
+    Other(Response),
+}
+
 /// What a finished download did.
 #[derive(Debug, Clone, Default)]
 pub struct DownloadStats {
@@ -379,9 +385,14 @@ pub async fn download<R: PeerRequester>(
                 if partial.has(piece) {
                     continue; // endgame duplicate: someone else was faster
                 }
-                match result.map(Response::decode_owned) {
-                    Ok(Ok(Response::Data { size: s, encoded })) if s == size => {
-                        match store.write_piece(&partial, piece, encoded).await {
+                // A data answer is verified in place (no copy of the piece).
+                let result = result.map(|bytes| match protocol::data_size(&bytes) {
+                    Some(s) => Ok(Answer::Data(s, bytes)),
+                    None => Response::decode(&bytes).map(Answer::Other),
+                });
+                match result {
+                    Ok(Ok(Answer::Data(s, encoded))) if s == size => {
+                        match store.write_piece(&partial, piece, encoded, protocol::DATA_HEADER).await {
                             Ok(()) => {
                                 let (a, b) = protocol::piece_bytes(size, piece);
                                 have_bytes += b - a;
@@ -410,12 +421,12 @@ pub async fn download<R: PeerRequester>(
                             Err(e) => return Err(e.into()),
                         }
                     }
-                    Ok(Ok(Response::Data { .. })) => {
+                    Ok(Ok(Answer::Data(..))) | Ok(Ok(Answer::Other(Response::Data { .. }))) => {
                         *stats.bad_pieces.entry(peer).or_default() += 1;
                         state.dropped = true;
                         stats.dropped.push(peer);
                     }
-                    Ok(Ok(Response::Error { message })) => {
+                    Ok(Ok(Answer::Other(Response::Error { message }))) => {
                         debug!(%peer, piece, "peer refused: {message}");
                         // Busy (all upload slots taken) is no fault: ask less
                         // of it for now. Anything else counts as a failure.

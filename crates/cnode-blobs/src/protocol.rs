@@ -99,6 +99,19 @@ pub enum DecodeError {
 /// Bytes before the encoding in a `Data` response: version, tag, size.
 pub const DATA_HEADER: usize = 10;
 
+/// If `bytes` is a `Data` response, its blob size: the encoding then starts
+/// at [`DATA_HEADER`], so a receiver can verify it in place without copying.
+pub fn data_size(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() >= DATA_HEADER && bytes[0] == VERSION && bytes[1] == 1 {
+        let mut sz = [0u8; 8];
+        sz.copy_from_slice(&bytes[2..DATA_HEADER]);
+        let size = u64::from_le_bytes(sz);
+        (size <= MAX_BLOB_SIZE).then_some(size)
+    } else {
+        None
+    }
+}
+
 /// Writes the size into a response started with [`Response::begin_data`].
 pub fn finish_data(out: &mut [u8], size: u64) {
     if out.len() >= DATA_HEADER {

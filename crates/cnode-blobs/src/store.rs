@@ -708,13 +708,15 @@ impl BlobStore {
         Ok(partial)
     }
 
-    /// Verifies a bao-encoded response for `piece` and writes it; on success
+    /// Verifies a bao-encoded response for `piece` (the encoding starts at
+    /// `offset` of `encoded`) and writes it; on success
     /// marks the piece verified (in memory and in the database).
     pub(crate) async fn write_piece(
         &self,
         partial: &Arc<Partial>,
         piece: u64,
         encoded: Vec<u8>,
+        offset: usize,
     ) -> Result<(), BlobError> {
         let p = partial.clone();
         tokio::task::spawn_blocking(move || {
@@ -735,11 +737,14 @@ impl BlobStore {
                 .data
                 .try_clone()
                 .map_err(io_err("cannot open the data file"))?;
-            bao_tree::io::sync::decode_ranges(io::Cursor::new(encoded), &ranges, target, &mut ob)
-                .map_err(|e| BlobError::Verify {
+            let mut reader = io::Cursor::new(encoded);
+            reader.set_position(offset as u64);
+            bao_tree::io::sync::decode_ranges(reader, &ranges, target, &mut ob).map_err(|e| {
+                BlobError::Verify {
                     hash: p.hash,
                     reason: e.to_string(),
-                })
+                }
+            })
         })
         .await
         .map_err(|e| BlobError::Invalid(format!("verify task failed: {e}")))??;
