@@ -26,8 +26,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
 
+mod results;
+
 use crate::{
     NetEvent, NetMetrics, NetStatus,
+    addr::{
+        dial_error_text, is_circuit, is_loopback, is_unspecified, peer_id_of, relay_of,
+        strip_peer_id, transport_of,
+    },
     behaviour::{Behaviour, BehaviourEvent},
     client::{
         Command, DhtError, DhtRecord, DialError, GossipError, InboundRequest, ListenError,
@@ -805,57 +811,6 @@ impl EventLoop {
         }
     }
 
-    fn on_request_event(
-        &mut self,
-        protocol: ReqProtocol,
-        ev: request_response::Event<Vec<u8>, Vec<u8>>,
-    ) {
-        match ev {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let req = InboundRequest {
-                        peer,
-                        protocol,
-                        data: request,
-                        channel,
-                    };
-                    // Too many waiting: dropping the channel tells the peer
-                    // we refused, and it asks someone else.
-                    if self.inbound.try_send(req).is_err() {
-                        self.net_metrics.inbound_refused.inc();
-                    }
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Err(RequestError::Failed {
-                        peer,
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, "inbound request failed: {error}");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
         let state = self.peers.entry(peer).or_default();
         state.agent = Some(info.agent_version.clone());
@@ -884,199 +839,5 @@ impl EventLoop {
             listen_addrs: listen,
             agent: info.agent_version,
         });
-    }
-
-    fn on_kad_event(&mut self, ev: kad::Event) {
-        let kad::Event::OutboundQueryProgressed {
-            id, result, step, ..
-        } = ev
-        else {
-            return;
-        };
-        match result {
-            kad::QueryResult::PutRecord(res) => {
-                if let Some(PendingQuery::Put(reply)) = self.pending_queries.remove(&id) {
-                    let res = res.map(|_| ()).map_err(|e| DhtError::Query(e.to_string()));
-                    let _ = reply.send(res);
-                }
-            }
-            kad::QueryResult::GetRecord(res) => match res {
-                Ok(kad::GetRecordOk::FoundRecord(found)) => {
-                    if let Some(PendingQuery::Get(reply)) = self.pending_queries.remove(&id) {
-                        let _ = reply.send(Ok(Some(DhtRecord {
-                            value: found.record.value,
-                            publisher: found.record.publisher,
-                        })));
-                    }
-                    // One answer is enough.
-                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                        q.finish();
-                    }
-                }
-                Ok(kad::GetRecordOk::FinishedWithNoAdditionalRecord { .. }) => {
-                    if let Some(PendingQuery::Get(reply)) = self.pending_queries.remove(&id) {
-                        let _ = reply.send(Ok(None));
-                    }
-                }
-                Err(kad::GetRecordError::NotFound { .. }) => {
-                    if let Some(PendingQuery::Get(reply)) = self.pending_queries.remove(&id) {
-                        let _ = reply.send(Ok(None));
-                    }
-                }
-                Err(e) => {
-                    if let Some(PendingQuery::Get(reply)) = self.pending_queries.remove(&id) {
-                        let _ = reply.send(Err(DhtError::Query(e.to_string())));
-                    }
-                }
-            },
-            kad::QueryResult::GetProviders(res) => {
-                let done = step.last
-                    || match &res {
-                        Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) | Err(_) => {
-                            true
-                        }
-                        Ok(kad::GetProvidersOk::FoundProviders { .. }) => false,
-                    };
-                if let Some(PendingQuery::Providers(_, found)) = self.pending_queries.get_mut(&id)
-                    && let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = res
-                {
-                    for p in providers {
-                        if !found.contains(&p) && found.len() < MAX_PROVIDERS {
-                            found.push(p);
-                        }
-                    }
-                }
-                let enough = matches!(
-                    self.pending_queries.get(&id),
-                    Some(PendingQuery::Providers(_, found)) if found.len() >= MAX_PROVIDERS
-                );
-                if (done || enough)
-                    && let Some(PendingQuery::Providers(reply, found)) =
-                        self.pending_queries.remove(&id)
-                {
-                    let _ = reply.send(found);
-                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                        q.finish();
-                    }
-                }
-            }
-            kad::QueryResult::Bootstrap(_) if step.last => {
-                debug!("DHT bootstrap finished");
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The `/p2p/<id>` at the end of an address, if any.
-pub(crate) fn peer_id_of(addr: &Multiaddr) -> Option<PeerId> {
-    match addr.iter().last() {
-        Some(Protocol::P2p(id)) => Some(id),
-        _ => None,
-    }
-}
-
-fn strip_peer_id(addr: Multiaddr, peer: &PeerId) -> Multiaddr {
-    match addr.iter().last() {
-        Some(Protocol::P2p(id)) if id == *peer => {
-            let mut a = addr;
-            a.pop();
-            a
-        }
-        _ => addr,
-    }
-}
-
-fn is_circuit(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
-}
-
-fn is_loopback(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
-}
-
-/// The relay in a circuit address `/…/p2p/<relay>/p2p-circuit/…`.
-fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
-    let mut last = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::P2p(id) => last = Some(id),
-            Protocol::P2pCircuit => return last,
-            _ => {}
-        }
-    }
-    None
-}
-
-fn is_unspecified(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_unspecified(),
-        Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
-}
-
-/// `quic`, `tcp`, `relay` or `other`, for display.
-pub fn transport_of(addr: &Multiaddr) -> &'static str {
-    let mut transport = "other";
-    for p in addr.iter() {
-        match p {
-            Protocol::P2pCircuit => return "relay",
-            Protocol::QuicV1 => transport = "quic",
-            Protocol::Tcp(_) if transport == "other" => transport = "tcp",
-            _ => {}
-        }
-    }
-    transport
-}
-
-fn dial_error_text(e: &SwarmDialError) -> String {
-    match e {
-        SwarmDialError::Transport(errs) => errs
-            .iter()
-            .map(|(addr, err)| format!("{addr}: {err}"))
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transports_are_named() {
-        let q: Multiaddr = "/ip4/127.0.0.1/udp/1/quic-v1".parse().unwrap();
-        let t: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
-        let r: Multiaddr = "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
-            .parse()
-            .unwrap();
-        assert_eq!(transport_of(&q), "quic");
-        assert_eq!(transport_of(&t), "tcp");
-        assert_eq!(transport_of(&r), "relay");
-        assert!(is_circuit(&r));
-        assert!(peer_id_of(&t).is_none());
-        assert_eq!(
-            relay_of(&r).map(|p| p.to_string()).as_deref(),
-            Some("12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN")
-        );
-        assert_eq!(relay_of(&t), None);
-        assert!(is_loopback(&t));
-    }
-
-    #[test]
-    fn peer_id_is_stripped_only_when_it_matches() {
-        let peer = PeerId::random();
-        let other = PeerId::random();
-        let base: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
-        let with = base.clone().with(Protocol::P2p(peer));
-        assert_eq!(peer_id_of(&with), Some(peer));
-        assert_eq!(strip_peer_id(with.clone(), &peer), base);
-        assert_eq!(strip_peer_id(with.clone(), &other), with);
     }
 }

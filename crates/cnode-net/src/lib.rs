@@ -13,6 +13,7 @@
 
 #![deny(missing_docs, unreachable_pub)]
 
+mod addr;
 mod behaviour;
 mod client;
 mod codec;
@@ -23,6 +24,7 @@ mod switch;
 
 use std::time::{Duration, Instant};
 
+pub use addr::transport_of;
 pub use behaviour::{ANNOUNCE_TOPIC, BLOBS_PROTOCOL};
 pub use client::{
     Closed, DhtError, DhtRecord, DialError, GossipError, InboundRequest, ListenError, NetClient,
@@ -30,7 +32,6 @@ pub use client::{
 };
 pub use config::{DhtMode, NetConfig, NetLimits, RelayServerMode};
 pub use event::NetEvent;
-pub use event_loop::transport_of;
 use futures::StreamExt;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
 use libp2p::{metrics::Metrics, swarm::SwarmEvent};

@@ -1,0 +1,227 @@
+//! Partial blobs: opening or resuming a download's files, verifying and
+//! writing pieces, saving the verified set, and completing the blob.
+
+use std::{
+    fs, io,
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use bao_tree::{BaoTree, io::outboard::PreOrderOutboard};
+use cnode_types::BlobHash;
+use rusqlite::{OptionalExtension, params};
+
+use super::{
+    BITFIELD_SAVE_INTERVAL, BLOCK_SIZE, BlobError, BlobKind, BlobStore, Partial, io_err, now_ms,
+};
+use crate::protocol::{self, piece_count, set_piece};
+
+impl BlobStore {
+    /// Opens (or resumes) a partial download of `hash`, `size` bytes, reserving
+    /// the room under the quota.
+    pub(crate) async fn open_partial(
+        &self,
+        hash: BlobHash,
+        size: u64,
+        pin: bool,
+    ) -> Result<Arc<Partial>, BlobError> {
+        if let Some(p) = self.partial(&hash) {
+            return Ok(p);
+        }
+        let _guard = self.inner.reserve.lock().await;
+        let existing = self
+            .inner
+            .db
+            .call(move |c| {
+                c.query_row(
+                    "SELECT size, bitfield FROM blobs WHERE hash = ?1 AND complete = 0",
+                    params![hash.as_bytes().as_slice()],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<Vec<u8>>>(1)?)),
+                )
+                .optional()
+            })
+            .await?;
+        let pieces_len = piece_count(size).div_ceil(8) as usize;
+        let bitfield = match existing {
+            Some((s, Some(bf))) if s == size && bf.len() == pieces_len => bf,
+            Some(_) => {
+                // A record that does not fit the verified size: start over.
+                self.remove(hash).await.ok();
+                self.check_quota(size).await?;
+                vec![0u8; pieces_len]
+            }
+            None => {
+                self.check_quota(size).await?;
+                vec![0u8; pieces_len]
+            }
+        };
+        let data_path = self.data_path(&hash, true);
+        let obao_path = self.obao_path(&hash, true);
+        let open = |p: &Path| {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(p)
+                .map_err(io_err(format!("cannot open {}", p.display())))
+        };
+        let data = open(&data_path)?;
+        let obao = open(&obao_path)?;
+        data.set_len(size)
+            .map_err(io_err(format!("cannot size {}", data_path.display())))?;
+        let tree = BaoTree::new(size, BLOCK_SIZE);
+        let partial = Arc::new(Partial {
+            hash,
+            size,
+            data,
+            outboard: PreOrderOutboard {
+                root: hash.into(),
+                tree,
+                data: obao,
+            },
+            bitfield: Mutex::new(bitfield.clone()),
+            persisted: Mutex::new(std::time::Instant::now()),
+        });
+        let now = now_ms();
+        self.inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO blobs (hash, size, complete, pinned, kind, bitfield, created_ms)
+                     VALUES (?1, ?2, 0, ?3, 'raw', ?4, ?5)
+                     ON CONFLICT(hash) DO UPDATE SET pinned = MAX(pinned, excluded.pinned)",
+                    params![hash.as_bytes().as_slice(), size as i64, pin, bitfield, now],
+                )
+            })
+            .await?;
+        self.inner
+            .partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, partial.clone());
+        Ok(partial)
+    }
+
+    /// Verifies a bao-encoded response for `piece` (the encoding starts at
+    /// `offset` of `encoded`) and writes it; on success
+    /// marks the piece verified (in memory and in the database).
+    pub(crate) async fn write_piece(
+        &self,
+        partial: &Arc<Partial>,
+        piece: u64,
+        encoded: Vec<u8>,
+        offset: usize,
+    ) -> Result<(), BlobError> {
+        let p = partial.clone();
+        tokio::task::spawn_blocking(move || {
+            let (s, e) = protocol::piece_chunks(p.size, piece);
+            let ranges = protocol::to_chunk_ranges(&[(s, e)]);
+            // Pieces land concurrently at distinct offsets: each write gets its
+            // own handle on the same files (positioned writes need no seek).
+            let mut ob = PreOrderOutboard {
+                root: p.outboard.root,
+                tree: p.outboard.tree,
+                data: p
+                    .outboard
+                    .data
+                    .try_clone()
+                    .map_err(io_err("cannot open the outboard"))?,
+            };
+            let target = p
+                .data
+                .try_clone()
+                .map_err(io_err("cannot open the data file"))?;
+            let mut reader = io::Cursor::new(encoded);
+            reader.set_position(offset as u64);
+            bao_tree::io::sync::decode_ranges(reader, &ranges, target, &mut ob).map_err(|e| {
+                BlobError::Verify {
+                    hash: p.hash,
+                    reason: e.to_string(),
+                }
+            })
+        })
+        .await
+        .map_err(|e| BlobError::Invalid(format!("verify task failed: {e}")))??;
+        let bitfield = {
+            let mut bf = partial.bitfield.lock().unwrap_or_else(|e| e.into_inner());
+            set_piece(&mut bf, piece);
+            bf.clone()
+        };
+        // The verified set is saved a few times a second, not per piece: after
+        // a crash at most the last moments' pieces are fetched again, and a
+        // piece is never marked before its data is written.
+        let due = {
+            let mut last = partial.persisted.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.elapsed() >= BITFIELD_SAVE_INTERVAL;
+            if due {
+                *last = std::time::Instant::now();
+            }
+            due
+        };
+        if due {
+            self.save_bitfield(partial.hash, bitfield).await?;
+        }
+        Ok(())
+    }
+
+    async fn save_bitfield(&self, hash: BlobHash, bitfield: Vec<u8>) -> Result<(), BlobError> {
+        self.inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "UPDATE blobs SET bitfield = ?2 WHERE hash = ?1 AND complete = 0",
+                    params![hash.as_bytes().as_slice(), bitfield],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Saves a partial download's verified set now (when a download stops).
+    pub(crate) async fn flush_partial(&self, partial: &Arc<Partial>) -> Result<(), BlobError> {
+        self.save_bitfield(partial.hash, partial.bitfield()).await
+    }
+
+    /// Turns a fully verified partial blob into a complete one.
+    pub(crate) async fn finish_partial(
+        &self,
+        partial: &Arc<Partial>,
+        kind: BlobKind,
+    ) -> Result<(), BlobError> {
+        if (0..partial.pieces()).any(|i| !partial.has(i)) {
+            return Err(BlobError::Invalid("download not finished".into()));
+        }
+        let hash = partial.hash;
+        partial
+            .data
+            .sync_all()
+            .map_err(io_err("cannot sync data"))?;
+        partial
+            .outboard
+            .data
+            .sync_all()
+            .map_err(io_err("cannot sync outboard"))?;
+        for (from, to) in [
+            (self.data_path(&hash, true), self.data_path(&hash, false)),
+            (self.obao_path(&hash, true), self.obao_path(&hash, false)),
+        ] {
+            fs::rename(&from, &to).map_err(io_err(format!("cannot move {}", from.display())))?;
+        }
+        self.inner
+            .db
+            .call(move |c| {
+                c.execute(
+                    "UPDATE blobs SET complete = 1, bitfield = NULL, kind = ?2 WHERE hash = ?1",
+                    params![hash.as_bytes().as_slice(), kind.as_str()],
+                )
+            })
+            .await?;
+        self.inner
+            .partials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&hash);
+        Ok(())
+    }
+}
