@@ -323,14 +323,14 @@ pub(crate) async fn remove(
     Path(cid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let hash = parse_cid(&cid)?;
-    state.node.blobs().store().remove(hash).await?;
+    state.node.blobs().remove(hash).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Removes every unpinned blob.
 #[utoipa::path(post, path = "/v1/blobs/gc", responses((status = 200, description = "What was freed", body = Object)))]
 pub(crate) async fn gc(State(state): State<AppState>) -> Result<Json<GcReport>, ApiError> {
-    Ok(Json(state.node.blobs().store().gc().await?))
+    Ok(Json(state.node.blobs().gc().await?))
 }
 
 /// Server-sent events: one `transfer` event per progress step of any download.

@@ -18,6 +18,9 @@ use crate::store::{BlobError, BlobKind, BlobStore, ImportReport};
 
 /// The format tag of a collection.
 pub const FORMAT: &str = "cnode-collection/1";
+/// How every collection's bytes begin (the encoder writes `format` first).
+pub const PREFIX: &str = "{\"format\":\"cnode-collection/1\"";
+
 /// The most entries a collection may list.
 pub const MAX_ENTRIES: usize = 100_000;
 /// The largest collection blob accepted (its JSON).
@@ -284,6 +287,15 @@ mod tests {
             PathBuf::from("a/b/c.txt")
         );
         assert_eq!(safe_relative_path("./a").unwrap(), PathBuf::from("a"));
+    }
+
+    #[test]
+    fn encoding_starts_with_the_prefix() {
+        let c = Collection {
+            format: FORMAT.into(),
+            entries: vec![],
+        };
+        assert!(c.encode().starts_with(PREFIX.as_bytes()));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use rand::seq::SliceRandom;
 use tracing::{debug, info, warn};
 
 use crate::{
-    protocol::{self, PIECE_SIZE, Request, Response, has_piece, piece_count},
+    protocol::{self, Request, Response, has_piece, piece_count},
     store::{BLOCK_SIZE, BlobError, BlobKind, BlobStore, Partial},
 };
 
@@ -511,8 +511,14 @@ pub async fn download_tree<R: PeerRequester>(
     };
     let coll = if info.kind == BlobKind::Collection {
         crate::collection::read_collection(store, hash).await.ok()
-    } else if info.size <= crate::collection::MAX_COLLECTION_BYTES {
-        // Freshly fetched: a collection is recognised by its format tag.
+    } else if info.size <= crate::collection::MAX_COLLECTION_BYTES
+        && store
+            .read_at(hash, 0, crate::collection::PREFIX.len())
+            .await?
+            .is_some_and(|p| p == crate::collection::PREFIX.as_bytes())
+    {
+        // Freshly fetched: a collection is recognised by its format tag,
+        // which leads every collection's bytes; other files are not read.
         match store.read_at(hash, 0, info.size as usize).await? {
             Some(bytes) => crate::Collection::decode(&bytes).ok(),
             None => None,
@@ -615,10 +621,4 @@ fn schedule<R: PeerRequester>(
             break;
         }
     }
-}
-
-/// Bytes of a piece (for progress maths in callers).
-pub fn piece_len(size: u64, piece: u64) -> u64 {
-    let (a, b) = protocol::piece_bytes(size, piece);
-    b.saturating_sub(a).min(PIECE_SIZE)
 }

@@ -211,6 +211,8 @@ pub struct GcReport {
     pub removed: u64,
     /// Bytes freed.
     pub freed_bytes: u64,
+    /// The blobs removed.
+    pub hashes: Vec<BlobHash>,
 }
 
 impl BlobStore {
@@ -304,46 +306,44 @@ impl BlobStore {
             .db
             .call(move |c| {
                 c.query_row(
-                    "SELECT size, complete, pinned, kind, bitfield FROM blobs WHERE hash = ?1",
+                    "SELECT hash, size, complete, pinned, kind, bitfield FROM blobs WHERE hash = ?1",
                     params![hash.as_bytes().as_slice()],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)? as u64,
-                            r.get::<_, bool>(1)?,
-                            r.get::<_, bool>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, Option<Vec<u8>>>(4)?,
-                        ))
-                    },
+                    read_row,
                 )
                 .optional()
             })
             .await?;
-        Ok(row.map(|(size, complete, pinned, kind, bitfield)| {
-            let have_bytes = if complete {
-                size
-            } else if let Some(p) = self.partial(&hash) {
-                p.have_bytes()
-            } else {
-                // Not open in this process (e.g. another process downloads it).
-                let bf = bitfield.unwrap_or_default();
-                (0..piece_count(size))
-                    .filter(|i| protocol::has_piece(&bf, *i))
-                    .map(|i| {
-                        let (s, e) = protocol::piece_bytes(size, i);
-                        e - s
-                    })
-                    .sum()
-            };
-            BlobInfo {
-                hash,
-                size,
-                complete,
-                pinned,
-                kind: BlobKind::parse(&kind),
-                have_bytes,
-            }
-        }))
+        Ok(row.and_then(|r| self.to_info(r)))
+    }
+
+    /// A database row as a [`BlobInfo`]; a partial blob's progress comes from
+    /// its open download when there is one, else from the saved bitfield.
+    fn to_info(&self, row: Row) -> Option<BlobInfo> {
+        let (hash, size, complete, pinned, kind, bitfield) = row;
+        let hash = BlobHash::from_bytes(<[u8; 32]>::try_from(hash.as_slice()).ok()?);
+        let have_bytes = if complete {
+            size
+        } else if let Some(p) = self.partial(&hash) {
+            p.have_bytes()
+        } else {
+            // Not open in this process (e.g. another process downloads it).
+            let bf = bitfield.unwrap_or_default();
+            (0..piece_count(size))
+                .filter(|i| protocol::has_piece(&bf, *i))
+                .map(|i| {
+                    let (s, e) = protocol::piece_bytes(size, i);
+                    e - s
+                })
+                .sum()
+        };
+        Some(BlobInfo {
+            hash,
+            size,
+            complete,
+            pinned,
+            kind: BlobKind::parse(&kind),
+            have_bytes,
+        })
     }
 
     /// Hashes of the blobs a `SELECT hash FROM blobs …` query returns.
@@ -370,15 +370,17 @@ impl BlobStore {
     /// Every blob, complete ones and downloads in progress.
     pub async fn list(&self) -> Result<Vec<BlobInfo>, BlobError> {
         let rows = self
-            .hashes("SELECT hash FROM blobs ORDER BY created_ms")
+            .inner
+            .db
+            .call(|c| {
+                let mut st = c.prepare_cached(
+                    "SELECT hash, size, complete, pinned, kind, bitfield FROM blobs ORDER BY created_ms",
+                )?;
+                let rows = st.query_map([], read_row)?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for h in rows {
-            if let Some(info) = self.info(h).await? {
-                out.push(info);
-            }
-        }
-        Ok(out)
+        Ok(rows.into_iter().filter_map(|r| self.to_info(r)).collect())
     }
 
     /// Marks a blob pinned or not; pinned blobs survive [`BlobStore::gc`].
@@ -433,6 +435,7 @@ impl BlobStore {
             }
             report.freed_bytes += self.remove(info.hash).await?;
             report.removed += 1;
+            report.hashes.push(info.hash);
         }
         Ok(report)
     }
@@ -800,6 +803,20 @@ impl BlobStore {
         self.hashes("SELECT hash FROM blobs WHERE complete = 0 ORDER BY created_ms")
             .await
     }
+}
+
+/// One `blobs` row: hash, size, complete, pinned, kind, bitfield.
+type Row = (Vec<u8>, u64, bool, bool, String, Option<Vec<u8>>);
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((
+        r.get(0)?,
+        r.get::<_, i64>(1)? as u64,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 /// Copies everything read from `inner` into `copy`.

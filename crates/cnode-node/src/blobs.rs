@@ -183,6 +183,19 @@ impl BlobService {
         }
     }
 
+    /// Announces `hash` and, for a collection, every file it lists.
+    async fn announce_tree(&self, hash: BlobHash) {
+        self.announce(hash).await;
+        if let Ok(Some(info)) = self.store.info(hash).await
+            && info.kind == cnode_blobs::BlobKind::Collection
+            && let Ok(c) = cnode_blobs::collection::read_collection(&self.store, hash).await
+        {
+            for e in c.entries {
+                self.announce(e.hash).await;
+            }
+        }
+    }
+
     /// Imports a file or folder, announces it, and returns the report.
     pub async fn add(
         &self,
@@ -190,13 +203,22 @@ impl BlobService {
         pin: bool,
     ) -> Result<cnode_blobs::ImportReport, BlobError> {
         let report = self.store.import_path(path, pin).await?;
-        self.announce(report.hash).await;
-        if report.kind == cnode_blobs::BlobKind::Collection
-            && let Ok(c) = cnode_blobs::collection::read_collection(&self.store, report.hash).await
-        {
-            for e in c.entries {
-                self.announce(e.hash).await;
-            }
+        self.announce_tree(report.hash).await;
+        Ok(report)
+    }
+
+    /// Deletes a blob and stops announcing it. Returns the bytes freed.
+    pub async fn remove(&self, hash: BlobHash) -> Result<u64, BlobError> {
+        let freed = self.store.remove(hash).await?;
+        let _ = self.net.stop_providing(hash.provider_key()).await;
+        Ok(freed)
+    }
+
+    /// Removes every unpinned blob and stops announcing them.
+    pub async fn gc(&self) -> Result<cnode_blobs::GcReport, BlobError> {
+        let report = self.store.gc().await?;
+        for hash in &report.hashes {
+            let _ = self.net.stop_providing(hash.provider_key()).await;
         }
         Ok(report)
     }
@@ -283,15 +305,7 @@ impl BlobService {
             }
             let outcome = match result {
                 Ok(stats) => {
-                    if let Ok(Some(info)) = this.store.info(hash).await
-                        && info.kind == cnode_blobs::BlobKind::Collection
-                        && let Ok(c) =
-                            cnode_blobs::collection::read_collection(&this.store, hash).await
-                    {
-                        for e in c.entries {
-                            this.announce(e.hash).await;
-                        }
-                    }
+                    this.announce_tree(hash).await;
                     let mut ev = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     ev.state = TransferState::Done;
                     if let Ok(Some(info)) = this.store.info(hash).await {

@@ -351,6 +351,11 @@ async fn http_range_requests_and_quota() -> Result<()> {
         .json()
         .await?;
     assert_eq!(gc["removed"], 1);
+    assert_eq!(
+        gc["hashes"],
+        serde_json::json!([ocid]),
+        "gc names what it removed"
+    );
     let r = http
         .get(format!("{base}/v1/blobs/{cid}/status"))
         .bearer_auth(&token)
