@@ -6,6 +6,8 @@
 //! `keystore`). The joint passkey + TPM authority of the architecture (§7) is
 //! a later proof version; this crate is its first form.
 
+pub mod keystore;
+
 use std::fmt;
 use std::str::FromStr;
 
