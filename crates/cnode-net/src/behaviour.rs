@@ -23,6 +23,14 @@ use crate::{
 /// The piece protocol of `cnode-blobs`.
 pub const BLOBS_PROTOCOL: &str = "/cnode/blobs/1";
 
+/// Record set reconciliation of `cnode-records`.
+pub const SYNC_PROTOCOL: &str = "/cnode/sync/1";
+
+/// Gossip topics under this prefix carry records: the node validates every
+/// message before gossipsub forwards it (see `NetClient::report_gossip`).
+/// Messages on other topics are accepted as they arrive.
+pub const VALIDATED_TOPIC_PREFIX: &str = "cnode/1/region/";
+
 /// The topic every node joins for network-wide announcements.
 pub const ANNOUNCE_TOPIC: &str = "cnode/1/announce";
 
@@ -41,7 +49,9 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) autonat: autonat::Behaviour,
     pub(crate) dcutr: dcutr::Behaviour,
+    pub(crate) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     pub(crate) blobs: request_response::Behaviour<BytesCodec>,
+    pub(crate) sync: request_response::Behaviour<BytesCodec>,
 }
 
 fn build_behaviour(
@@ -98,6 +108,9 @@ fn build_behaviour(
     let gossip_cfg = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(700))
         .validation_mode(gossipsub::ValidationMode::Strict)
+        // Nothing is forwarded before it is accepted (records are validated
+        // by the node; other topics are accepted on arrival).
+        .validate_messages()
         .max_transmit_size(limits.max_gossip_bytes)
         // Identify messages by content so a re-published record is not re-sent.
         .message_id_fn(|m: &gossipsub::Message| {
@@ -167,6 +180,7 @@ fn build_behaviour(
         mdns: mdns.into(),
         autonat,
         dcutr: dcutr::Behaviour::new(peer_id),
+        blocked: Default::default(),
         blobs: request_response::Behaviour::with_codec(
             BytesCodec {
                 max_request: limits.max_blob_request,
@@ -179,6 +193,19 @@ fn build_behaviour(
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(30))
                 .with_max_concurrent_streams(64),
+        ),
+        sync: request_response::Behaviour::with_codec(
+            BytesCodec {
+                max_request: limits.max_sync_request,
+                max_response: limits.max_sync_response,
+            },
+            [(
+                StreamProtocol::new(SYNC_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(16),
         ),
     })
 }

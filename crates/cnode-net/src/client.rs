@@ -24,6 +24,13 @@ pub(crate) enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<PeerId, DialError>>,
     },
+    DialPeer {
+        peer: PeerId,
+    },
+    Block {
+        peer: PeerId,
+        blocked: bool,
+    },
     ListenOn {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), ListenError>>,
@@ -61,8 +68,13 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<Vec<u8>, RequestError>>,
     },
     Respond {
+        protocol: ReqProtocol,
         channel: ResponseChannel<Vec<u8>>,
         data: Vec<u8>,
+    },
+    ReportGossip {
+        id: GossipId,
+        verdict: GossipVerdict,
     },
     StartProviding {
         key: Vec<u8>,
@@ -82,6 +94,27 @@ pub(crate) enum Command {
 pub enum ReqProtocol {
     /// `/cnode/blobs/1`: blob pieces.
     Blobs,
+    /// `/cnode/sync/1`: record set reconciliation.
+    Sync,
+}
+
+/// Identifies a gossip message waiting for validation (see
+/// [`NetClient::report_gossip`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipId {
+    pub(crate) id: libp2p::gossipsub::MessageId,
+    pub(crate) via: PeerId,
+}
+
+/// The node's verdict on a gossip message on a validated topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Valid: forward it to the mesh.
+    Accept,
+    /// Invalid: do not forward, and penalise the peer that sent it.
+    Reject,
+    /// Not forwarded, no penalty (e.g. a duplicate or a region we do not serve).
+    Ignore,
 }
 
 /// A request from a peer, waiting for the node's answer.
@@ -280,14 +313,47 @@ impl NetClient {
         .await?
     }
 
-    /// Answers an inbound request.
+    /// Dials a peer by id, with the addresses the swarm already knows (from
+    /// the DHT, identify, mDNS). Does nothing when it is connected or being
+    /// dialled; does not wait for the outcome.
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<(), Closed> {
+        self.tx
+            .send(Command::DialPeer { peer })
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Blocks (`true`) or unblocks a peer: a blocked peer is disconnected and
+    /// no connection to or from it is allowed until it is unblocked.
+    pub async fn set_blocked(&self, peer: PeerId, blocked: bool) -> Result<(), Closed> {
+        self.tx
+            .send(Command::Block { peer, blocked })
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Answers an inbound request received on `protocol`.
     pub async fn respond(
         &self,
+        protocol: ReqProtocol,
         channel: ResponseChannel<Vec<u8>>,
         data: Vec<u8>,
     ) -> Result<(), Closed> {
         self.tx
-            .send(Command::Respond { channel, data })
+            .send(Command::Respond {
+                protocol,
+                channel,
+                data,
+            })
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Tells gossipsub whether a message on a validated topic may be
+    /// forwarded. Until this is called the message goes no further.
+    pub async fn report_gossip(&self, id: GossipId, verdict: GossipVerdict) -> Result<(), Closed> {
+        self.tx
+            .send(Command::ReportGossip { id, verdict })
             .await
             .map_err(|_| Closed)
     }

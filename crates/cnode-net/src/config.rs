@@ -53,6 +53,10 @@ pub struct NetLimits {
     pub max_blob_request: usize,
     /// The largest `/cnode/blobs/1` response accepted.
     pub max_blob_response: usize,
+    /// The largest `/cnode/sync/1` request accepted.
+    pub max_sync_request: usize,
+    /// The largest `/cnode/sync/1` response accepted.
+    pub max_sync_response: usize,
     /// Inbound requests waiting for the node to answer; more are refused.
     pub max_pending_inbound: usize,
 }
@@ -71,6 +75,8 @@ impl Default for NetLimits {
             max_dht_value_bytes: 64 * 1024,
             max_blob_request: 4096,
             max_blob_response: 5 * 1024 * 1024,
+            max_sync_request: 1024 * 1024,
+            max_sync_response: 8 * 1024 * 1024,
             max_pending_inbound: 256,
         }
     }

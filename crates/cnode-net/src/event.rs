@@ -38,6 +38,10 @@ pub enum NetEvent {
         via: PeerId,
         /// The payload.
         data: Vec<u8>,
+        /// On a validated topic ([`crate::VALIDATED_TOPIC_PREFIX`]): the
+        /// message waits for [`crate::NetClient::report_gossip`] before it
+        /// is forwarded. `None` on other topics (already accepted).
+        pending: Option<crate::GossipId>,
     },
     /// The node started listening on a new address.
     NewListenAddr(Multiaddr),

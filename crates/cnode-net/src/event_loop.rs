@@ -34,10 +34,10 @@ use crate::{
         dial_error_text, is_circuit, is_loopback, is_unspecified, peer_id_of, relay_of,
         strip_peer_id, transport_of,
     },
-    behaviour::{Behaviour, BehaviourEvent},
+    behaviour::{Behaviour, BehaviourEvent, VALIDATED_TOPIC_PREFIX},
     client::{
-        Command, DhtError, DhtRecord, DialError, GossipError, InboundRequest, ListenError,
-        ReqProtocol, RequestError, topic_hash,
+        Command, DhtError, DhtRecord, DialError, GossipError, GossipId, GossipVerdict,
+        InboundRequest, ListenError, ReqProtocol, RequestError, topic_hash,
     },
     config::{NetConfig, RelayServerMode},
 };
@@ -312,6 +312,22 @@ impl EventLoop {
             Command::Peers { reply } => {
                 let _ = reply.send(self.peer_infos());
             }
+            Command::DialPeer { peer } => {
+                let opts = DialOpts::peer_id(peer)
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    debug!(%peer, "cannot dial: {}", dial_error_text(&e));
+                }
+            }
+            Command::Block { peer, blocked } => {
+                let list = &mut self.swarm.behaviour_mut().blocked;
+                if blocked {
+                    list.block_peer(peer);
+                } else {
+                    list.unblock_peer(peer);
+                }
+            }
             Command::Dial { addr, reply } => {
                 if self.pending_dials.len() >= MAX_PENDING_DIALS {
                     let _ = reply.send(Err(DialError::Failed {
@@ -433,16 +449,32 @@ impl EventLoop {
                     ReqProtocol::Blobs => {
                         self.swarm.behaviour_mut().blobs.send_request(&peer, data)
                     }
+                    ReqProtocol::Sync => self.swarm.behaviour_mut().sync.send_request(&peer, data),
                 };
                 self.pending_requests.insert(id, (peer, reply));
             }
-            Command::Respond { channel, data } => {
+            Command::Respond {
+                protocol,
+                channel,
+                data,
+            } => {
                 // Fails only when the peer went away meanwhile; nothing to do then.
-                let _ = self
-                    .swarm
+                let behaviour = self.swarm.behaviour_mut();
+                let _ = match protocol {
+                    ReqProtocol::Blobs => behaviour.blobs.send_response(channel, data),
+                    ReqProtocol::Sync => behaviour.sync.send_response(channel, data),
+                };
+            }
+            Command::ReportGossip { id, verdict } => {
+                let acceptance = match verdict {
+                    GossipVerdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    GossipVerdict::Reject => gossipsub::MessageAcceptance::Reject,
+                    GossipVerdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                };
+                self.swarm
                     .behaviour_mut()
-                    .blobs
-                    .send_response(channel, data);
+                    .gossipsub
+                    .report_message_validation_result(&id.id, &id.via, acceptance);
             }
             Command::StartProviding { key, reply } => {
                 let res = self
@@ -736,15 +768,33 @@ impl EventLoop {
                 self.metrics.record(&ev);
                 if let gossipsub::Event::Message {
                     propagation_source,
+                    message_id,
                     message,
-                    ..
                 } = ev
                 {
+                    let topic = message.topic.into_string();
+                    let pending = if topic.starts_with(VALIDATED_TOPIC_PREFIX) {
+                        Some(GossipId {
+                            id: message_id,
+                            via: propagation_source,
+                        })
+                    } else {
+                        self.swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .report_message_validation_result(
+                                &message_id,
+                                &propagation_source,
+                                gossipsub::MessageAcceptance::Accept,
+                            );
+                        None
+                    };
                     self.emit(NetEvent::Gossip {
-                        topic: message.topic.into_string(),
+                        topic,
                         source: message.source,
                         via: propagation_source,
                         data: message.data,
+                        pending,
                     });
                 }
             }
@@ -806,7 +856,9 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Blobs(ev) => self.on_request_event(ReqProtocol::Blobs, ev),
+            BehaviourEvent::Sync(ev) => self.on_request_event(ReqProtocol::Sync, ev),
             BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Blocked(never) => match never {},
             BehaviourEvent::Memory(never) => match never {},
         }
     }

@@ -25,10 +25,10 @@ mod switch;
 use std::time::{Duration, Instant};
 
 pub use addr::transport_of;
-pub use behaviour::{ANNOUNCE_TOPIC, BLOBS_PROTOCOL};
+pub use behaviour::{ANNOUNCE_TOPIC, BLOBS_PROTOCOL, SYNC_PROTOCOL, VALIDATED_TOPIC_PREFIX};
 pub use client::{
-    Closed, DhtError, DhtRecord, DialError, GossipError, InboundRequest, ListenError, NetClient,
-    ReqProtocol, RequestError,
+    Closed, DhtError, DhtRecord, DialError, GossipError, GossipId, GossipVerdict, InboundRequest,
+    ListenError, NetClient, ReqProtocol, RequestError,
 };
 pub use config::{DhtMode, NetConfig, NetLimits, RelayServerMode};
 pub use event::NetEvent;
