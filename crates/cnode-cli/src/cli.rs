@@ -27,6 +27,10 @@ pub(crate) enum Command {
         /// Replace an existing node key (the node gets a new identity).
         #[arg(long)]
         force: bool,
+        /// Also create a first user identity stored without a passphrase
+        /// (with CNODE_PASSPHRASE set, one is created protected by it).
+        #[arg(long)]
+        insecure_no_passphrase: bool,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -45,11 +49,15 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print this node's peer id (no running node needed).
+    /// Print this node's peer id (no running node needed); `id user` manages
+    /// user identities.
+    #[command(args_conflicts_with_subcommands = true)]
     Id {
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        command: Option<IdCommand>,
     },
     /// Add a file or folder to the node's blobs and print its CID.
     Add {
@@ -91,6 +99,62 @@ pub(crate) enum Command {
     Dht {
         #[command(subcommand)]
         command: DhtCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IdCommand {
+    /// User identities (did:key) kept in the data directory's keystore.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+/// `cnode id user …`. Passphrases come from CNODE_PASSPHRASE, else a prompt.
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Create a user identity, protected by a passphrase.
+    New {
+        /// Store the key unencrypted (anyone who can read the file can sign as you).
+        #[arg(long)]
+        insecure_no_passphrase: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List user identities.
+    Ls {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a user's key file (encrypted if it has a passphrase) for `cnode id user import`.
+    Export {
+        /// The user [default: the default user].
+        did: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// With -o, print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a key file written by `cnode id user export`.
+    Import {
+        /// The exported file.
+        file: PathBuf,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a user the default one.
+    Default {
+        /// The user's DID.
+        did: String,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod output;
 mod run;
+mod user;
 
 use std::process::ExitCode;
 
@@ -19,7 +20,7 @@ use cnode_node::{DataDir, default_data_dir};
 use cnode_types::{DhtValue, PeerInfo, StatusInfo};
 
 use crate::{
-    cli::{Cli, Command, DhtCommand},
+    cli::{Cli, Command, DhtCommand, IdCommand},
     client::ApiClient,
 };
 
@@ -90,13 +91,20 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let args = cli::EnvOnly::try_parse_from(["cnode"])?.run;
             run::run(dir, args).await
         }
-        Some(Command::Init { force, json }) => {
-            let report = dir.init(force)?;
-            output::print_init(&report, json);
-            Ok(())
-        }
+        Some(Command::Init {
+            force,
+            insecure_no_passphrase,
+            json,
+        }) => user::init(&dir, force, insecure_no_passphrase, json),
         Some(Command::Run(args)) => run::run(dir, args).await,
-        Some(Command::Id { json }) => {
+        Some(Command::Id {
+            command: Some(IdCommand::User { command }),
+            ..
+        }) => user::user(&dir, command),
+        Some(Command::Id {
+            json,
+            command: None,
+        }) => {
             let key = dir.load_key()?;
             let id = key.public().to_peer_id().to_string();
             if json {

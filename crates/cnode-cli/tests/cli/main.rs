@@ -5,5 +5,6 @@
 mod bad_input;
 mod blobs;
 mod harness;
+mod identity;
 mod lifecycle;
 mod netns;
