@@ -9,6 +9,7 @@
 
 mod blobs;
 mod error;
+pub mod records;
 mod routes;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -23,6 +24,7 @@ use axum::{
 };
 use cnode_node::Node;
 pub use error::{ApiError, ErrorBody};
+pub use records::{PostResult, RecordPage, RecordView, RegionChange};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
@@ -82,6 +84,13 @@ pub fn router_with_shutdown(node: Node, shutdown: CancellationToken) -> Router {
         .route("/v1/blobs/{cid}/status", get(blobs::status))
         .route("/v1/blobs/{cid}/pin", put(blobs::pin).delete(blobs::unpin))
         .route("/v1/blobs/{cid}", axum::routing::delete(blobs::remove))
+        .route("/v1/records", get(records::query).post(records::post_record))
+        .route("/v1/records/{id}", get(records::get_record))
+        .route("/v1/regions", get(records::regions))
+        .route(
+            "/v1/regions/{region}",
+            put(records::join).delete(records::leave),
+        )
         .layer(timeout());
     // Transfers: as long as the data takes (each bounds its own waits).
     let transfers = Router::new()
@@ -95,7 +104,8 @@ pub fn router_with_shutdown(node: Node, shutdown: CancellationToken) -> Router {
         .route("/v1/blobs/{cid}", get(blobs::get))
         .route("/v1/blobs/{cid}/download", post(blobs::download))
         .route("/v1/blobs/{cid}/export", post(blobs::export))
-        .route("/v1/events", get(blobs::events));
+        .route("/v1/events", get(blobs::events))
+        .route("/v1/records/stream", get(records::stream));
     let protected = quick
         .merge(transfers)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));

@@ -24,8 +24,11 @@ const MAX_DHT_KEY: usize = 256;
     paths(healthz, status, peers, dial, dht_get, dht_put, metrics,
         crate::blobs::upload, crate::blobs::import, crate::blobs::list, crate::blobs::status,
         crate::blobs::download, crate::blobs::export, crate::blobs::pin, crate::blobs::unpin,
-        crate::blobs::remove, crate::blobs::gc, crate::blobs::events, crate::blobs::get),
-    components(schemas(StatusInfo, PeerInfo, DhtValue, ErrorBody, crate::blobs::AddResult, crate::blobs::BlobStatus, crate::blobs::DownloadResult)),
+        crate::blobs::remove, crate::blobs::gc, crate::blobs::events, crate::blobs::get,
+        crate::records::post_record, crate::records::query, crate::records::get_record,
+        crate::records::stream, crate::records::regions, crate::records::join, crate::records::leave),
+    components(schemas(StatusInfo, PeerInfo, DhtValue, ErrorBody, crate::blobs::AddResult, crate::blobs::BlobStatus, crate::blobs::DownloadResult,
+        crate::records::RecordView, crate::records::PostResult, crate::records::RecordPage, crate::records::RegionChange, cnode_node::RegionInfo)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -27,6 +27,30 @@ pub struct ConfigFile {
     pub api: ApiSection,
     /// The `[blobs]` table.
     pub blobs: BlobsSection,
+    /// The `[records]` table.
+    pub records: RecordsSection,
+}
+
+/// The `[records]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsSection {
+    /// Regions (4-character geohashes) served from the start.
+    pub regions: Vec<cnode_types::RegionId>,
+    /// Seconds between reconciliations with peers of each region.
+    pub sync_interval_secs: u64,
+    /// Receive and forward new records by gossip (off: reconciliation only).
+    pub gossip: bool,
+}
+
+impl Default for RecordsSection {
+    fn default() -> Self {
+        Self {
+            regions: Vec::new(),
+            sync_interval_secs: 30,
+            gossip: true,
+        }
+    }
 }
 
 /// The `[blobs]` table.
@@ -263,6 +287,13 @@ impl ConfigFile {
              upload_slots = 8\n\
              # Upload rate cap in bytes per second; 0 = none.\n\
              max_upload_bytes_per_sec = 0\n\n\
+             [records]\n\
+             # Regions served (4-character geohashes), e.g. [\"w5q6\"] for Chiang Mai;\n\
+             # `cnode region join` adds more at run time.\n\
+             regions = []\n\
+             # Seconds between reconciliations with other nodes of each region.\n\
+             sync_interval_secs = 30\n\
+             gossip = true\n\n\
              [api]\n\
              # The local HTTP API. Keep it on 127.0.0.1: it controls the node.\n\
              listen = \"{DEFAULT_API}\"\n"
@@ -301,6 +332,12 @@ pub struct NodeConfig {
     pub upload_slots: usize,
     /// Upload rate cap (bytes per second, 0 = none).
     pub max_upload_bytes_per_sec: u64,
+    /// Regions served from the start.
+    pub regions: Vec<cnode_types::RegionId>,
+    /// Time between reconciliations with each region's peers.
+    pub sync_interval: std::time::Duration,
+    /// Take part in the regions' gossip.
+    pub record_gossip: bool,
 }
 
 impl NodeConfig {
@@ -348,6 +385,9 @@ impl NodeConfig {
             blob_quota: file.blobs.quota_bytes,
             upload_slots: file.blobs.upload_slots,
             max_upload_bytes_per_sec: file.blobs.max_upload_bytes_per_sec,
+            regions: file.records.regions,
+            sync_interval: std::time::Duration::from_secs(file.records.sync_interval_secs.max(1)),
+            record_gossip: file.records.gossip,
         }
     }
 

@@ -16,6 +16,7 @@ mod blobs;
 mod config;
 mod datadir;
 mod node;
+mod records;
 
 pub use blobs::{
     BlobService, MAX_DOWNLOADS, NetRequester, StartError, TransferEvent, TransferState,
@@ -30,3 +31,7 @@ pub use datadir::{
     TOKEN_FILE, default_data_dir, new_token,
 };
 pub use node::{Node, NodeBuilder, NodeError};
+pub use records::{
+    Posted, RecordError, RecordMetrics, RecordService, RecordsConfig, RegionInfo, SyncFailure,
+    SyncReport,
+};

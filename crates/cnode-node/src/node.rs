@@ -119,11 +119,24 @@ impl NodeBuilder {
             cnode_blobs::BlobServer::new(blob_store.clone(), self.config.upload_slots)
                 .with_upload_limit(self.config.max_upload_bytes_per_sec);
         let blobs = crate::BlobService::new(blob_store, spawned.client.clone());
+        let records = crate::RecordService::new(
+            store.clone(),
+            spawned.client.clone(),
+            crate::RecordsConfig {
+                regions: self.config.regions.clone(),
+                gossip: self.config.record_gossip,
+                sync_interval: self.config.sync_interval,
+                regions_file: data_dir.path("regions"),
+            },
+            registry.sub_registry_with_prefix("cnode"),
+        );
+        records.start(cancel.child_token()).await;
         let inbound_task = tokio::spawn(
             inbound_task(
                 spawned.inbound,
                 spawned.client.clone(),
                 blob_server,
+                records.clone(),
                 cancel.child_token(),
             )
             .in_current_span(),
@@ -162,6 +175,7 @@ impl NodeBuilder {
             event_task(
                 spawned.events,
                 store.clone(),
+                records.clone(),
                 events_tx.clone(),
                 metrics.clone(),
                 cancel.child_token(),
@@ -184,6 +198,7 @@ impl NodeBuilder {
                 api_addr: OnceLock::new(),
                 cancel,
                 blobs,
+                records,
                 tasks: Mutex::new(Some((spawned.handle, vec![event_task, inbound_task]))),
             }),
         })
@@ -215,6 +230,7 @@ struct Inner {
     api_addr: OnceLock<SocketAddr>,
     cancel: CancellationToken,
     blobs: crate::BlobService,
+    records: crate::RecordService,
     tasks: Mutex<Option<(NetHandle, Vec<JoinHandle<()>>)>>,
 }
 
@@ -225,6 +241,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// The records service (regions, posting, queries, sync).
+    pub fn records(&self) -> &crate::RecordService {
+        &self.inner.records
+    }
+
     /// The network client.
     pub fn net(&self) -> &NetClient {
         &self.inner.net
@@ -327,6 +348,7 @@ async fn inbound_task(
     mut inbound: tokio::sync::mpsc::Receiver<cnode_net::InboundRequest>,
     net: NetClient,
     blobs: cnode_blobs::BlobServer,
+    records: crate::RecordService,
     cancel: CancellationToken,
 ) {
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_TASKS));
@@ -344,12 +366,14 @@ async fn inbound_task(
         };
         let net = net.clone();
         let blobs = blobs.clone();
+        let records = records.clone();
         tokio::spawn(
             async move {
                 let answer = match req.protocol {
                     cnode_net::ReqProtocol::Blobs => blobs.handle(&req.data).await,
+                    cnode_net::ReqProtocol::Sync => records.handle_request(req.peer, &req.data).await,
                 };
-                let _ = net.respond(req.channel, answer).await;
+                let _ = net.respond(req.protocol, req.channel, answer).await;
                 drop(permit);
             }
             .in_current_span(),
@@ -361,6 +385,7 @@ async fn inbound_task(
 async fn event_task(
     mut events: tokio::sync::mpsc::Receiver<NetEvent>,
     store: Store,
+    records: crate::RecordService,
     broadcast: broadcast::Sender<NetEvent>,
     metrics: NodeMetrics,
     cancel: CancellationToken,
@@ -389,6 +414,25 @@ async fn event_task(
                 }
                 Err(e) => warn!(%peer, "cannot update the address book: {e}"),
             }
+        }
+        match &event {
+            NetEvent::Gossip {
+                topic,
+                data,
+                pending,
+                ..
+            } if topic.starts_with(cnode_net::VALIDATED_TOPIC_PREFIX) => {
+                // Validation and storage off this loop; gossipsub waits for
+                // the verdict (bounded by its own message cache).
+                let records = records.clone();
+                let (topic, data, pending) = (topic.clone(), data.clone(), pending.clone());
+                tokio::spawn(
+                    async move { records.on_gossip(&topic, &data, pending).await }
+                        .in_current_span(),
+                );
+            }
+            NetEvent::PeerConnected { peer, .. } => records.on_peer_connected(*peer),
+            _ => {}
         }
         // No receivers is fine: nobody is listening in-process.
         let _ = broadcast.send(event);

@@ -53,6 +53,12 @@ pub struct NodeOptions {
     pub blob_quota: Option<u64>,
     /// Upload rate cap in bytes per second (default none).
     pub upload_limit: Option<u64>,
+    /// Regions served from the start.
+    pub regions: Vec<cnode_types::RegionId>,
+    /// Take part in region gossip (default true; false = reconciliation only).
+    pub record_gossip: bool,
+    /// Time between reconciliations (default 2 s in tests).
+    pub sync_interval: Option<std::time::Duration>,
 }
 
 impl Default for NodeOptions {
@@ -67,6 +73,9 @@ impl Default for NodeOptions {
             upload_slots: None,
             blob_quota: None,
             upload_limit: None,
+            regions: Vec::new(),
+            record_gossip: true,
+            sync_interval: None,
         }
     }
 }
@@ -134,6 +143,11 @@ impl TestNode {
         if let Some(r) = opts.upload_limit {
             config.max_upload_bytes_per_sec = r;
         }
+        config.regions = opts.regions;
+        config.record_gossip = opts.record_gossip;
+        config.sync_interval = opts
+            .sync_interval
+            .unwrap_or(std::time::Duration::from_secs(2));
         config.api_listen = ([127, 0, 0, 1], 0).into();
         let peer = dd.load_key()?.public().to_peer_id().to_string();
         let name = peer[peer.len() - 6..].to_owned();

@@ -5,3 +5,4 @@
 mod api;
 mod blobs;
 mod net;
+mod records;
