@@ -369,7 +369,9 @@ impl Keystore {
 
     /// Writes a new user's file, and makes it the default if there is none.
     fn store(&self, file: &KeyFile) -> Result<(), KeystoreError> {
-        let had_default = self.default_user()?.is_some();
+        // A damaged file elsewhere in the keystore does not block new users;
+        // it only keeps this one from being made the default.
+        let had_default = !matches!(self.default_user(), Ok(None));
         let path = self.path_of(&file.did);
         let json = file.to_json().map_err(|e| KeystoreError::Io {
             path,
@@ -985,6 +987,9 @@ mod tests {
         assert!(err.to_string().contains("larger than"), "{err}");
         let err = ks.list().unwrap_err();
         assert!(matches!(err, KeystoreError::Corrupt { .. }), "{err}");
+        // Other users can still be created and unlocked.
+        let other = ks.create(Protection::None).unwrap();
+        assert_eq!(ks.unlock(&other, None).unwrap().did(), other);
     }
 
     #[test]
