@@ -95,6 +95,24 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: BlobsCommand,
     },
+    /// Post a record (event, listing, notice…) signed by your user identity.
+    ///
+    /// Example: cnode post -c org.cnode.notices --at 18.7883,98.9853 --title "Road closed" --body '{"body": "Huay Kaew road closed until 6 pm"}' --expires 1d
+    Post(crate::records::PostArgs),
+    /// Find records held by this node (near a point or in a region, by text, …).
+    ///
+    /// Example: cnode query --near 18.79,98.98 --radius 2km --text กาแฟ
+    Query(crate::records::QueryArgs),
+    /// Manage your records.
+    Records {
+        #[command(subcommand)]
+        command: crate::records::RecordsCommand,
+    },
+    /// Join, leave and list the regions this node serves.
+    Region {
+        #[command(subcommand)]
+        command: crate::records::RegionCommand,
+    },
     /// Debug access to the DHT.
     Dht {
         #[command(subcommand)]

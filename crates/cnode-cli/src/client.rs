@@ -170,4 +170,68 @@ impl ApiClient {
         }
         Ok(())
     }
+
+    /// GET a JSON document with query parameters.
+    pub(crate) async fn get_json_query<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let mut url = self.url(segments);
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        let resp = self
+            .http
+            .get(url.clone())
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| anyhow!("request to {url} failed: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json()
+            .await
+            .context("the node sent an unreadable answer")
+    }
+
+    /// POST raw bytes of `content_type`, parse a JSON answer.
+    pub(crate) async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T> {
+        let url = self.url(segments);
+        let resp = self
+            .http
+            .post(url.clone())
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| anyhow!("request to {url} failed: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json()
+            .await
+            .context("the node sent an unreadable answer")
+    }
+
+    /// A request without a body, parse a JSON answer.
+    pub(crate) async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+    ) -> Result<T> {
+        let resp = self.send(method, segments, None).await?;
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json()
+            .await
+            .context("the node sent an unreadable answer")
+    }
 }

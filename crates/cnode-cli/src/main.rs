@@ -9,6 +9,7 @@ mod cli;
 
 mod client;
 mod output;
+mod records;
 mod run;
 mod user;
 
@@ -143,6 +144,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             json,
         }) => blobs::get(&dir, &cid, output.as_deref(), peer, !no_pin, json).await,
         Some(Command::Blobs { command }) => blobs::blobs(&dir, command).await,
+        Some(Command::Post(args)) => records::post(&dir, args).await,
+        Some(Command::Query(args)) => records::query(&dir, args).await,
+        Some(Command::Records { command }) => records::records(&dir, command).await,
+        Some(Command::Region { command }) => records::region(&dir, command).await,
         Some(Command::Dht { command }) => {
             let client = ApiClient::from_data_dir(&dir)?;
             match command {

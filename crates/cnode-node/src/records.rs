@@ -101,7 +101,7 @@ pub enum Posted {
 }
 
 /// One served region, as listed by `cnode region ls`.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RegionInfo {
     /// The 4-character geohash.
     pub region: String,

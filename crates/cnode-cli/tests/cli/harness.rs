@@ -42,6 +42,7 @@ impl Cnode {
         c.arg("--data").arg(&self.data);
         c.env("CNODE_LOG", "warn")
             .env_remove("CNODE_DATA")
+            .env_remove("CNODE_PASSPHRASE")
             .stdin(Stdio::null());
         c
     }

@@ -8,3 +8,4 @@ mod harness;
 mod identity;
 mod lifecycle;
 mod netns;
+mod records;
