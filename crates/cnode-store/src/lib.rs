@@ -49,6 +49,53 @@ const MIGRATIONS: &[M<'static>] = &[
         created_ms INTEGER NOT NULL
     );",
     ),
+    // Records (cnode-records `RecordStore`): one row per slot winner
+    // (tombstones included). `cell` is the 7-character geohash of the
+    // record's position as an integer (prefix = range); `text` is the body's
+    // string values, lowercased, indexed by the trigram FTS table (external
+    // content). No triggers keep the three tables in step: a trigger makes
+    // every insert a statement savepoint, and FTS5 flushes its pending terms
+    // at each savepoint, which made batch inserts several times slower; the
+    // records store writes all three itself. The canonical encoding lives in
+    // its own table so that scans over `records` stay small. `rid` is an
+    // INTEGER PRIMARY KEY so VACUUM never renumbers the FTS rowids.
+    M::up(
+        "CREATE TABLE records (
+        rid         INTEGER PRIMARY KEY,
+        id          BLOB NOT NULL,
+        author      BLOB NOT NULL,
+        collection  TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        region      TEXT NOT NULL,
+        cell        INTEGER NOT NULL,
+        lat         REAL NOT NULL,
+        lon         REAL NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER,
+        deleted     INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        text        TEXT NOT NULL
+    );
+    CREATE TABLE record_data (
+        rid     INTEGER PRIMARY KEY,
+        encoded BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX records_id ON records(id);
+    CREATE UNIQUE INDEX records_slot ON records(author, collection, key);
+    -- Newest-first walks and sync: covering for the region, time, expiry,
+    -- tombstone and bounding-box checks, so rows are read only for the rest.
+    CREATE INDEX records_region
+        ON records(region, created_at, id, expires_at, deleted, lat, lon);
+    CREATE INDEX records_created ON records(created_at, id);
+    -- Radius queries: geohash ranges, covering likewise.
+    CREATE INDEX records_geo
+        ON records(cell, created_at, id, expires_at, deleted, lat, lon);
+    CREATE INDEX records_expiry ON records(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE VIRTUAL TABLE records_fts USING fts5(
+        text, content='records', content_rowid='rid',
+        tokenize='trigram case_sensitive 1', detail='none'
+    );",
+    ),
 ];
 
 /// Opening the database failed.

@@ -1,0 +1,716 @@
+//! Queries over the records store: validation, the choice of how to find the
+//! rows, the SQL, and keyset pagination.
+//!
+//! Three ways to find candidates, all in result order:
+//!
+//! - walk: newest first along `records_region` (with a region) or
+//!   `records_created`, stopping as soon as a page is full — best when the
+//!   filters let many rows through;
+//! - geo: range scans of `records_geo` over the circle's geohash cover, then
+//!   a top-N sort — best when few records lie in the circle;
+//! - text: the FTS5 trigram index, then a top-N sort (or bm25 order) — best
+//!   when few records contain the words.
+//!
+//! `records_region` and `records_geo` cover the time, expiry, tombstone and
+//! bounding-box checks, so walk and geo read a row only for the filters that
+//! need it (collection, author, words), one candidate at a time in result
+//! order, and stop when the page is full. The exact distance is checked in
+//! Rust. Geo and text are used when a bounded count on their index says the
+//! candidate set is small; otherwise walk.
+
+use cnode_identity::Did;
+use cnode_types::RegionId;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
+
+use super::{RecordStoreError, StoredRecord, author_key, clamp_i64, stored};
+use crate::{
+    geo::{self, Area, GeoError},
+    record::RecordId,
+};
+
+/// Page size when none is given.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// The largest page.
+pub const MAX_LIMIT: u32 = 500;
+/// The longest search text, characters.
+pub const MAX_QUERY_TEXT: usize = 256;
+/// The most words in a search text.
+pub const MAX_QUERY_TERMS: usize = 16;
+
+/// Above this many candidates in the circle (counted on the index, up to
+/// this bound) the geo index is not worth a sort and the newest-first walk is
+/// used. The walk reads about `limit · N / n` index entries to find a page
+/// among `N` with `n` in the circle, the geo scan `n`: they cross near
+/// `n = √(limit · N)`, about 7,000 for a page of 50 among a million.
+const SELECTIVE_GEO: i64 = 16_000;
+
+/// The same bound for the text index (each candidate costs a row read).
+const SELECTIVE_TEXT: i64 = 4_000;
+
+/// How many covering-index entries cost about one row read.
+const GEO_ENTRIES_PER_ROW: i64 = 8;
+
+/// The most trigrams looked up in the index per query (the rest of the text
+/// is still checked exactly).
+const MAX_TRIGRAMS: usize = 24;
+
+/// Statements differ by which filters a query has; keep them all prepared.
+const STATEMENT_CACHE: usize = 128;
+
+/// A circle to search in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Near {
+    /// Latitude of the centre, degrees.
+    pub lat: f64,
+    /// Longitude of the centre, degrees.
+    pub lon: f64,
+    /// Radius, metres (at most [`geo::MAX_RADIUS_M`]).
+    pub radius_m: f64,
+}
+
+/// The order of a query's results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Newest first: descending `(created_at, id)`.
+    #[default]
+    Newest,
+    /// Best text match first (FTS5 bm25), then newest. Needs
+    /// [`Query::text`]; if every word is shorter than three characters the
+    /// trigram index cannot rank and the order is [`Order::Newest`].
+    Relevance,
+}
+
+/// What to look for. All filters given must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Only records of this region.
+    pub region: Option<RegionId>,
+    /// Only records whose position is within this circle.
+    pub near: Option<Near>,
+    /// Only records whose body's string values contain every
+    /// whitespace-separated word of this text (case-insensitive substring).
+    pub text: Option<String>,
+    /// Only records of this collection.
+    pub collection: Option<String>,
+    /// Only records of this author.
+    pub author: Option<Did>,
+    /// Only records with `created_at >= since_ms`.
+    pub since_ms: Option<u64>,
+    /// Only records with `created_at < until_ms`.
+    pub until_ms: Option<u64>,
+    /// Page size: 0 means [`DEFAULT_LIMIT`], more than [`MAX_LIMIT`] means
+    /// [`MAX_LIMIT`].
+    pub limit: u32,
+    /// Where to continue: the `next_cursor` of the previous page of the same
+    /// query.
+    pub cursor: Option<String>,
+    /// The order of results.
+    pub order: Order,
+    /// Include tombstones.
+    pub include_deleted: bool,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Self {
+            region: None,
+            near: None,
+            text: None,
+            collection: None,
+            author: None,
+            since_ms: None,
+            until_ms: None,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+            order: Order::Newest,
+            include_deleted: false,
+        }
+    }
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPage {
+    /// The records, in the query's order.
+    pub records: Vec<StoredRecord>,
+    /// Pass as [`Query::cursor`] for the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Why a query was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    /// The circle is not a valid one.
+    #[error("near: {0}")]
+    Near(#[from] GeoError),
+    /// The search text is too long.
+    #[error("search text is {0} characters, the limit is {MAX_QUERY_TEXT}")]
+    TextTooLong(usize),
+    /// The search text has too many words.
+    #[error("search text has {0} words, the limit is {MAX_QUERY_TERMS}")]
+    TooManyTerms(usize),
+    /// [`Order::Relevance`] without search text.
+    #[error("relevance order needs search text")]
+    RelevanceWithoutText,
+    /// The cursor was not made by this store for this order.
+    #[error("the cursor is not one a previous page of this query returned")]
+    BadCursor,
+}
+
+/// A position in the result order: the last record of a page.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Cursor {
+    Newest {
+        created_at: i64,
+        id: [u8; 32],
+    },
+    Relevance {
+        score: f64,
+        created_at: i64,
+        id: [u8; 32],
+    },
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        match self {
+            Cursor::Newest { created_at, id } => format!("n.{created_at}.{}", hex::encode(id)),
+            Cursor::Relevance {
+                score,
+                created_at,
+                id,
+            } => format!(
+                "r.{:016x}.{created_at}.{}",
+                score.to_bits(),
+                hex::encode(id)
+            ),
+        }
+    }
+
+    fn decode(s: &str) -> Option<Self> {
+        let parts: Vec<&str> = s.split('.').collect();
+        let id = |h: &str| {
+            let mut id = [0u8; 32];
+            hex::decode_to_slice(h, &mut id).ok().map(|()| id)
+        };
+        match parts.as_slice() {
+            ["n", c, i] => Some(Cursor::Newest {
+                created_at: c.parse().ok()?,
+                id: id(i)?,
+            }),
+            ["r", s, c, i] => Some(Cursor::Relevance {
+                score: f64::from_bits(u64::from_str_radix(s, 16).ok()?),
+                created_at: c.parse().ok()?,
+                id: id(i)?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// How candidates are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Strategy {
+    Walk,
+    Geo,
+    Text,
+}
+
+/// A validated query, ready to run on the connection.
+#[derive(Debug, Clone)]
+pub(super) struct Plan {
+    region: Option<RegionId>,
+    near: Option<(Near, Area)>,
+    /// Every word, lowercased (checked with `instr` on the stored text).
+    terms: Vec<String>,
+    /// FTS5 query: the AND of the words' trigrams, each quoted.
+    fts: Option<String>,
+    collection: Option<String>,
+    author: Option<[u8; 32]>,
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: usize,
+    cursor: Option<Cursor>,
+    order: Order,
+    include_deleted: bool,
+    now: i64,
+}
+
+/// A candidate row that passed every filter.
+struct Hit {
+    rid: i64,
+    created_at: i64,
+    id: [u8; 32],
+    score: f64,
+    distance_m: Option<f64>,
+}
+
+impl Plan {
+    /// Validates `q`.
+    pub(super) fn new(q: Query, now_ms: u64) -> Result<Self, QueryError> {
+        let near = q
+            .near
+            .map(|n| Area::new(n.lat, n.lon, n.radius_m).map(|a| (n, a)))
+            .transpose()?;
+        let text = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let mut terms: Vec<String> = Vec::new();
+        if let Some(t) = text {
+            let n = t.chars().count();
+            if n > MAX_QUERY_TEXT {
+                return Err(QueryError::TextTooLong(n));
+            }
+            for term in t
+                .to_lowercase()
+                .split(|c: char| c.is_whitespace() || c.is_control())
+                .filter(|w| !w.is_empty())
+            {
+                if !terms.iter().any(|t| t == term) {
+                    terms.push(term.to_owned());
+                }
+            }
+            if terms.len() > MAX_QUERY_TERMS {
+                return Err(QueryError::TooManyTerms(terms.len()));
+            }
+        }
+        // The trigram table keeps no positions (detail=none: a smaller
+        // index, faster inserts), so a word is looked up as the AND of its
+        // trigrams — a superset that the `instr` check on the stored text
+        // makes exact. Each trigram is quoted with `"` doubled: user text is
+        // always a literal to FTS5, never query syntax. Words under three
+        // characters have no trigram; `instr` alone checks them.
+        let mut grams: Vec<String> = Vec::new();
+        for t in &terms {
+            let chars: Vec<char> = t.chars().collect();
+            for w in chars.windows(3) {
+                let g: String = w.iter().collect();
+                if grams.len() < MAX_TRIGRAMS && !grams.contains(&g) {
+                    grams.push(g);
+                }
+            }
+        }
+        let fts = (!grams.is_empty()).then(|| {
+            grams
+                .iter()
+                .map(|g| format!("\"{}\"", g.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        });
+        let order = match (q.order, &fts) {
+            (Order::Relevance, _) if terms.is_empty() => {
+                return Err(QueryError::RelevanceWithoutText);
+            }
+            (Order::Relevance, Some(_)) => Order::Relevance,
+            _ => Order::Newest,
+        };
+        let cursor = match q.cursor.as_deref() {
+            None => None,
+            Some(s) => {
+                let c = Cursor::decode(s).ok_or(QueryError::BadCursor)?;
+                match (c, order) {
+                    (Cursor::Newest { .. }, Order::Newest)
+                    | (Cursor::Relevance { .. }, Order::Relevance) => Some(c),
+                    _ => return Err(QueryError::BadCursor),
+                }
+            }
+        };
+        let limit = match q.limit {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        } as usize;
+        Ok(Self {
+            region: q.region,
+            near,
+            terms,
+            fts,
+            collection: q.collection,
+            author: q.author.as_ref().map(author_key),
+            since: q.since_ms.map(clamp_i64),
+            until: q.until_ms.map(clamp_i64),
+            limit,
+            cursor,
+            order,
+            include_deleted: q.include_deleted,
+            now: clamp_i64(now_ms),
+        })
+    }
+
+    /// Runs the query. The outer error is the database's, the inner one a
+    /// stored record that does not decode.
+    pub(super) fn run(
+        &self,
+        conn: &mut Connection,
+    ) -> rusqlite::Result<Result<QueryPage, RecordStoreError>> {
+        self.run_with(conn, None)
+    }
+
+    /// Runs the query finding candidates by `strategy` (chosen from the
+    /// indexes when `None`; relevance order always uses the text index).
+    pub(super) fn run_with(
+        &self,
+        conn: &mut Connection,
+        strategy: Option<Strategy>,
+    ) -> rusqlite::Result<Result<QueryPage, RecordStoreError>> {
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let strategy = match strategy {
+            _ if self.order == Order::Relevance => Strategy::Text,
+            Some(Strategy::Text) if self.fts.is_none() => Strategy::Walk,
+            Some(Strategy::Geo) if self.near.is_none() => Strategy::Walk,
+            Some(s) => s,
+            None => self.strategy(conn)?,
+        };
+        let want = self.limit + 1;
+        // Candidates come in result order; the exact distance (and, for walk
+        // and geo, the row's own filters) may still refuse some, so ask for
+        // more than a page. Rarely does a page need a second batch.
+        let batch = 2 * want + 32;
+        let row_check = match strategy {
+            Strategy::Text => None,
+            Strategy::Walk | Strategy::Geo => self.row_check(),
+        };
+        let mut check = match &row_check {
+            Some((sql, _)) => Some(conn.prepare_cached(sql)?),
+            None => None,
+        };
+        let mut keyset = self.cursor;
+        let mut hits: Vec<Hit> = Vec::with_capacity(want);
+        while let Some((sql, values)) = self.sql(strategy, keyset.as_ref(), batch) {
+            let mut st = conn.prepare_cached(&sql)?;
+            let mut rows = st.query(params_from_iter(values))?;
+            let mut scanned = 0;
+            while let Some(row) = rows.next()? {
+                scanned += 1;
+                let rid: i64 = row.get(0)?;
+                let (lat, lon): (f64, f64) = (row.get(1)?, row.get(2)?);
+                let created_at: i64 = row.get(3)?;
+                let Ok(id) = <[u8; 32]>::try_from(row.get_ref(4)?.as_blob()?) else {
+                    continue;
+                };
+                let score: f64 = if strategy == Strategy::Text {
+                    row.get(5)?
+                } else {
+                    0.0
+                };
+                keyset = Some(self.cursor_at(score, created_at, id));
+                let distance_m = match &self.near {
+                    Some((near, _)) => {
+                        let d = geo::haversine_m((near.lat, near.lon), (lat, lon));
+                        if d > near.radius_m {
+                            continue;
+                        }
+                        Some(d)
+                    }
+                    None => None,
+                };
+                if let (Some(st), Some((_, values))) = (check.as_mut(), &row_check) {
+                    let mut args = Vec::with_capacity(values.len() + 1);
+                    args.push(Value::Integer(rid));
+                    args.extend(values.iter().cloned());
+                    if !st.exists(params_from_iter(args))? {
+                        continue;
+                    }
+                }
+                hits.push(Hit {
+                    rid,
+                    created_at,
+                    id,
+                    score,
+                    distance_m,
+                });
+                if hits.len() == want {
+                    break;
+                }
+            }
+            if hits.len() == want || scanned < batch {
+                break;
+            }
+        }
+        let next_cursor = if hits.len() == want {
+            hits.truncate(self.limit);
+            hits.last()
+                .map(|h| self.cursor_at(h.score, h.created_at, h.id).encode())
+        } else {
+            None
+        };
+        let mut st = conn.prepare_cached(
+            "SELECT r.received_ms, d.encoded FROM records r
+             JOIN record_data d ON d.rid = r.rid WHERE r.rid = ?1",
+        )?;
+        let mut records = Vec::with_capacity(hits.len());
+        for h in &hits {
+            let Some((received, encoded)) = st
+                .query_row([h.rid], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()?
+            else {
+                continue;
+            };
+            match stored(RecordId(h.id), received, &encoded, h.distance_m) {
+                Ok(r) => records.push(r),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(QueryPage {
+            records,
+            next_cursor,
+        }))
+    }
+
+    fn cursor_at(&self, score: f64, created_at: i64, id: [u8; 32]) -> Cursor {
+        match self.order {
+            Order::Newest => Cursor::Newest { created_at, id },
+            Order::Relevance => Cursor::Relevance {
+                score,
+                created_at,
+                id,
+            },
+        }
+    }
+
+    /// Picks how to find candidates, from bounded counts on the indexes.
+    pub(super) fn strategy(&self, conn: &Connection) -> rusqlite::Result<Strategy> {
+        if self.order == Order::Relevance {
+            return Ok(Strategy::Text);
+        }
+        // Rough cost per candidate: a geo candidate is an index entry (the
+        // index covers every check but the row's own filters), a text one a
+        // row read.
+        let mut best: Option<(i64, Strategy)> = None;
+        if self.near.is_some() {
+            let ranges = self.geo_ranges();
+            let sql = format!(
+                "WITH g(lo, hi) AS (VALUES {}) SELECT count(*) FROM (
+                     SELECT 1 FROM g CROSS JOIN records r INDEXED BY records_geo
+                     ON r.cell >= g.lo AND r.cell < g.hi LIMIT ?)",
+                vec!["(?, ?)"; ranges.len().max(1)].join(", ")
+            );
+            let mut values = range_values(&ranges);
+            values.push(Value::Integer(SELECTIVE_GEO));
+            let n: i64 = conn
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(values), |r| r.get(0))?;
+            if n < SELECTIVE_GEO {
+                best = Some((n / GEO_ENTRIES_PER_ROW, Strategy::Geo));
+            }
+        }
+        if let Some(fts) = &self.fts {
+            let n: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM (
+                         SELECT rowid FROM records_fts WHERE records_fts MATCH ?1 LIMIT ?2)",
+                )?
+                .query_row(params![fts, SELECTIVE_TEXT], |r| r.get(0))?;
+            if n < SELECTIVE_TEXT && best.is_none_or(|(m, _)| n < m) {
+                best = Some((n, Strategy::Text));
+            }
+        }
+        Ok(best.map_or(Strategy::Walk, |(_, s)| s))
+    }
+
+    /// The circle's cover as ranges of `records.cell`, cut to the region
+    /// when the query has one.
+    fn geo_ranges(&self) -> Vec<(u64, u64)> {
+        let Some((_, area)) = &self.near else {
+            return Vec::new();
+        };
+        let ranges = area.cell_ranges();
+        let Some(region) = self.region.and_then(|r| geo::region_range(r.as_str())) else {
+            return ranges;
+        };
+        ranges
+            .into_iter()
+            .filter_map(|(lo, hi)| {
+                let (lo, hi) = (lo.max(region.0), hi.min(region.1));
+                (lo < hi).then_some((lo, hi))
+            })
+            .collect()
+    }
+
+    /// The filters that need the row itself (not in the covering indexes),
+    /// as a statement on `?1` = rid, with their values (after the rid).
+    fn row_check(&self) -> Option<(String, Vec<Value>)> {
+        let mut sql = String::from("SELECT 1 FROM records WHERE rid = ?");
+        let mut values = Vec::new();
+        if let Some(c) = &self.collection {
+            sql.push_str(" AND collection = ?");
+            values.push(Value::Text(c.clone()));
+        }
+        if let Some(a) = &self.author {
+            sql.push_str(" AND author = ?");
+            values.push(Value::Blob(a.to_vec()));
+        }
+        for t in &self.terms {
+            sql.push_str(" AND instr(text, ?) > 0");
+            values.push(Value::Text(t.clone()));
+        }
+        (!values.is_empty()).then_some((sql, values))
+    }
+
+    /// The first candidate query of this plan (for checking query plans).
+    #[cfg(test)]
+    pub(super) fn first_sql(&self, strategy: Strategy) -> Option<(String, Vec<Value>)> {
+        self.sql(strategy, self.cursor.as_ref(), 10)
+    }
+
+    /// The candidate query for `strategy`, continuing after `keyset`, or
+    /// `None` if it can find nothing (the circle misses the region).
+    ///
+    /// Walk and geo read only their covering index (the row's own filters
+    /// are [`row_check`](Self::row_check)); text reads the rows it finds and
+    /// checks everything.
+    fn sql(
+        &self,
+        strategy: Strategy,
+        keyset: Option<&Cursor>,
+        batch: usize,
+    ) -> Option<(String, Vec<Value>)> {
+        let mut values: Vec<Value> = Vec::new();
+        let mut sql = String::new();
+        let columns = "r.rid, r.lat, r.lon, r.created_at, r.id";
+        let mut row_filters = false;
+        match strategy {
+            Strategy::Walk => {
+                let index = if self.region.is_some() {
+                    "records_region"
+                } else {
+                    "records_created"
+                };
+                sql.push_str(&format!(
+                    "SELECT {columns} FROM records r INDEXED BY {index} WHERE 1"
+                ));
+            }
+            Strategy::Geo => {
+                let ranges = self.geo_ranges();
+                if ranges.is_empty() {
+                    return None;
+                }
+                sql.push_str(&format!(
+                    "WITH g(lo, hi) AS (VALUES {}) SELECT {columns}
+                     FROM g CROSS JOIN records r INDEXED BY records_geo
+                     ON r.cell >= g.lo AND r.cell < g.hi WHERE 1",
+                    vec!["(?, ?)"; ranges.len()].join(", ")
+                ));
+                values.extend(range_values(&ranges));
+            }
+            Strategy::Text => {
+                sql.push_str(&format!(
+                    "SELECT {columns}, bm25(records_fts) FROM records_fts
+                     CROSS JOIN records r ON r.rid = records_fts.rowid
+                     WHERE records_fts MATCH ?"
+                ));
+                values.push(Value::Text(self.fts.clone().unwrap_or_default()));
+                row_filters = true;
+            }
+        }
+        let mut cond = |sql: &mut String, c: &str, v: &mut dyn FnMut(&mut Vec<Value>)| {
+            sql.push_str(" AND ");
+            sql.push_str(c);
+            v(&mut values);
+        };
+        if let Some(region) = &self.region
+            && strategy != Strategy::Geo
+        {
+            let region = region.as_str().to_owned();
+            cond(&mut sql, "r.region = ?", &mut |v| {
+                v.push(Value::Text(region.clone()))
+            });
+        }
+        if !self.include_deleted {
+            cond(&mut sql, "r.deleted = 0", &mut |_| {});
+        }
+        cond(
+            &mut sql,
+            "(r.expires_at IS NULL OR r.expires_at > ?)",
+            &mut |v| v.push(Value::Integer(self.now)),
+        );
+        if let Some(s) = self.since {
+            cond(&mut sql, "r.created_at >= ?", &mut |v| {
+                v.push(Value::Integer(s))
+            });
+        }
+        if let Some(u) = self.until {
+            cond(&mut sql, "r.created_at < ?", &mut |v| {
+                v.push(Value::Integer(u))
+            });
+        }
+        if let Some((_, area)) = &self.near {
+            cond(&mut sql, "r.lat BETWEEN ? AND ?", &mut |v| {
+                v.push(Value::Real(area.lat_min));
+                v.push(Value::Real(area.lat_max));
+            });
+            if area
+                .lon_ranges
+                .iter()
+                .all(|&(lo, hi)| lo > -180.0 || hi < 180.0)
+            {
+                let lon = vec!["r.lon BETWEEN ? AND ?"; area.lon_ranges.len()].join(" OR ");
+                cond(&mut sql, &format!("({lon})"), &mut |v| {
+                    for &(lo, hi) in &area.lon_ranges {
+                        v.push(Value::Real(lo));
+                        v.push(Value::Real(hi));
+                    }
+                });
+            }
+        }
+        if row_filters {
+            if let Some(c) = &self.collection {
+                cond(&mut sql, "r.collection = ?", &mut |v| {
+                    v.push(Value::Text(c.clone()))
+                });
+            }
+            if let Some(a) = &self.author {
+                cond(&mut sql, "r.author = ?", &mut |v| {
+                    v.push(Value::Blob(a.to_vec()))
+                });
+            }
+            for t in &self.terms {
+                cond(&mut sql, "instr(r.text, ?) > 0", &mut |v| {
+                    v.push(Value::Text(t.clone()))
+                });
+            }
+        }
+        match keyset {
+            Some(Cursor::Newest { created_at, id }) => {
+                cond(&mut sql, "(r.created_at, r.id) < (?, ?)", &mut |v| {
+                    v.push(Value::Integer(*created_at));
+                    v.push(Value::Blob(id.to_vec()));
+                });
+            }
+            Some(Cursor::Relevance {
+                score,
+                created_at,
+                id,
+            }) => {
+                cond(
+                    &mut sql,
+                    "(bm25(records_fts) > ? OR (bm25(records_fts) = ? AND (r.created_at, r.id) < (?, ?)))",
+                    &mut |v| {
+                        v.push(Value::Real(*score));
+                        v.push(Value::Real(*score));
+                        v.push(Value::Integer(*created_at));
+                        v.push(Value::Blob(id.to_vec()));
+                    },
+                );
+            }
+            None => {}
+        }
+        match self.order {
+            Order::Newest => sql.push_str(" ORDER BY r.created_at DESC, r.id DESC LIMIT ?"),
+            Order::Relevance => {
+                sql.push_str(" ORDER BY bm25(records_fts), r.created_at DESC, r.id DESC LIMIT ?")
+            }
+        }
+        values.push(Value::Integer(i64::try_from(batch).unwrap_or(i64::MAX)));
+        Some((sql, values))
+    }
+}
+
+fn range_values(ranges: &[(u64, u64)]) -> Vec<Value> {
+    if ranges.is_empty() {
+        return vec![Value::Integer(0), Value::Integer(0)];
+    }
+    ranges
+        .iter()
+        .flat_map(|&(lo, hi)| [Value::Integer(clamp_i64(lo)), Value::Integer(clamp_i64(hi))])
+        .collect()
+}

@@ -1,0 +1,1055 @@
+use std::collections::BTreeSet;
+
+use cnode_identity::UserKey;
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::{query::Strategy as Via, *};
+use crate::record::UnsignedRecord;
+
+const T0: u64 = 1_764_000_000_000;
+const CHIANG_MAI: (f64, f64) = (18.7883, 98.9853);
+
+fn key(n: u8) -> UserKey {
+    UserKey::from_seed(&[n; 32])
+}
+
+struct R {
+    author: u8,
+    key: String,
+    collection: &'static str,
+    region: String,
+    created_at: u64,
+    body: serde_json::Value,
+    deleted: bool,
+    expires_at: Option<u64>,
+}
+
+impl R {
+    fn new(author: u8, key: &str, created_at: u64) -> Self {
+        Self {
+            author,
+            key: key.into(),
+            collection: "org.cnode.notices",
+            region: "w5q6u8j".into(),
+            created_at,
+            body: json!({"title": key}),
+            deleted: false,
+            expires_at: None,
+        }
+    }
+    fn body(mut self, body: serde_json::Value) -> Self {
+        self.body = body;
+        self
+    }
+    fn region(mut self, region: &str) -> Self {
+        self.region = region.into();
+        self
+    }
+    fn deleted(mut self) -> Self {
+        self.deleted = true;
+        self.body = json!({});
+        self
+    }
+    fn expires(mut self, at: u64) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+    fn collection(mut self, c: &'static str) -> Self {
+        self.collection = c;
+        self
+    }
+    fn sign(self) -> Record {
+        let k = key(self.author);
+        UnsignedRecord {
+            key: self.key,
+            body: self.body,
+            author: k.did(),
+            region: self.region,
+            deleted: self.deleted,
+            collection: self.collection.into(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+        .sign(&k)
+    }
+}
+
+fn open() -> (tempfile::TempDir, RecordStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecordStore::new(Store::open(dir.path()).unwrap());
+    (dir, store)
+}
+
+fn region(s: &str) -> RegionId {
+    s.parse().unwrap()
+}
+
+async fn ids(store: &RecordStore, q: Query) -> Vec<RecordId> {
+    store
+        .query_at(q, T0)
+        .await
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+fn text(t: &str) -> Query {
+    Query {
+        text: Some(t.into()),
+        ..Query::default()
+    }
+}
+
+/// Runs `q` with candidates found by `strategy`, following every cursor.
+async fn all_pages(store: &RecordStore, mut q: Query, strategy: Option<Via>) -> Vec<StoredRecord> {
+    let mut out = Vec::new();
+    for _ in 0..1000 {
+        let plan = query::Plan::new(q.clone(), T0).unwrap();
+        let page = store
+            .db()
+            .call(move |c| plan.run_with(c, strategy))
+            .await
+            .unwrap()
+            .unwrap();
+        out.extend(page.records);
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return out,
+        }
+    }
+    panic!("pagination did not end");
+}
+
+#[tokio::test]
+async fn merge_rule_newer_wins_older_is_stale_same_is_duplicate() {
+    let (_dir, store) = open();
+    let v1 = R::new(1, "cafe", T0).sign();
+    let v2 = R::new(1, "cafe", T0 + 1)
+        .body(json!({"title": "v2"}))
+        .sign();
+    assert_eq!(
+        store.insert(v1.clone(), T0).await.unwrap(),
+        InsertOutcome::Inserted { replaced: None }
+    );
+    assert_eq!(
+        store.insert(v1.clone(), T0).await.unwrap(),
+        InsertOutcome::Duplicate
+    );
+    assert_eq!(
+        store.insert(v2.clone(), T0).await.unwrap(),
+        InsertOutcome::Inserted {
+            replaced: Some((T0, v1.id()))
+        }
+    );
+    assert_eq!(
+        store.insert(v1.clone(), T0).await.unwrap(),
+        InsertOutcome::Stale
+    );
+    assert_eq!(store.count(None).await.unwrap(), 1);
+    assert!(store.get(&v1.id()).await.unwrap().is_none());
+    let got = store.get(&v2.id()).await.unwrap().unwrap();
+    assert_eq!(got.record, v2);
+    assert_eq!(got.received_ms, T0);
+
+    // Same created_at: the greater id wins, whatever the arrival order.
+    let a = R::new(2, "k", T0).body(json!({"title": "a"})).sign();
+    let b = R::new(2, "k", T0).body(json!({"title": "b"})).sign();
+    let (lo, hi) = if a.id() < b.id() { (a, b) } else { (b, a) };
+    let out = store
+        .insert_many(vec![hi.clone(), lo.clone()], T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            InsertOutcome::Inserted { replaced: None },
+            InsertOutcome::Stale
+        ]
+    );
+    let (_dir2, other) = open();
+    let out = other
+        .insert_many(vec![lo.clone(), hi.clone()], T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            InsertOutcome::Inserted { replaced: None },
+            InsertOutcome::Inserted {
+                replaced: Some((T0, lo.id()))
+            }
+        ]
+    );
+    for s in [&store, &other] {
+        assert!(s.get(&hi.id()).await.unwrap().is_some());
+        assert!(s.get(&lo.id()).await.unwrap().is_none());
+    }
+
+    // Different slots (author, collection or key) do not interact.
+    let out = store
+        .insert_many(
+            vec![
+                R::new(3, "cafe", T0).sign(),
+                R::new(1, "cafe", T0).collection("org.cnode.events").sign(),
+                R::new(1, "cafe2", T0).sign(),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(
+        out.iter()
+            .all(|o| *o == InsertOutcome::Inserted { replaced: None })
+    );
+    assert_eq!(store.count(None).await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn invalid_regions_are_reported_not_stored() {
+    let (_dir, store) = open();
+    let out = store
+        .insert_many(
+            vec![
+                R::new(1, "a", T0).region("w5q").sign(),
+                R::new(1, "b", T0).region("w5q6u8jx").sign(),
+                R::new(1, "c", T0).region("w5qa").sign(),
+                R::new(1, "d", T0).region("w5q6").sign(),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out[0], InsertOutcome::Invalid { .. }), "{out:?}");
+    assert!(matches!(out[1], InsertOutcome::Invalid { .. }), "{out:?}");
+    assert!(matches!(out[2], InsertOutcome::Invalid { .. }), "{out:?}");
+    assert_eq!(out[3], InsertOutcome::Inserted { replaced: None });
+    assert_eq!(store.count(None).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn tombstone_hides_the_slot_but_stays_in_sync_items() {
+    let (_dir, store) = open();
+    let live = R::new(1, "cafe", T0)
+        .body(json!({"title": "coffee"}))
+        .sign();
+    let tomb = R::new(1, "cafe", T0 + 5).deleted().sign();
+    store.insert(live.clone(), T0).await.unwrap();
+    assert_eq!(ids(&store, text("coffee")).await, vec![live.id()]);
+    assert_eq!(
+        store.insert(tomb.clone(), T0).await.unwrap(),
+        InsertOutcome::Inserted {
+            replaced: Some((T0, live.id()))
+        }
+    );
+    // The older live record cannot come back.
+    assert_eq!(
+        store.insert(live.clone(), T0).await.unwrap(),
+        InsertOutcome::Stale
+    );
+    assert!(ids(&store, Query::default()).await.is_empty());
+    assert!(ids(&store, text("coffee")).await.is_empty());
+    let with_deleted = Query {
+        include_deleted: true,
+        ..Query::default()
+    };
+    assert_eq!(ids(&store, with_deleted).await, vec![tomb.id()]);
+    assert_eq!(
+        store.sync_items(region("w5q6")).await.unwrap(),
+        vec![(T0 + 5, tomb.id())]
+    );
+    assert_eq!(store.get(&tomb.id()).await.unwrap().unwrap().record, tomb);
+}
+
+#[tokio::test]
+async fn expired_records_are_dropped_hidden_and_swept() {
+    let (_dir, store) = open();
+    let now = now_ms();
+    let gone = R::new(1, "old", T0).expires(T0 + 10).sign();
+    assert_eq!(
+        store.insert(gone, T0 + 10).await.unwrap(),
+        InsertOutcome::Expired
+    );
+
+    let soon = R::new(1, "soon", T0).expires(T0 + 100).sign();
+    let later = R::new(2, "later", T0).expires(now + 3_600_000).sign();
+    let never = R::new(3, "never", T0 + 1).sign();
+    store
+        .insert_many(vec![soon.clone(), later.clone(), never.clone()], T0)
+        .await
+        .unwrap();
+    // Before the sweep: hidden from queries at a later time, and (the system
+    // clock being past T0 + 100) from get, serving and sync.
+    let page = store.query_at(Query::default(), T0 + 50).await.unwrap();
+    assert_eq!(page.records.len(), 3);
+    let page = store.query_at(Query::default(), T0 + 100).await.unwrap();
+    let got: BTreeSet<_> = page.records.iter().map(|r| r.id).collect();
+    assert_eq!(got, BTreeSet::from([later.id(), never.id()]));
+    assert!(store.get(&soon.id()).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .get_encoded_many(vec![soon.id(), never.id()])
+            .await
+            .unwrap(),
+        vec![never.encode()]
+    );
+    let sync: Vec<_> = store.sync_items(region("w5q6")).await.unwrap();
+    assert_eq!(sync.len(), 2);
+    assert_eq!(store.count(None).await.unwrap(), 3);
+
+    let swept = store.expire(T0 + 100).await.unwrap();
+    assert_eq!(swept, vec![(region("w5q6"), T0, soon.id())]);
+    assert_eq!(store.count(None).await.unwrap(), 2);
+    // Once expired, it is refused on arrival too.
+    assert_eq!(
+        store.insert(soon, T0 + 100).await.unwrap(),
+        InsertOutcome::Expired
+    );
+    assert_eq!(store.expire(now + 3_600_000).await.unwrap().len(), 1);
+    assert_eq!(store.count(None).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn text_search_thai_chinese_english() {
+    let (_dir, store) = open();
+    let thai = R::new(1, "thai", T0)
+        .body(json!({"title": "ร้านกาแฟดอยช้าง", "tags": ["coffee"]}))
+        .sign();
+    let chinese = R::new(2, "zh", T0 + 1)
+        .body(json!({"title": "清迈夜市", "place": {"name": "Night Bazaar"}}))
+        .sign();
+    let english = R::new(3, "en", T0 + 2)
+        .body(json!({"title": "Coffee Roasters Workshop", "description": "Learn to roast beans", "n": 5}))
+        .sign();
+    store
+        .insert_many(vec![thai.clone(), chinese.clone(), english.clone()], T0)
+        .await
+        .unwrap();
+    for strategy in [None, Some(Via::Walk), Some(Via::Text)] {
+        let find = |t: &str| {
+            let q = text(t);
+            let store = store.clone();
+            async move {
+                let mut v: Vec<_> = all_pages(&store, q, strategy)
+                    .await
+                    .iter()
+                    .map(|r| r.id)
+                    .collect();
+                v.sort();
+                v
+            }
+        };
+        let sorted = |mut v: Vec<RecordId>| {
+            v.sort();
+            v
+        };
+        assert_eq!(find("กาแฟ").await, vec![thai.id()], "{strategy:?}");
+        assert_eq!(find("ดอยช้าง").await, vec![thai.id()]);
+        assert_eq!(
+            find("夜市").await,
+            vec![chinese.id()],
+            "two characters: no trigram"
+        );
+        assert_eq!(find("清迈夜市").await, vec![chinese.id()]);
+        assert_eq!(find("COFFEE").await, sorted(vec![thai.id(), english.id()]));
+        assert_eq!(find("roast").await, vec![english.id()]);
+        assert_eq!(find("bazaar 夜").await, vec![chinese.id()]);
+        assert_eq!(find("coffee beans").await, vec![english.id()]);
+        assert_eq!(find("coffee tea").await, Vec::<RecordId>::new());
+        // Short words fall back to substring checks.
+        assert_eq!(find("ro").await, vec![english.id()]);
+        assert_eq!(find("e").await, sorted(vec![thai.id(), english.id()]));
+        assert_eq!(find("t").await, sorted(vec![chinese.id(), english.id()]));
+        // Keys and numbers are not text; FTS5 syntax is taken literally.
+        assert!(find("title").await.is_empty());
+        assert!(find("5").await.is_empty());
+        for hostile in [
+            "\"",
+            "coffee\" OR \"x",
+            "NEAR(coffee roast)",
+            "cof*",
+            "a:b",
+            "'); DROP",
+            "%",
+            "_",
+            "\\",
+            "\0x",
+        ] {
+            assert!(find(hostile).await.is_empty(), "{hostile}");
+        }
+    }
+    // Word order and case do not matter; the whole text is limited.
+    assert_eq!(
+        ids(&store, text("  WORKSHOP   coffee ")).await,
+        vec![english.id()]
+    );
+    let long = "x".repeat(MAX_QUERY_TEXT + 1);
+    assert!(matches!(
+        store.query(text(&long)).await,
+        Err(RecordStoreError::Query(QueryError::TextTooLong(_)))
+    ));
+}
+
+#[tokio::test]
+async fn filters_by_collection_author_region_and_time() {
+    let (_dir, store) = open();
+    let a = R::new(1, "a", T0).sign();
+    let b = R::new(2, "b", T0 + 10)
+        .collection("org.cnode.events")
+        .sign();
+    let c = R::new(1, "c", T0 + 20).region("w5q7").sign();
+    store
+        .insert_many(vec![a.clone(), b.clone(), c.clone()], T0)
+        .await
+        .unwrap();
+    let q = |f: fn(&mut Query)| {
+        let mut q = Query::default();
+        f(&mut q);
+        q
+    };
+    assert_eq!(
+        ids(
+            &store,
+            q(|q| q.collection = Some("org.cnode.events".into()))
+        )
+        .await,
+        vec![b.id()]
+    );
+    assert_eq!(
+        ids(&store, q(|q| q.author = Some(key(1).did()))).await,
+        vec![c.id(), a.id()]
+    );
+    assert_eq!(
+        ids(&store, q(|q| q.region = Some(region("w5q6")))).await,
+        vec![b.id(), a.id()]
+    );
+    assert_eq!(
+        ids(&store, q(|q| q.since_ms = Some(T0 + 10))).await,
+        vec![c.id(), b.id()]
+    );
+    assert_eq!(
+        ids(&store, q(|q| q.until_ms = Some(T0 + 10))).await,
+        vec![a.id()]
+    );
+    assert_eq!(
+        ids(
+            &store,
+            q(|q| {
+                q.since_ms = Some(T0 + 5);
+                q.until_ms = Some(T0 + 15);
+            })
+        )
+        .await,
+        vec![b.id()]
+    );
+}
+
+#[tokio::test]
+async fn pagination_newest_first_without_overlap_or_gap() {
+    let (_dir, store) = open();
+    let mut all = Vec::new();
+    for i in 0..40u64 {
+        // Pairs share a created_at, so the id breaks ties across pages.
+        let r = R::new((i % 5) as u8, &format!("k{i}"), T0 + i / 2)
+            .body(json!({"title": format!("market stall {i}")}))
+            .sign();
+        all.push(r);
+    }
+    store.insert_many(all.clone(), T0).await.unwrap();
+    let mut expected: Vec<_> = all.iter().map(|r| (r.created_at, r.id())).collect();
+    expected.sort();
+    expected.reverse();
+    let expected: Vec<RecordId> = expected.into_iter().map(|(_, id)| id).collect();
+    for strategy in [None, Some(Via::Walk), Some(Via::Text), Some(Via::Geo)] {
+        for q in [
+            Query {
+                limit: 7,
+                ..Query::default()
+            },
+            Query {
+                limit: 7,
+                text: Some("market".into()),
+                ..Query::default()
+            },
+            Query {
+                limit: 7,
+                region: Some(region("w5q6")),
+                near: Some(Near {
+                    lat: CHIANG_MAI.0,
+                    lon: CHIANG_MAI.1,
+                    radius_m: 50_000.0,
+                }),
+                ..Query::default()
+            },
+        ] {
+            let got: Vec<RecordId> = all_pages(&store, q.clone(), strategy)
+                .await
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            assert_eq!(got, expected, "{strategy:?} {q:?}");
+        }
+    }
+    let first = store
+        .query_at(
+            Query {
+                limit: 7,
+                ..Query::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.records.len(), 7);
+    let exact = store
+        .query_at(
+            Query {
+                limit: 40,
+                ..Query::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(exact.records.len(), 40);
+    assert_eq!(exact.next_cursor, None);
+    // A cursor is checked.
+    for bad in ["", "n.1", "x.1.00", "n.1.zz"] {
+        let q = Query {
+            cursor: Some(bad.into()),
+            ..Query::default()
+        };
+        assert!(
+            matches!(
+                store.query(q).await,
+                Err(RecordStoreError::Query(QueryError::BadCursor))
+            ),
+            "{bad}"
+        );
+    }
+    let q = Query {
+        cursor: first.next_cursor.clone(),
+        text: Some("market".into()),
+        order: Order::Relevance,
+        ..Query::default()
+    };
+    assert!(matches!(
+        store.query(q).await,
+        Err(RecordStoreError::Query(QueryError::BadCursor))
+    ));
+}
+
+#[tokio::test]
+async fn relevance_order() {
+    let (_dir, store) = open();
+    let once = R::new(1, "once", T0 + 3)
+        .body(json!({"title": "weekend market", "description": "fruit vegetables flowers handicrafts clothes and much more in the old town"}))
+        .sign();
+    let twice = R::new(2, "twice", T0 + 2)
+        .body(json!({"title": "noodles noodles", "d": "noodle soup"}))
+        .sign();
+    let best = R::new(3, "best", T0 + 1)
+        .body(json!({"title": "noodles"}))
+        .sign();
+    let none = R::new(4, "none", T0 + 4)
+        .body(json!({"title": "coffee"}))
+        .sign();
+    let weak = R::new(5, "weak", T0).body(json!({"title": "noodles and a very long description of many other things that dilute the match"})).sign();
+    store
+        .insert_many(
+            vec![
+                once.clone(),
+                twice.clone(),
+                best.clone(),
+                none.clone(),
+                weak.clone(),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    let q = Query {
+        text: Some("noodle".into()),
+        order: Order::Relevance,
+        ..Query::default()
+    };
+    let got: Vec<RecordId> = ids(&store, q.clone()).await;
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2], weak.id(), "the long, diluted body ranks last");
+    assert!(got[..2].contains(&twice.id()) && got[..2].contains(&best.id()));
+    // Pages in relevance order match the single page.
+    let paged: Vec<RecordId> = all_pages(
+        &store,
+        Query {
+            limit: 1,
+            ..q.clone()
+        },
+        None,
+    )
+    .await
+    .iter()
+    .map(|r| r.id)
+    .collect();
+    assert_eq!(paged, got);
+    // Newest is the default.
+    assert_eq!(
+        ids(&store, text("noodle")).await,
+        vec![twice.id(), best.id(), weak.id()]
+    );
+    // Relevance needs text; words under three characters rank by newest.
+    let q = Query {
+        order: Order::Relevance,
+        ..Query::default()
+    };
+    assert!(matches!(
+        store.query(q).await,
+        Err(RecordStoreError::Query(QueryError::RelevanceWithoutText))
+    ));
+    let q = Query {
+        order: Order::Relevance,
+        text: Some("no".into()),
+        ..Query::default()
+    };
+    assert_eq!(ids(&store, q).await, vec![twice.id(), best.id(), weak.id()]);
+}
+
+#[tokio::test]
+async fn sync_items_sorted_regions_held_and_drop_region() {
+    let (_dir, store) = open();
+    let mut w5q6 = Vec::new();
+    for i in 0..20u64 {
+        let r = R::new(i as u8, "k", T0 + (i * 7) % 5).sign();
+        w5q6.push((r.created_at, r.id()));
+        store.insert(r, T0).await.unwrap();
+    }
+    for i in 0..3u64 {
+        store
+            .insert(R::new(1, &format!("x{i}"), T0).region("w4rq").sign(), T0)
+            .await
+            .unwrap();
+    }
+    w5q6.sort();
+    assert_eq!(store.sync_items(region("w5q6")).await.unwrap(), w5q6);
+    assert_eq!(store.sync_items(region("w4rq")).await.unwrap().len(), 3);
+    assert!(store.sync_items(region("u4pr")).await.unwrap().is_empty());
+    assert_eq!(
+        store.regions_held().await.unwrap(),
+        vec![region("w4rq"), region("w5q6")]
+    );
+    assert_eq!(store.count(Some(region("w5q6"))).await.unwrap(), 20);
+
+    assert_eq!(store.drop_region(region("w5q6")).await.unwrap(), 20);
+    assert_eq!(store.regions_held().await.unwrap(), vec![region("w4rq")]);
+    assert_eq!(store.count(None).await.unwrap(), 3);
+    assert!(store.sync_items(region("w5q6")).await.unwrap().is_empty());
+    // The text index went with the rows (checked against the content).
+    store
+        .db()
+        .call(|c| {
+            c.execute(
+                "INSERT INTO records_fts(records_fts, rank) VALUES ('integrity-check', 1)",
+                [],
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.drop_region(region("w5q6")).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn encodings_are_served_byte_for_byte() {
+    let (_dir, store) = open();
+    let a = R::new(1, "a", T0).sign();
+    let b = R::new(2, "b", T0)
+        .body(json!({"title": "ร้าน", "x": [1.5, null, true]}))
+        .sign();
+    store
+        .insert_many(vec![a.clone(), b.clone()], T0)
+        .await
+        .unwrap();
+    let missing = RecordId([9; 32]);
+    let got = store
+        .get_encoded_many(vec![b.id(), missing, a.id()])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![b.encode(), a.encode()]);
+    assert_eq!(RecordId(*blake3::hash(&got[0]).as_bytes()), b.id());
+}
+
+#[tokio::test]
+async fn bad_near_is_refused() {
+    let (_dir, store) = open();
+    let q = Query {
+        near: Some(Near {
+            lat: 0.0,
+            lon: 0.0,
+            radius_m: 2_000_000.0,
+        }),
+        ..Query::default()
+    };
+    assert!(matches!(
+        store.query(q).await,
+        Err(RecordStoreError::Query(QueryError::Near(
+            geo::GeoError::RadiusTooLarge(_)
+        )))
+    ));
+}
+
+/// Random 7-character geohashes within ~30 km of Chiang Mai, with some
+/// coarser ones (positions at the centre of a bigger cell).
+fn scattered() -> impl Strategy<Value = Vec<(f64, f64, usize, bool)>> {
+    prop::collection::vec(
+        (-0.3..0.3f64, -0.3..0.3f64, 4usize..=7, any::<bool>()),
+        1..60,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn radius_query_equals_brute_force(
+        points in scattered(),
+        (dlat, dlon) in (-0.2..0.2f64, -0.2..0.2f64),
+        radius in prop_oneof![0.0..3_000.0f64, 0.0..40_000.0f64],
+        word in prop_oneof![Just(None), Just(Some("market")), Just(Some("ma"))],
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (_dir, store) = open();
+            let mut records = Vec::new();
+            for (i, &(la, lo, p, market)) in points.iter().enumerate() {
+                let g = geo::encode(CHIANG_MAI.0 + la, CHIANG_MAI.1 + lo, p);
+                let title = if market { format!("night market {i}") } else { format!("temple {i}") };
+                records.push(R::new(i as u8, "k", T0 + i as u64 % 7).region(&g).body(json!({"title": title})).sign());
+            }
+            store.insert_many(records.clone(), T0).await.unwrap();
+            let (clat, clon) = (CHIANG_MAI.0 + dlat, CHIANG_MAI.1 + dlon);
+            let mut expected: Vec<(u64, RecordId, f64)> = records
+                .iter()
+                .filter(|r| word.is_none_or(|w| r.body["title"].as_str().unwrap_or("").contains(w)))
+                .filter_map(|r| {
+                    let c = geo::decode(&r.region).unwrap();
+                    let d = geo::haversine_m((clat, clon), (c.lat, c.lon));
+                    (d <= radius).then_some((r.created_at, r.id(), d))
+                })
+                .collect();
+            expected.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+            let q = Query {
+                near: Some(Near { lat: clat, lon: clon, radius_m: radius }),
+                text: word.map(String::from),
+                limit: 5,
+                ..Query::default()
+            };
+            for strategy in [None, Some(Via::Walk), Some(Via::Geo), Some(Via::Text)] {
+                let got = all_pages(&store, q.clone(), strategy).await;
+                let got_ids: Vec<(u64, RecordId)> = got.iter().map(|r| (r.record.created_at, r.id)).collect();
+                let want: Vec<(u64, RecordId)> = expected.iter().map(|e| (e.0, e.1)).collect();
+                assert_eq!(got_ids, want, "{strategy:?}");
+                for (g, e) in got.iter().zip(&expected) {
+                    assert_eq!(g.distance_m, Some(e.2));
+                }
+            }
+        });
+    }
+}
+
+/// Timing at scale, run by hand:
+/// `CNODE_BENCH_N=200000 cargo test -p cnode-records --lib store::tests::scale -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: a measurement, not a check"]
+async fn scale() {
+    use std::time::Instant;
+
+    let n: usize = std::env::var("CNODE_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
+    let words = [
+        "coffee",
+        "market",
+        "temple",
+        "noodles",
+        "massage",
+        "yoga",
+        "bicycle",
+        "repair",
+        "guesthouse",
+        "ร้านกาแฟ",
+        "ตลาด",
+        "วัด",
+        "ก๋วยเตี๋ยว",
+        "นวด",
+        "清迈",
+        "夜市",
+        "咖啡",
+        "寺庙",
+        "workshop",
+        "concert",
+        "rental",
+        "apartment",
+        "language",
+        "exchange",
+        "volunteer",
+        "garden",
+        "bakery",
+        "vegan",
+        "music",
+        "festival",
+    ];
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (w5q6_lat, w5q6_lon) = {
+        let c = geo::decode("w5q6").unwrap();
+        (c.lat, c.lon)
+    };
+    let t = Instant::now();
+    let keys: Vec<UserKey> = (0..=255u8).map(key).collect();
+    let mut records = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut pick = || words[(next() % words.len() as u64) as usize];
+        let title = format!("{} {} {}", pick(), pick(), pick());
+        let desc = format!(
+            "{} {} {} {} near the old city, open daily {} {}",
+            pick(),
+            pick(),
+            pick(),
+            pick(),
+            pick(),
+            pick()
+        );
+        let lat = w5q6_lat + ((next() % 10_000) as f64 / 10_000.0 - 0.5) * 0.17;
+        let lon = w5q6_lon + ((next() % 10_000) as f64 / 10_000.0 - 0.5) * 0.35;
+        let k = &keys[i % 256];
+        records.push(
+            UnsignedRecord {
+                key: format!("k{i}"),
+                body: json!({"title": title, "description": desc}),
+                author: k.did(),
+                region: geo::encode(lat, lon, 7),
+                deleted: false,
+                collection: "org.cnode.notices".into(),
+                created_at: T0 + (next() % 86_400_000),
+                expires_at: None,
+            }
+            .sign(k),
+        );
+    }
+    eprintln!("made {n} records in {:?}", t.elapsed());
+    let t = Instant::now();
+    let cols: usize = records
+        .iter()
+        .map(|r| prepare_row(r).map(|row| row.text.len()).unwrap_or(0))
+        .sum();
+    eprintln!(
+        "computing the columns alone: {:?} ({cols} bytes of text)",
+        t.elapsed()
+    );
+    let (_dir, store) = open();
+    if let Ok(kib) = std::env::var("CNODE_BENCH_CACHE_KIB") {
+        let kib: i64 = kib.parse().unwrap();
+        store
+            .db()
+            .call(move |c| c.pragma_update(None, "cache_size", -kib))
+            .await
+            .unwrap();
+    }
+    let t = Instant::now();
+    let mut batch_times = Vec::new();
+    for chunk in records.chunks(1000) {
+        let bt = Instant::now();
+        store.insert_many(chunk.to_vec(), T0).await.unwrap();
+        batch_times.push(bt.elapsed());
+    }
+    let total = t.elapsed();
+    eprintln!(
+        "inserted {n} in batches of 1000: {total:?} ({:.0}/s); last batch {:?}",
+        n as f64 / total.as_secs_f64(),
+        batch_times.last().unwrap()
+    );
+    let db_size = std::fs::metadata(store.db().path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!("db file {} MB", db_size / 1_000_000);
+
+    if std::env::var("CNODE_BENCH_INSERT_ONLY").is_ok() {
+        return;
+    }
+    let t = Instant::now();
+    let items = store.sync_items(region("w5q6")).await.unwrap();
+    eprintln!("sync_items: {} in {:?}", items.len(), t.elapsed());
+
+    async fn time(store: &RecordStore, label: &str, qs: Vec<Query>) {
+        let mut times = Vec::new();
+        let mut found = 0;
+        for q in qs {
+            let t = Instant::now();
+            let page = store.query_at(q, T0).await.unwrap();
+            times.push(t.elapsed());
+            found += page.records.len();
+        }
+        times.sort();
+        let p = |x: f64| times[((times.len() as f64 * x) as usize).min(times.len() - 1)];
+        eprintln!(
+            "{label:32} p50 {:>9.2?} p99 {:>9.2?} max {:>9.2?} (avg {} results)",
+            p(0.5),
+            p(0.99),
+            p(1.0),
+            found / times.len()
+        );
+    }
+    let mut centre = || {
+        (
+            w5q6_lat + ((next() % 1000) as f64 / 1000.0 - 0.5) * 0.15,
+            w5q6_lon + ((next() % 1000) as f64 / 1000.0 - 0.5) * 0.3,
+            words[(next() % words.len() as u64) as usize],
+        )
+    };
+    let mut qs = |radius: f64, with_text: bool, with_near: bool, order: Order| -> Vec<Query> {
+        (0..200)
+            .map(|_| {
+                let (lat, lon, w) = centre();
+                Query {
+                    region: Some(region("w5q6")),
+                    near: with_near.then_some(Near {
+                        lat,
+                        lon,
+                        radius_m: radius,
+                    }),
+                    text: with_text.then(|| w.to_owned()),
+                    order,
+                    ..Query::default()
+                }
+            })
+            .collect()
+    };
+    for radius in [500.0, 2_000.0, 5_000.0, 20_000.0] {
+        time(
+            &store,
+            &format!("text + {radius} m"),
+            qs(radius, true, true, Order::Newest),
+        )
+        .await;
+    }
+    for radius in [500.0, 2_000.0, 20_000.0] {
+        time(
+            &store,
+            &format!("{radius} m"),
+            qs(radius, false, true, Order::Newest),
+        )
+        .await;
+    }
+    time(&store, "text", qs(0.0, true, false, Order::Newest)).await;
+    time(
+        &store,
+        "text, relevance",
+        qs(0.0, true, false, Order::Relevance),
+    )
+    .await;
+    time(
+        &store,
+        "text + 2 km, relevance",
+        qs(2_000.0, true, true, Order::Relevance),
+    )
+    .await;
+    time(
+        &store,
+        "region newest",
+        qs(0.0, false, false, Order::Newest),
+    )
+    .await;
+    let rare: Vec<Query> = (0..50)
+        .map(|i| text(&format!("k{}", i * 7919 % n)))
+        .collect();
+    time(&store, "rare text (no match)", rare).await;
+}
+
+/// The query plan of the candidate query of `q` found by `strategy`.
+async fn plan_of(store: &RecordStore, mut q: Query, strategy: Via, keyset: bool) -> String {
+    if keyset {
+        q.cursor = Some(format!("n.{T0}.{}", "ab".repeat(32)));
+    }
+    let plan = query::Plan::new(q, T0).unwrap();
+    store
+        .db()
+        .call(move |c| {
+            let (sql, values) = plan.first_sql(strategy).unwrap();
+            assert_eq!(sql.contains("(r.created_at, r.id) < (?, ?)"), keyset);
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let rows = st.query_map(rusqlite::params_from_iter(values), |r| {
+                r.get::<_, String>(3)
+            })?;
+            rows.collect::<Result<Vec<_>, _>>().map(|v| v.join(" | "))
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn query_plans_use_the_intended_indexes() {
+    let (_dir, store) = open();
+    let near = Some(Near {
+        lat: CHIANG_MAI.0,
+        lon: CHIANG_MAI.1,
+        radius_m: 2_000.0,
+    });
+    let full = Query {
+        region: Some(region("w5q6")),
+        near,
+        text: Some("coffee".into()),
+        collection: Some("org.cnode.events".into()),
+        author: Some(key(1).did()),
+        since_ms: Some(T0),
+        ..Query::default()
+    };
+    for keyset in [false, true] {
+        let walk = plan_of(&store, full.clone(), Via::Walk, keyset).await;
+        assert!(
+            walk.contains("USING COVERING INDEX records_region (region=?"),
+            "{walk}"
+        );
+        assert!(!walk.contains("TEMP B-TREE"), "{walk}");
+        let walk = plan_of(
+            &store,
+            Query {
+                region: None,
+                ..full.clone()
+            },
+            Via::Walk,
+            keyset,
+        )
+        .await;
+        assert!(walk.contains("USING INDEX records_created"), "{walk}");
+        assert!(!walk.contains("TEMP B-TREE"), "{walk}");
+        let geo = plan_of(&store, full.clone(), Via::Geo, keyset).await;
+        assert!(
+            geo.contains("USING COVERING INDEX records_geo (cell>? AND cell<?)"),
+            "{geo}"
+        );
+        let text = plan_of(&store, full.clone(), Via::Text, keyset).await;
+        assert!(
+            text.contains("VIRTUAL TABLE INDEX") && text.contains("USING INTEGER PRIMARY KEY"),
+            "{text}"
+        );
+    }
+    let sync: String = store
+        .db()
+        .call(|c| {
+            c.query_row(
+                "EXPLAIN QUERY PLAN SELECT created_at, id FROM records INDEXED BY records_region
+                 WHERE region = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY created_at, id",
+                rusqlite::params!["w5q6", 1],
+                |r| r.get(3),
+            )
+        })
+        .await
+        .unwrap();
+    assert!(sync.contains("COVERING INDEX records_region"), "{sync}");
+}
