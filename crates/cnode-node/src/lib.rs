@@ -32,6 +32,7 @@ pub use datadir::{
 };
 pub use node::{Node, NodeBuilder, NodeError};
 pub use records::{
-    Posted, RecordError, RecordMetrics, RecordService, RecordsConfig, RegionInfo, SyncFailure,
+    MAX_GOSSIP_IN_FLIGHT, Posted, RecordError, RecordMetrics, RecordService, RecordsConfig,
+    RegionInfo, SyncFailure,
     SyncReport,
 };

@@ -47,6 +47,8 @@ const EXPIRY_SWEEP: Duration = Duration::from_secs(30);
 const FETCH_BATCH: usize = sync::MAX_FETCH_IDS;
 /// The most ids one session pulls; the rest waits for the next session.
 const MAX_NEED_PER_SESSION: usize = 2_000_000;
+/// Gossiped records validated and stored at once; more are ignored.
+pub const MAX_GOSSIP_IN_FLIGHT: usize = 512;
 /// Inbound sync requests one peer may make per second (burst = 4 s worth).
 const SYNC_REQUESTS_PER_SEC: f64 = 200.0;
 
@@ -187,6 +189,7 @@ struct Inner {
     new_records: broadcast::Sender<Arc<StoredRecord>>,
     metrics: RecordMetrics,
     syncing: Mutex<HashSet<(PeerId, RegionId)>>,
+    gossip_slots: Arc<tokio::sync::Semaphore>,
     inbound_budget: Mutex<HashMap<PeerId, (f64, Instant)>>,
 }
 
@@ -238,6 +241,7 @@ impl RecordService {
                 new_records,
                 metrics,
                 syncing: Mutex::new(HashSet::new()),
+                gossip_slots: Arc::new(tokio::sync::Semaphore::new(MAX_GOSSIP_IN_FLIGHT)),
                 inbound_budget: Mutex::new(HashMap::new()),
             }),
         }
@@ -442,9 +446,17 @@ impl RecordService {
     }
 
     /// A gossip message on a region topic: validate, store, and tell
-    /// gossipsub whether to forward it.
+    /// gossipsub whether to forward it. At most [`MAX_GOSSIP_IN_FLIGHT`]
+    /// are checked at once; beyond that a message is ignored (not
+    /// forwarded, no penalty) and reconciliation brings it later.
     pub async fn on_gossip(&self, topic: &str, data: &[u8], pending: Option<GossipId>) {
-        let verdict = self.gossip_verdict(topic, data).await;
+        let verdict = match self.inner.gossip_slots.clone().try_acquire_owned() {
+            Ok(_permit) => self.gossip_verdict(topic, data).await,
+            Err(_) => {
+                self.count_reject_label("overloaded");
+                GossipVerdict::Ignore
+            }
+        };
         if let Some(id) = pending {
             let _ = self.inner.net.report_gossip(id, verdict).await;
         }
@@ -530,25 +542,38 @@ impl RecordService {
     }
 
     fn spawn_sync(&self, peer: PeerId, region: RegionId) {
-        if !self.inner.syncing.lock().map_or(false, |mut s| s.insert((peer, region))) {
-            return; // a session with this peer for this region is running
-        }
         let this = self.clone();
         tokio::spawn(
             async move {
-                match this.sync_with(peer, region).await {
+                match this.sync_now(peer, region).await {
                     Ok(report) if report.needed > 0 => {
                         info!(%peer, %region, ?report, "reconciled")
                     }
-                    Ok(_) => {}
+                    Ok(_) | Err(SyncFailure::Busy) => {}
                     Err(e) => debug!(%peer, %region, "reconciliation failed: {e}"),
-                }
-                if let Ok(mut s) = this.inner.syncing.lock() {
-                    s.remove(&(peer, region));
                 }
             }
             .in_current_span(),
         );
+    }
+
+    /// Reconciles `region` with `peer` now and pulls what we lack, unless a
+    /// session with that peer for that region is already running
+    /// ([`SyncFailure::Busy`]).
+    pub async fn sync_now(&self, peer: PeerId, region: RegionId) -> Result<SyncReport, SyncFailure> {
+        let claimed = self
+            .inner
+            .syncing
+            .lock()
+            .is_ok_and(|mut s| s.insert((peer, region)));
+        if !claimed {
+            return Err(SyncFailure::Busy);
+        }
+        let result = self.sync_with(peer, region).await;
+        if let Ok(mut s) = self.inner.syncing.lock() {
+            s.remove(&(peer, region));
+        }
+        result
     }
 
     async fn periodic_sync(&self) {
@@ -582,8 +607,7 @@ impl RecordService {
         }
     }
 
-    /// Reconciles `region` with `peer` and pulls what we lack.
-    pub async fn sync_with(&self, peer: PeerId, region: RegionId) -> Result<SyncReport, SyncFailure> {
+    async fn sync_with(&self, peer: PeerId, region: RegionId) -> Result<SyncReport, SyncFailure> {
         let snapshot = {
             let mut regions = self.lock_regions();
             let set = regions.get_mut(&region).ok_or(SyncFailure::NotServed)?;
@@ -627,18 +651,22 @@ impl RecordService {
             let got = encoded.len().min(take);
             pending = &pending[got..];
             let now = now_ms();
-            let mut valid = Vec::with_capacity(encoded.len());
-            let validator = &self.inner.validator;
-            for bytes in &encoded {
-                match validator.decode_and_validate(bytes, Arrival::Sync, now) {
-                    Ok(r)
-                        if wanted.contains(&r.id())
-                            && r.region_prefix() == Some(region.as_str()) =>
-                    {
-                        valid.push(r)
-                    }
-                    Ok(_) => self.count_reject_label("unrequested"),
-                    Err(reject) => self.count_reject(&reject),
+            // Signature checks are CPU work: two halves on the blocking pool,
+            // so both cores verify while the runtime stays responsive.
+            let half = encoded.len().div_ceil(2);
+            let second = encoded[half..].to_vec();
+            let mut first = encoded;
+            first.truncate(half);
+            let (a, b) = tokio::join!(
+                self.validate_batch(first, region, now),
+                self.validate_batch(second, region, now)
+            );
+            let mut valid = Vec::with_capacity(half * 2);
+            for (record, label) in a.into_iter().chain(b) {
+                match (record, label) {
+                    (Some(r), _) if wanted.contains(&r.id()) => valid.push(r),
+                    (Some(_), _) => self.count_reject_label("unrequested"),
+                    (None, label) => self.count_reject_label(label),
                 }
             }
             let stored = self.store_many(valid, now).await?;
@@ -647,6 +675,34 @@ impl RecordService {
         }
         self.inner.metrics.sync_wire_bytes.inc_by(report.wire_bytes as u64);
         Ok(report)
+    }
+
+    /// Decodes and validates fetched records (sync path) on the blocking
+    /// pool; each result is the record, or `None` with the reject label.
+    async fn validate_batch(
+        &self,
+        encoded: Vec<Vec<u8>>,
+        region: RegionId,
+        now: u64,
+    ) -> Vec<(Option<Record>, &'static str)> {
+        if encoded.is_empty() {
+            return Vec::new();
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            encoded
+                .iter()
+                .map(|bytes| {
+                    match this.inner.validator.decode_and_validate(bytes, Arrival::Sync, now) {
+                        Ok(r) if r.region_prefix() == Some(region.as_str()) => (Some(r), ""),
+                        Ok(_) => (None, "other_region"),
+                        Err(reject) => (None, reject.label()),
+                    }
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     }
 
     fn count_reject_label(&self, label: &str) {
@@ -800,6 +856,9 @@ pub enum SyncFailure {
     /// We do not serve the region.
     #[error("region not served here")]
     NotServed,
+    /// A session with this peer for this region is already running.
+    #[error("already reconciling with this peer")]
+    Busy,
     /// The peer failed, refused or answered nonsense.
     #[error("peer: {0}")]
     Peer(String),
