@@ -9,18 +9,20 @@
 //! - geo: range scans of `records_geo` over the circle's geohash cover, then
 //!   a top-N sort — best when few records lie in the circle;
 //! - text: the FTS5 trigram index, then a top-N sort (or bm25 order) — best
-//!   when few records contain the words.
+//!   when few records contain the words;
+//! - author: the author's records by `records_slot`, then a top-N sort —
+//!   best when the author has few records.
 //!
 //! `records_region` and `records_geo` cover the time, expiry, tombstone and
 //! bounding-box checks, so walk and geo read a row only for the filters that
 //! need it (collection, author, words), one candidate at a time in result
 //! order, and stop when the page is full. The exact distance is checked in
-//! Rust. Geo and text are used when a bounded count on their index says the
-//! candidate set is small; otherwise walk.
+//! Rust. Geo, text and author are used when a bounded count on their index
+//! says the candidate set is small; otherwise walk.
 
 use cnode_identity::Did;
 use cnode_types::RegionId;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter, types::Value};
+use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value};
 
 use super::{RecordStoreError, StoredRecord, author_key, clamp_i64, stored};
 use crate::{
@@ -46,6 +48,10 @@ const SELECTIVE_GEO: i64 = 16_000;
 
 /// The same bound for the text index (each candidate costs a row read).
 const SELECTIVE_TEXT: i64 = 4_000;
+
+/// A candidate set this cheap (in row reads) is taken without counting the
+/// other index.
+const CHEAP: i64 = 256;
 
 /// How many covering-index entries cost about one row read.
 const GEO_ENTRIES_PER_ROW: i64 = 8;
@@ -214,6 +220,7 @@ pub(super) enum Strategy {
     Walk,
     Geo,
     Text,
+    Author,
 }
 
 /// A validated query, ready to run on the connection.
@@ -355,6 +362,7 @@ impl Plan {
             _ if self.order == Order::Relevance => Strategy::Text,
             Some(Strategy::Text) if self.fts.is_none() => Strategy::Walk,
             Some(Strategy::Geo) if self.near.is_none() => Strategy::Walk,
+            Some(Strategy::Author) if self.author.is_none() => Strategy::Walk,
             Some(s) => s,
             None => self.strategy(conn)?,
         };
@@ -364,7 +372,7 @@ impl Plan {
         // more than a page. Rarely does a page need a second batch.
         let batch = 2 * want + 32;
         let row_check = match strategy {
-            Strategy::Text => None,
+            Strategy::Text | Strategy::Author => None,
             Strategy::Walk | Strategy::Geo => self.row_check(),
         };
         let mut check = match &row_check {
@@ -481,11 +489,10 @@ impl Plan {
             let sql = format!(
                 "WITH g(lo, hi) AS (VALUES {}) SELECT count(*) FROM (
                      SELECT 1 FROM g CROSS JOIN records r INDEXED BY records_geo
-                     ON r.cell >= g.lo AND r.cell < g.hi LIMIT ?)",
+                     ON r.cell >= g.lo AND r.cell < g.hi LIMIT {SELECTIVE_GEO})",
                 vec!["(?, ?)"; ranges.len().max(1)].join(", ")
             );
-            let mut values = range_values(&ranges);
-            values.push(Value::Integer(SELECTIVE_GEO));
+            let values = range_values(&ranges);
             let n: i64 = conn
                 .prepare_cached(&sql)?
                 .query_row(params_from_iter(values), |r| r.get(0))?;
@@ -493,15 +500,30 @@ impl Plan {
                 best = Some((n / GEO_ENTRIES_PER_ROW, Strategy::Geo));
             }
         }
-        if let Some(fts) = &self.fts {
+        // A small geo scan beats anything the text count could find.
+        let geo_is_cheap = best.is_some_and(|(cost, _)| cost < CHEAP);
+        if let Some(fts) = self.fts.as_ref().filter(|_| !geo_is_cheap) {
             let n: i64 = conn
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT count(*) FROM (
-                         SELECT rowid FROM records_fts WHERE records_fts MATCH ?1 LIMIT ?2)",
-                )?
-                .query_row(params![fts, SELECTIVE_TEXT], |r| r.get(0))?;
+                         SELECT rowid FROM records_fts WHERE records_fts MATCH ?1
+                         LIMIT {SELECTIVE_TEXT})"
+                ))?
+                .query_row([fts], |r| r.get(0))?;
             if n < SELECTIVE_TEXT && best.is_none_or(|(m, _)| n < m) {
                 best = Some((n, Strategy::Text));
+            }
+        }
+        if let Some(author) = self.author.filter(|_| best.is_none_or(|(c, _)| c >= CHEAP)) {
+            let n: i64 = conn
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM (
+                         SELECT 1 FROM records INDEXED BY records_slot WHERE author = ?1
+                         LIMIT {SELECTIVE_TEXT})"
+                ))?
+                .query_row([&author[..]], |r| r.get(0))?;
+            if n < SELECTIVE_TEXT && best.is_none_or(|(m, _)| n < m) {
+                best = Some((n, Strategy::Author));
             }
         }
         Ok(best.map_or(Strategy::Walk, |(_, s)| s))
@@ -556,8 +578,8 @@ impl Plan {
     /// `None` if it can find nothing (the circle misses the region).
     ///
     /// Walk and geo read only their covering index (the row's own filters
-    /// are [`row_check`](Self::row_check)); text reads the rows it finds and
-    /// checks everything.
+    /// are [`row_check`](Self::row_check)); text and author read the rows
+    /// they find and check everything.
     fn sql(
         &self,
         strategy: Strategy,
@@ -591,6 +613,12 @@ impl Plan {
                     vec!["(?, ?)"; ranges.len()].join(", ")
                 ));
                 values.extend(range_values(&ranges));
+            }
+            Strategy::Author => {
+                sql.push_str(&format!(
+                    "SELECT {columns} FROM records r INDEXED BY records_slot WHERE 1"
+                ));
+                row_filters = true;
             }
             Strategy::Text => {
                 sql.push_str(&format!(
@@ -694,13 +722,16 @@ impl Plan {
             }
             None => {}
         }
+        // LIMIT is written into the statement, not bound: SQLite plans with
+        // a bound LIMIT's value and re-prepares the statement on every new
+        // binding. There are few distinct batch sizes.
         match self.order {
-            Order::Newest => sql.push_str(" ORDER BY r.created_at DESC, r.id DESC LIMIT ?"),
+            Order::Newest => sql.push_str(" ORDER BY r.created_at DESC, r.id DESC"),
             Order::Relevance => {
-                sql.push_str(" ORDER BY bm25(records_fts), r.created_at DESC, r.id DESC LIMIT ?")
+                sql.push_str(" ORDER BY bm25(records_fts), r.created_at DESC, r.id DESC")
             }
         }
-        values.push(Value::Integer(i64::try_from(batch).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" LIMIT {batch}"));
         Some((sql, values))
     }
 }
