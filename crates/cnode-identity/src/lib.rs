@@ -20,8 +20,54 @@ const ED25519_PUB_MULTICODEC: [u8; 2] = [0xed, 0x01];
 const DID_KEY_PREFIX: &str = "did:key:z";
 
 /// A user's decentralised identifier: `did:key` over an ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Did(VerifyingKey);
+///
+/// The text form is computed once (base58 is quadratic in the key length and
+/// records print their author on every encode).
+#[derive(Clone, Copy)]
+pub struct Did(VerifyingKey, DidText);
+
+/// `did:key:z` + at most 48 base58 characters, kept next to the key.
+#[derive(Clone, Copy)]
+struct DidText {
+    buf: [u8; 64],
+    len: u8,
+}
+
+impl DidText {
+    fn of(key: &VerifyingKey) -> Self {
+        let mut bytes = [0u8; 34];
+        bytes[..2].copy_from_slice(&ED25519_PUB_MULTICODEC);
+        bytes[2..].copy_from_slice(key.as_bytes());
+        let mut buf = [0u8; 64];
+        buf[..DID_KEY_PREFIX.len()].copy_from_slice(DID_KEY_PREFIX.as_bytes());
+        // 34 bytes are at most 47 base58 characters: it always fits.
+        let n = bs58::encode(bytes)
+            .onto(&mut buf[DID_KEY_PREFIX.len()..])
+            .unwrap_or(0);
+        Self {
+            buf,
+            len: (DID_KEY_PREFIX.len() + n) as u8,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("did:key:?")
+    }
+}
+
+impl PartialEq for Did {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Did {}
+
+impl std::hash::Hash for Did {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_bytes().hash(state);
+    }
+}
 
 impl Ord for Did {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
@@ -56,6 +102,15 @@ pub enum DidError {
 }
 
 impl Did {
+    fn from_key(key: VerifyingKey) -> Self {
+        Self(key, DidText::of(&key))
+    }
+
+    /// The text form, `did:key:z6Mk…`.
+    pub fn as_str(&self) -> &str {
+        self.1.as_str()
+    }
+
     /// The raw 32-byte ed25519 public key.
     pub fn public_key_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()
@@ -64,7 +119,7 @@ impl Did {
     /// The DID of a raw 32-byte ed25519 public key.
     pub fn from_public_key_bytes(bytes: &[u8; 32]) -> Result<Self, DidError> {
         VerifyingKey::from_bytes(bytes)
-            .map(Self)
+            .map(Self::from_key)
             .map_err(|_| DidError::Key)
     }
 
@@ -80,10 +135,7 @@ impl Did {
 
 impl fmt::Display for Did {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = Vec::with_capacity(34);
-        bytes.extend_from_slice(&ED25519_PUB_MULTICODEC);
-        bytes.extend_from_slice(self.0.as_bytes());
-        write!(f, "{DID_KEY_PREFIX}{}", bs58::encode(bytes).into_string())
+        f.write_str(self.as_str())
     }
 }
 
@@ -105,13 +157,26 @@ impl FromStr for Did {
             .strip_prefix(&ED25519_PUB_MULTICODEC[..])
             .ok_or(DidError::KeyType)?;
         let key: &[u8; 32] = key.try_into().map_err(|_| DidError::Key)?;
-        Self::from_public_key_bytes(key)
+        let key = VerifyingKey::from_bytes(key).map_err(|_| DidError::Key)?;
+        // Base58 has one spelling per byte string, so the input is the
+        // canonical text: keep it instead of encoding again.
+        let mut buf = [0u8; 64];
+        let text = if s.len() <= buf.len() {
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            DidText {
+                buf,
+                len: s.len() as u8,
+            }
+        } else {
+            DidText::of(&key)
+        };
+        Ok(Self(key, text))
     }
 }
 
 impl serde::Serialize for Did {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -146,7 +211,7 @@ impl UserKey {
 
     /// The public identity of this key.
     pub fn did(&self) -> Did {
-        Did(self.0.verifying_key())
+        Did::from_key(self.0.verifying_key())
     }
 
     /// Signs `message` (ed25519, deterministic).

@@ -607,6 +607,11 @@ impl RecordService {
         }
     }
 
+    /// One session, as a three-stage pipeline so the network, the CPU and
+    /// the disk work at the same time: (1) negentropy rounds yield the ids we
+    /// lack, (2) they are fetched in batches of 1024 and validated on two
+    /// threads, (3) valid records are stored. Bounded queues between the
+    /// stages keep memory flat.
     async fn sync_with(&self, peer: PeerId, region: RegionId) -> Result<SyncReport, SyncFailure> {
         let snapshot = {
             let mut regions = self.lock_regions();
@@ -614,65 +619,106 @@ impl RecordService {
             set.snapshot()
         };
         self.inner.metrics.sync_sessions.inc();
-        let mut report = SyncReport::default();
-        let (mut reconciler, mut msg) = sync::Reconciler::start(snapshot)?;
-        let mut need: Vec<RecordId> = Vec::new();
-        loop {
-            let answer = self.ask(peer, SyncRequest::Reconcile { region, msg }, &mut report).await?;
-            let SyncResponse::Reconcile(answer) = answer else {
-                return Err(SyncFailure::Peer("unexpected answer to reconcile".into()));
-            };
-            let round = reconciler.step(&answer)?;
-            report.rounds += 1;
-            need.extend(round.need);
-            if need.len() > MAX_NEED_PER_SESSION {
-                need.truncate(MAX_NEED_PER_SESSION);
-                break;
-            }
-            match round.next {
-                Some(next) => msg = next,
-                None => break,
-            }
-        }
-        report.needed = need.len();
-        // Fetch in batches; validate and store each batch as it comes.
-        let wanted: HashSet<RecordId> = need.iter().copied().collect();
-        let mut pending: &[RecordId] = &need;
-        while !pending.is_empty() {
-            let take = pending.len().min(FETCH_BATCH);
-            let ids = pending[..take].to_vec();
-            let answer = self.ask(peer, SyncRequest::Fetch { region, ids }, &mut report).await?;
-            let SyncResponse::Records(encoded) = answer else {
-                return Err(SyncFailure::Peer("unexpected answer to fetch".into()));
-            };
-            if encoded.is_empty() {
-                break; // the peer no longer has them; next session
-            }
-            let got = encoded.len().min(take);
-            pending = &pending[got..];
-            let now = now_ms();
-            // Signature checks are CPU work: two halves on the blocking pool,
-            // so both cores verify while the runtime stays responsive.
-            let half = encoded.len().div_ceil(2);
-            let second = encoded[half..].to_vec();
-            let mut first = encoded;
-            first.truncate(half);
-            let (a, b) = tokio::join!(
-                self.validate_batch(first, region, now),
-                self.validate_batch(second, region, now)
-            );
-            let mut valid = Vec::with_capacity(half * 2);
-            for (record, label) in a.into_iter().chain(b) {
-                match (record, label) {
-                    (Some(r), _) if wanted.contains(&r.id()) => valid.push(r),
-                    (Some(_), _) => self.count_reject_label("unrequested"),
-                    (None, label) => self.count_reject_label(label),
+        let (need_tx, mut need_rx) = tokio::sync::mpsc::channel::<Vec<RecordId>>(8);
+        let (valid_tx, mut valid_rx) = tokio::sync::mpsc::channel::<Vec<Record>>(2);
+
+        let reconcile = async move {
+            let (mut wire, mut rounds, mut needed) = (0usize, 0usize, 0usize);
+            let (mut reconciler, mut msg) = sync::Reconciler::start(snapshot)?;
+            loop {
+                let request = SyncRequest::Reconcile { region, msg };
+                let answer = self.ask(peer, request, &mut wire).await?;
+                let SyncResponse::Reconcile(answer) = answer else {
+                    return Err(SyncFailure::Peer("unexpected answer to reconcile".into()));
+                };
+                let round = reconciler.step(&answer)?;
+                rounds += 1;
+                let mut ids = round.need;
+                ids.truncate(MAX_NEED_PER_SESSION.saturating_sub(needed));
+                needed += ids.len();
+                if !ids.is_empty() && need_tx.send(ids).await.is_err() {
+                    break; // a later stage failed; its error is reported
+                }
+                match round.next {
+                    Some(next) if needed < MAX_NEED_PER_SESSION => msg = next,
+                    _ => break,
                 }
             }
-            let stored = self.store_many(valid, now).await?;
-            report.stored += stored;
-            self.inner.metrics.sync_pulled.inc_by(stored as u64);
-        }
+            Ok::<_, SyncFailure>((wire, rounds, needed))
+        };
+
+        let fetch = async move {
+            let mut wire = 0usize;
+            let mut queue: std::collections::VecDeque<RecordId> = Default::default();
+            let mut open = true;
+            loop {
+                while open && queue.len() < FETCH_BATCH {
+                    match need_rx.recv().await {
+                        Some(ids) => queue.extend(ids),
+                        None => open = false,
+                    }
+                }
+                if queue.is_empty() {
+                    break;
+                }
+                let take = queue.len().min(FETCH_BATCH);
+                let ids: Vec<RecordId> = queue.drain(..take).collect();
+                let asked: HashSet<RecordId> = ids.iter().copied().collect();
+                let answer = self.ask(peer, SyncRequest::Fetch { region, ids: ids.clone() }, &mut wire).await?;
+                let SyncResponse::Records(encoded) = answer else {
+                    return Err(SyncFailure::Peer("unexpected answer to fetch".into()));
+                };
+                if encoded.is_empty() {
+                    continue; // the peer no longer has them; a later session
+                }
+                // A response cut at its size budget: ask again for the rest.
+                let got = encoded.len().min(take);
+                for id in ids[got..].iter().rev() {
+                    queue.push_front(*id);
+                }
+                let now = now_ms();
+                let half = encoded.len().div_ceil(2);
+                let second = encoded[half..].to_vec();
+                let mut first = encoded;
+                first.truncate(half);
+                let (a, b) = tokio::join!(
+                    self.validate_batch(first, region, now),
+                    self.validate_batch(second, region, now)
+                );
+                let mut valid = Vec::with_capacity(half * 2);
+                for (record, label) in a.into_iter().chain(b) {
+                    match (record, label) {
+                        (Some(r), _) if asked.contains(&r.id()) => valid.push(r),
+                        (Some(_), _) => self.count_reject_label("unrequested"),
+                        (None, label) => self.count_reject_label(label),
+                    }
+                }
+                if valid_tx.send(valid).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, SyncFailure>(wire)
+        };
+
+        let store = async move {
+            let mut stored = 0usize;
+            while let Some(batch) = valid_rx.recv().await {
+                stored += self.store_many(batch, now_ms()).await?;
+            }
+            Ok::<_, SyncFailure>(stored)
+        };
+
+        let (reconciled, fetched, stored) = tokio::join!(reconcile, fetch, store);
+        let (wire_a, rounds, needed) = reconciled?;
+        let wire_b = fetched?;
+        let stored = stored?;
+        let report = SyncReport {
+            rounds,
+            needed,
+            stored,
+            wire_bytes: wire_a + wire_b,
+        };
+        self.inner.metrics.sync_pulled.inc_by(stored as u64);
         self.inner.metrics.sync_wire_bytes.inc_by(report.wire_bytes as u64);
         Ok(report)
     }
@@ -719,17 +765,17 @@ impl RecordService {
         &self,
         peer: PeerId,
         request: SyncRequest,
-        report: &mut SyncReport,
+        wire_bytes: &mut usize,
     ) -> Result<SyncResponse, SyncFailure> {
         let bytes = request.encode();
-        report.wire_bytes += bytes.len();
+        *wire_bytes += bytes.len();
         let answer = self
             .inner
             .net
             .request(peer, ReqProtocol::Sync, bytes)
             .await
             .map_err(|e| SyncFailure::Peer(e.to_string()))?;
-        report.wire_bytes += answer.len();
+        *wire_bytes += answer.len();
         match SyncResponse::decode(&answer)? {
             SyncResponse::Refused(reason) => Err(SyncFailure::Peer(format!("refused: {reason}"))),
             other => Ok(other),
