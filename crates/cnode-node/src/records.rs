@@ -45,6 +45,8 @@ const SYNC_AFTER_CONNECT: Duration = Duration::from_millis(800);
 const EXPIRY_SWEEP: Duration = Duration::from_secs(30);
 /// Ids fetched per round trip (the protocol's maximum).
 const FETCH_BATCH: usize = sync::MAX_FETCH_IDS;
+/// Fetch requests in flight per session.
+const FETCHES_IN_FLIGHT: usize = 3;
 /// The most ids one session pulls; the rest waits for the next session.
 const MAX_NEED_PER_SESSION: usize = 2_000_000;
 /// Gossiped records validated and stored at once; more are ignored.
@@ -650,50 +652,44 @@ impl RecordService {
         let fetch = async move {
             let mut wire = 0usize;
             let mut queue: std::collections::VecDeque<RecordId> = Default::default();
+            let mut inflight = futures::stream::FuturesUnordered::new();
             let mut open = true;
             loop {
-                while open && queue.len() < FETCH_BATCH {
-                    match need_rx.recv().await {
+                // Take what stage 1 has found: wait for it only when there
+                // is nothing else to do.
+                while open && queue.len() < FETCH_BATCH * FETCHES_IN_FLIGHT {
+                    let next = if inflight.is_empty() && queue.len() < FETCH_BATCH {
+                        need_rx.recv().await
+                    } else {
+                        match need_rx.try_recv() {
+                            Ok(ids) => Some(ids),
+                            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
+                        }
+                    };
+                    match next {
                         Some(ids) => queue.extend(ids),
                         None => open = false,
                     }
                 }
-                if queue.is_empty() {
-                    break;
+                while inflight.len() < FETCHES_IN_FLIGHT
+                    && !queue.is_empty()
+                    && (queue.len() >= FETCH_BATCH || !open)
+                {
+                    let take = queue.len().min(FETCH_BATCH);
+                    let ids: Vec<RecordId> = queue.drain(..take).collect();
+                    inflight.push(self.fetch_batch(peer, region, ids));
                 }
-                let take = queue.len().min(FETCH_BATCH);
-                let ids: Vec<RecordId> = queue.drain(..take).collect();
-                let asked: HashSet<RecordId> = ids.iter().copied().collect();
-                let answer = self.ask(peer, SyncRequest::Fetch { region, ids: ids.clone() }, &mut wire).await?;
-                let SyncResponse::Records(encoded) = answer else {
-                    return Err(SyncFailure::Peer("unexpected answer to fetch".into()));
-                };
-                if encoded.is_empty() {
-                    continue; // the peer no longer has them; a later session
-                }
-                // A response cut at its size budget: ask again for the rest.
-                let got = encoded.len().min(take);
-                for id in ids[got..].iter().rev() {
-                    queue.push_front(*id);
-                }
-                let now = now_ms();
-                let half = encoded.len().div_ceil(2);
-                let second = encoded[half..].to_vec();
-                let mut first = encoded;
-                first.truncate(half);
-                let (a, b) = tokio::join!(
-                    self.validate_batch(first, region, now),
-                    self.validate_batch(second, region, now)
-                );
-                let mut valid = Vec::with_capacity(half * 2);
-                for (record, label) in a.into_iter().chain(b) {
-                    match (record, label) {
-                        (Some(r), _) if asked.contains(&r.id()) => valid.push(r),
-                        (Some(_), _) => self.count_reject_label("unrequested"),
-                        (None, label) => self.count_reject_label(label),
+                let Some(result) = futures::StreamExt::next(&mut inflight).await else {
+                    if queue.is_empty() && !open {
+                        break;
                     }
-                }
-                if valid_tx.send(valid).await.is_err() {
+                    continue;
+                };
+                let (valid, leftover, bytes) = result?;
+                wire += bytes;
+                queue.extend(leftover);
+                if !valid.is_empty() && valid_tx.send(valid).await.is_err() {
                     break;
                 }
             }
@@ -721,6 +717,50 @@ impl RecordService {
         self.inner.metrics.sync_pulled.inc_by(stored as u64);
         self.inner.metrics.sync_wire_bytes.inc_by(report.wire_bytes as u64);
         Ok(report)
+    }
+
+    /// Fetches one batch of ids and validates what comes back; returns the
+    /// valid records, the ids to ask again (the response was cut at its size
+    /// budget) and the bytes on the wire.
+    async fn fetch_batch(
+        &self,
+        peer: PeerId,
+        region: RegionId,
+        ids: Vec<RecordId>,
+    ) -> Result<(Vec<Record>, Vec<RecordId>, usize), SyncFailure> {
+        let mut wire = 0;
+        let asked: HashSet<RecordId> = ids.iter().copied().collect();
+        let request = SyncRequest::Fetch {
+            region,
+            ids: ids.clone(),
+        };
+        let SyncResponse::Records(encoded) = self.ask(peer, request, &mut wire).await? else {
+            return Err(SyncFailure::Peer("unexpected answer to fetch".into()));
+        };
+        if encoded.is_empty() {
+            // The peer no longer has them; a later session will tell.
+            return Ok((Vec::new(), Vec::new(), wire));
+        }
+        let leftover = ids[encoded.len().min(ids.len())..].to_vec();
+        let now = now_ms();
+        // Signature checks are CPU work: two halves on the blocking pool.
+        let half = encoded.len().div_ceil(2);
+        let second = encoded[half..].to_vec();
+        let mut first = encoded;
+        first.truncate(half);
+        let (a, b) = tokio::join!(
+            self.validate_batch(first, region, now),
+            self.validate_batch(second, region, now)
+        );
+        let mut valid = Vec::with_capacity(half * 2);
+        for (record, label) in a.into_iter().chain(b) {
+            match (record, label) {
+                (Some(r), _) if asked.contains(&r.id()) => valid.push(r),
+                (Some(_), _) => self.count_reject_label("unrequested"),
+                (None, label) => self.count_reject_label(label),
+            }
+        }
+        Ok((valid, leftover, wire))
     }
 
     /// Decodes and validates fetched records (sync path) on the blocking
