@@ -459,3 +459,131 @@ async fn bad_records_are_rejected_and_not_forwarded() -> Result<()> {
     }
     Ok(())
 }
+
+/// The HTTP routes: post canonical CBOR, read back as JSON and CBOR, the
+/// server-sent stream of new records, regions, and clear 400s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_routes_for_records() -> Result<()> {
+    let a = TestNode::spawn(NodeOptions {
+        api: true,
+        transports: Transports::Tcp,
+        regions: vec![region(CHIANG_MAI)],
+        ..Default::default()
+    })
+    .await?;
+    let base = format!("http://{}", a.api.as_ref().unwrap().addr());
+    let token = a.node.data_dir().load_token()?;
+    let http = reqwest::Client::new();
+
+    // Subscribe to the stream before posting.
+    let mut stream = http
+        .get(format!("{base}/v1/records/stream?region={CHIANG_MAI}"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 200);
+
+    let record = notice(&user(30), "http", "ตลาดวโรรส posted over HTTP", now_ms());
+    let r = http
+        .post(format!("{base}/v1/records"))
+        .bearer_auth(&token)
+        .header("content-type", "application/cbor")
+        .body(record.encode())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 201);
+    let posted: serde_json::Value = r.json().await?;
+    assert_eq!(posted["id"], record.id().to_hex());
+    assert_eq!(posted["status"], "stored");
+    // The same again: 200, unchanged.
+    let r = http
+        .post(format!("{base}/v1/records"))
+        .bearer_auth(&token)
+        .header("content-type", "application/cbor")
+        .body(record.encode())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+
+    // The stream delivered it.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("event: record") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    assert!(seen.contains("event: record") && seen.contains(&record.id().to_hex()), "{seen}");
+
+    // By id: JSON and canonical CBOR.
+    let url = format!("{base}/v1/records/{}", record.id());
+    let json: serde_json::Value = http.get(&url).bearer_auth(&token).send().await?.json().await?;
+    assert_eq!(json["body"]["title"], "ตลาดวโรรส posted over HTTP");
+    assert_eq!(json["geohash"], NIMMAN);
+    let cbor = http
+        .get(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/cbor")
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    assert_eq!(&cbor[..], &record.encode()[..]);
+    let missing = http
+        .get(format!("{base}/v1/records/{}", "0".repeat(64)))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(missing.status(), 404);
+
+    // Query by text and radius.
+    let page: serde_json::Value = http
+        .get(reqwest::Url::parse_with_params(
+            &format!("{base}/v1/records"),
+            &[("text", "วโรรส"), ("near", "18.80,98.97"), ("radius", "10km")],
+        )?)
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(page["records"][0]["id"], record.id().to_hex(), "{page}");
+    assert!(page["records"][0]["distance_m"].as_f64().unwrap() < 10_000.0);
+
+    // Bad input: 400 with a reason, nothing stored.
+    for (req, what) in [
+        (http.post(format!("{base}/v1/records")).header("content-type", "application/json").body("{}"), "application/cbor"),
+        (http.post(format!("{base}/v1/records")).header("content-type", "application/cbor").body(&b"\xa1\x61x\x01"[..]), "rejected"),
+        (http.get(format!("{base}/v1/records?near=200,0")), "LAT,LON"),
+        (http.get(format!("{base}/v1/records?region=w5qa")), "geohash"),
+        (http.get(format!("{base}/v1/records?radius=5km")), "near"),
+        (http.put(format!("{base}/v1/regions/bangkok")), "4-character"),
+    ] {
+        let r = req.bearer_auth(&token).send().await?;
+        assert_eq!(r.status(), 400, "{what}");
+        let body: serde_json::Value = r.json().await?;
+        assert!(body["error"].as_str().unwrap().contains(what), "{what}: {body}");
+    }
+    let mut forged = notice(&user(31), "forged", "forged", now_ms());
+    forged.proof.sig[5] ^= 0x40;
+    let r = http
+        .post(format!("{base}/v1/records"))
+        .bearer_auth(&token)
+        .header("content-type", "application/cbor")
+        .body(forged.encode())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await?.contains("signature"));
+    assert!(!has(&a, &forged.id()).await);
+
+    // Regions: join, list, leave.
+    let r = http.put(format!("{base}/v1/regions/{BANGKOK}")).bearer_auth(&token).send().await?;
+    assert_eq!(r.json::<serde_json::Value>().await?["changed"], true);
+    let list: serde_json::Value = http.get(format!("{base}/v1/regions")).bearer_auth(&token).send().await?.json().await?;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let r = http.delete(format!("{base}/v1/regions/{BANGKOK}")).bearer_auth(&token).send().await?;
+    assert_eq!(r.json::<serde_json::Value>().await?["changed"], true);
+    Ok(())
+}
