@@ -84,7 +84,10 @@ pub fn router_with_shutdown(node: Node, shutdown: CancellationToken) -> Router {
         .route("/v1/blobs/{cid}/status", get(blobs::status))
         .route("/v1/blobs/{cid}/pin", put(blobs::pin).delete(blobs::unpin))
         .route("/v1/blobs/{cid}", axum::routing::delete(blobs::remove))
-        .route("/v1/records", get(records::query).post(records::post_record))
+        .route(
+            "/v1/records",
+            get(records::query).post(records::post_record),
+        )
         .route("/v1/records/{id}", get(records::get_record))
         .route("/v1/regions", get(records::regions))
         .route(

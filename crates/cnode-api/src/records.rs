@@ -131,8 +131,8 @@ pub(crate) async fn post_record(
             "send the signed record as {CBOR} (cnode post makes one)"
         )));
     }
-    let record = Record::decode(&body)
-        .map_err(|e| ApiError::BadRequest(format!("record rejected: {e}")))?;
+    let record =
+        Record::decode(&body).map_err(|e| ApiError::BadRequest(format!("record rejected: {e}")))?;
     let (status, code, id) = match state.node.records().post(record).await? {
         Posted::Stored { id } => ("stored", StatusCode::CREATED, id),
         Posted::Forwarded { id } => ("forwarded", StatusCode::CREATED, id),
@@ -229,26 +229,29 @@ impl RecordsQuery {
         };
         let author = self
             .author
-            .map(|a| a.parse().map_err(|e: cnode_identity::DidError| bad(e.to_string())))
+            .map(|a| {
+                a.parse()
+                    .map_err(|e: cnode_identity::DidError| bad(e.to_string()))
+            })
             .transpose()?;
         let order = match self.order.as_deref() {
             None | Some("newest") => Order::Newest,
             Some("relevance") => Order::Relevance,
             Some(o) => return Err(bad(format!("order={o:?}: use newest or relevance"))),
         };
-        let mut q = RecordQuery::default();
-        q.region = region;
-        q.near = near;
-        q.text = self.text.filter(|t| !t.trim().is_empty());
-        q.collection = self.collection;
-        q.author = author;
-        q.since_ms = self.since;
-        q.until_ms = self.until;
-        q.limit = self.limit.unwrap_or(50);
-        q.cursor = self.cursor;
-        q.order = order;
-        q.include_deleted = self.include_deleted.unwrap_or(false);
-        Ok(q)
+        Ok(RecordQuery {
+            region,
+            near,
+            text: self.text.filter(|t| !t.trim().is_empty()),
+            collection: self.collection,
+            author,
+            since_ms: self.since,
+            until_ms: self.until,
+            limit: self.limit.unwrap_or(50),
+            cursor: self.cursor,
+            order,
+            include_deleted: self.include_deleted.unwrap_or(false),
+        })
     }
 }
 
@@ -263,17 +266,12 @@ pub(crate) async fn query(
     Query(params): Query<RecordsQuery>,
 ) -> Result<Json<RecordPage>, ApiError> {
     let q = params.into_query()?;
-    let page = state
-        .node
-        .records()
-        .query(q)
-        .await
-        .map_err(|e| match e {
-            RecordError::Store(cnode_records::store::RecordStoreError::Query(e)) => {
-                ApiError::BadRequest(e.to_string())
-            }
-            other => other.into(),
-        })?;
+    let page = state.node.records().query(q).await.map_err(|e| match e {
+        RecordError::Store(cnode_records::store::RecordStoreError::Query(e)) => {
+            ApiError::BadRequest(e.to_string())
+        }
+        other => other.into(),
+    })?;
     Ok(Json(RecordPage {
         records: page.records.iter().map(RecordView::from_stored).collect(),
         next_cursor: page.next_cursor,

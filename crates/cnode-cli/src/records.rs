@@ -50,7 +50,12 @@ pub(crate) struct PostArgs {
 #[derive(Debug, Args)]
 pub(crate) struct QueryArgs {
     /// Centre of a radius search, `LAT,LON`.
-    #[arg(long, value_name = "LAT,LON", allow_hyphen_values = true, conflicts_with = "region")]
+    #[arg(
+        long,
+        value_name = "LAT,LON",
+        allow_hyphen_values = true,
+        conflicts_with = "region"
+    )]
     near: Option<String>,
     /// Radius around --near, e.g. 500m or 5km.
     #[arg(long, default_value = "5km", requires = "near")]
@@ -132,9 +137,7 @@ fn now_ms() -> u64 {
 /// Parses `90s`, `30m`, `12h`, `7d`, `2w`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
@@ -231,7 +234,10 @@ pub(crate) async fn post(dir: &DataDir, args: PostArgs) -> Result<()> {
             "author": record.author.to_string(),
         }));
     } else {
-        println!("{} {} (key {key}, {})", result.status, result.id, record.region);
+        println!(
+            "{} {} (key {key}, {})",
+            result.status, result.id, record.region
+        );
     }
     Ok(())
 }
@@ -253,7 +259,8 @@ pub(crate) async fn query(dir: &DataDir, args: QueryArgs) -> Result<()> {
     let client = ApiClient::from_data_dir(dir)?;
     let mut params: Vec<(&str, String)> = vec![("limit", args.limit.clamp(1, 500).to_string())];
     if let Some(near) = &args.near {
-        let (lat, lon) = parse_at(near).map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--at", "--near")))?;
+        let (lat, lon) = parse_at(near)
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--at", "--near")))?;
         params.push(("near", format!("{lat},{lon}")));
         params.push(("radius", args.radius.clone()));
     }
@@ -360,7 +367,11 @@ pub(crate) async fn records(dir: &DataDir, cmd: RecordsCommand) -> Result<()> {
                     "deleted": current.id, "tombstone": result.id, "status": result.status,
                 }));
             } else {
-                println!("deleted {} (tombstone {})", &current.id[..12], &result.id[..12]);
+                println!(
+                    "deleted {} (tombstone {})",
+                    &current.id[..12],
+                    &result.id[..12]
+                );
             }
             Ok(())
         }
@@ -378,7 +389,10 @@ pub(crate) async fn region(dir: &DataDir, cmd: RegionCommand) -> Result<()> {
             if json {
                 output::json(&change);
             } else if change.changed {
-                println!("now serving {} (its records sync in the background)", change.region);
+                println!(
+                    "now serving {} (its records sync in the background)",
+                    change.region
+                );
             } else {
                 println!("already serving {}", change.region);
             }
@@ -391,7 +405,10 @@ pub(crate) async fn region(dir: &DataDir, cmd: RegionCommand) -> Result<()> {
             if json {
                 output::json(&change);
             } else if change.changed {
-                println!("left {}; its records were deleted from this node", change.region);
+                println!(
+                    "left {}; its records were deleted from this node",
+                    change.region
+                );
             } else {
                 println!("{} was not served", change.region);
             }

@@ -251,9 +251,15 @@ mod tests {
         assert_eq!("did:web:example.com".parse::<Did>(), Err(DidError::Prefix));
         assert_eq!("did:key:z0OIl".parse::<Did>(), Err(DidError::Base58));
         // A secp256k1 key (multicodec 0xe7) is not supported.
-        let k1 = format!("did:key:z{}", bs58::encode([0xe7, 0x01, 2, 3]).into_string());
+        let k1 = format!(
+            "did:key:z{}",
+            bs58::encode([0xe7, 0x01, 2, 3]).into_string()
+        );
         assert_eq!(k1.parse::<Did>(), Err(DidError::KeyType));
-        let short = format!("did:key:z{}", bs58::encode([0xed, 0x01, 2, 3]).into_string());
+        let short = format!(
+            "did:key:z{}",
+            bs58::encode([0xed, 0x01, 2, 3]).into_string()
+        );
         assert_eq!(short.parse::<Did>(), Err(DidError::Key));
     }
 
@@ -265,6 +271,9 @@ mod tests {
         assert_eq!(alice.did().verify(b"hello", &sig), Ok(()));
         assert_eq!(alice.did().verify(b"hellO", &sig), Err(DidError::Signature));
         assert_eq!(bob.did().verify(b"hello", &sig), Err(DidError::Signature));
-        assert_eq!(alice.did().verify(b"hello", &sig[..63]), Err(DidError::Signature));
+        assert_eq!(
+            alice.did().verify(b"hello", &sig[..63]),
+            Err(DidError::Signature)
+        );
     }
 }

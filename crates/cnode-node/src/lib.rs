@@ -33,6 +33,5 @@ pub use datadir::{
 pub use node::{Node, NodeBuilder, NodeError};
 pub use records::{
     MAX_GOSSIP_IN_FLIGHT, Posted, RecordError, RecordMetrics, RecordService, RecordsConfig,
-    RegionInfo, SyncFailure,
-    SyncReport,
+    RegionInfo, SyncFailure, SyncReport,
 };

@@ -371,7 +371,9 @@ async fn inbound_task(
             async move {
                 let answer = match req.protocol {
                     cnode_net::ReqProtocol::Blobs => blobs.handle(&req.data).await,
-                    cnode_net::ReqProtocol::Sync => records.handle_request(req.peer, &req.data).await,
+                    cnode_net::ReqProtocol::Sync => {
+                        records.handle_request(req.peer, &req.data).await
+                    }
                 };
                 let _ = net.respond(req.protocol, req.channel, answer).await;
                 drop(permit);

@@ -74,7 +74,9 @@ pub enum RecordError {
     #[error("record rejected: {0}")]
     Rejected(#[from] Reject),
     /// The node does not serve the record's region and no peer of it is known.
-    #[error("this node does not serve region {0} and knows no node that does; join it with `cnode region join {0}`")]
+    #[error(
+        "this node does not serve region {0} and knows no node that does; join it with `cnode region join {0}`"
+    )]
     RegionNotServed(String),
     /// The database failed.
     #[error("record store: {0}")]
@@ -219,7 +221,10 @@ fn provider_key(region: &RegionId) -> Vec<u8> {
 }
 
 fn region_of_topic(topic: &str) -> Option<RegionId> {
-    topic.strip_prefix(cnode_net::VALIDATED_TOPIC_PREFIX)?.parse().ok()
+    topic
+        .strip_prefix(cnode_net::VALIDATED_TOPIC_PREFIX)?
+        .parse()
+        .ok()
 }
 
 impl RecordService {
@@ -300,7 +305,12 @@ impl RecordService {
         };
         let mut out = Vec::with_capacity(served.len());
         for (region, records) in served {
-            let peers = self.inner.net.topic_peers(region.topic()).await.map_or(0, |p| p.len());
+            let peers = self
+                .inner
+                .net
+                .topic_peers(region.topic())
+                .await
+                .map_or(0, |p| p.len());
             out.push(RegionInfo {
                 region: region.as_str().to_string(),
                 records,
@@ -562,7 +572,11 @@ impl RecordService {
     /// Reconciles `region` with `peer` now and pulls what we lack, unless a
     /// session with that peer for that region is already running
     /// ([`SyncFailure::Busy`]).
-    pub async fn sync_now(&self, peer: PeerId, region: RegionId) -> Result<SyncReport, SyncFailure> {
+    pub async fn sync_now(
+        &self,
+        peer: PeerId,
+        region: RegionId,
+    ) -> Result<SyncReport, SyncFailure> {
         let claimed = self
             .inner
             .syncing
@@ -584,7 +598,9 @@ impl RecordService {
             let mut peers = self.region_peers(region).await;
             if peers.len() < REGION_PEERS_WANTED {
                 let this = self.clone();
-                tokio::spawn(async move { this.connect_region_peers(region).await }.in_current_span());
+                tokio::spawn(
+                    async move { this.connect_region_peers(region).await }.in_current_span(),
+                );
             }
             rand::seq::SliceRandom::shuffle(peers.as_mut_slice(), &mut rand::thread_rng());
             for peer in peers.into_iter().take(SYNC_PEERS_PER_ROUND) {
@@ -715,7 +731,10 @@ impl RecordService {
             wire_bytes: wire_a + wire_b,
         };
         self.inner.metrics.sync_pulled.inc_by(stored as u64);
-        self.inner.metrics.sync_wire_bytes.inc_by(report.wire_bytes as u64);
+        self.inner
+            .metrics
+            .sync_wire_bytes
+            .inc_by(report.wire_bytes as u64);
         Ok(report)
     }
 
@@ -779,7 +798,11 @@ impl RecordService {
             encoded
                 .iter()
                 .map(|bytes| {
-                    match this.inner.validator.decode_and_validate(bytes, Arrival::Sync, now) {
+                    match this
+                        .inner
+                        .validator
+                        .decode_and_validate(bytes, Arrival::Sync, now)
+                    {
                         Ok(r) if r.region_prefix() == Some(region.as_str()) => (Some(r), ""),
                         Ok(_) => (None, "other_region"),
                         Err(reject) => (None, reject.label()),
@@ -886,8 +909,8 @@ impl RecordService {
         let now = Instant::now();
         let burst = SYNC_REQUESTS_PER_SEC * 4.0;
         let (tokens, last) = budgets.entry(peer).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * SYNC_REQUESTS_PER_SEC)
-            .min(burst);
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * SYNC_REQUESTS_PER_SEC).min(burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -927,7 +950,10 @@ impl RecordService {
         let tmp = path.with_extension("tmp");
         let res = std::fs::write(&tmp, list).and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = res {
-            warn!("cannot remember the served regions in {}: {e}", path.display());
+            warn!(
+                "cannot remember the served regions in {}: {e}",
+                path.display()
+            );
         }
     }
 }

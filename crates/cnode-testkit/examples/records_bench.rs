@@ -24,8 +24,26 @@ use cnode_types::RegionId;
 
 const REGION: &str = "w5q6";
 const WORDS: &[&str] = &[
-    "กาแฟ", "ตลาด", "ดนตรี", "อาหาร", "夜市", "咖啡", "寺庙", "market", "coffee", "concert", "temple",
-    "noodles", "bicycle", "yoga", "festival", "lantern", "rental", "scooter", "mango", "river",
+    "กาแฟ",
+    "ตลาด",
+    "ดนตรี",
+    "อาหาร",
+    "夜市",
+    "咖啡",
+    "寺庙",
+    "market",
+    "coffee",
+    "concert",
+    "temple",
+    "noodles",
+    "bicycle",
+    "yoga",
+    "festival",
+    "lantern",
+    "rental",
+    "scooter",
+    "mango",
+    "river",
 ];
 
 fn now_ms() -> u64 {
@@ -92,8 +110,14 @@ fn record(i: u64, authors: &[UserKey], base_ms: u64) -> Record {
 fn make(range: std::ops::Range<u64>, authors: &[UserKey], base_ms: u64) -> Vec<Record> {
     let mid = range.start + (range.end - range.start) / 2;
     std::thread::scope(|s| {
-        let a = s.spawn(|| (range.start..mid).map(|i| record(i, authors, base_ms)).collect::<Vec<_>>());
-        let mut b: Vec<Record> = (mid..range.end).map(|i| record(i, authors, base_ms)).collect();
+        let a = s.spawn(|| {
+            (range.start..mid)
+                .map(|i| record(i, authors, base_ms))
+                .collect::<Vec<_>>()
+        });
+        let mut b: Vec<Record> = (mid..range.end)
+            .map(|i| record(i, authors, base_ms))
+            .collect();
         let mut out = a.join().unwrap();
         out.append(&mut b);
         out
@@ -141,7 +165,10 @@ async fn seed(dirs: &[(&Path, &dyn Fn(u64) -> bool)], n: u64, base_ms: u64) -> R
             store.insert_many(keep, now_ms()).await?;
         }
         i = end;
-        eprint!("\r  seeded {i}/{n} ({:.0} s)", started.elapsed().as_secs_f64());
+        eprint!(
+            "\r  seeded {i}/{n} ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
     }
     eprintln!();
     Ok((total, skipped))
@@ -151,7 +178,11 @@ fn region() -> RegionId {
     REGION.parse().unwrap()
 }
 
-async fn spawn(dir: &Path, bootstrap: Vec<cnode_net::Multiaddr>, regions: Vec<RegionId>) -> Result<TestNode> {
+async fn spawn(
+    dir: &Path,
+    bootstrap: Vec<cnode_net::Multiaddr>,
+    regions: Vec<RegionId>,
+) -> Result<TestNode> {
     TestNode::spawn(NodeOptions {
         transports: Transports::Tcp,
         bootstrap,
@@ -215,14 +246,22 @@ async fn reconcile_and_query(m: u64, queries: u64) -> Result<bool> {
     // worst case for range reconciliation) or the newest 1 % (`--spread
     // recent`: a node that was offline for a while).
     let recent = std::env::args().any(|a| a == "recent");
-    let skip_uniform = |i: u64| i % 100 == 0;
+    let skip_uniform = |i: u64| i.is_multiple_of(100);
     let skip_recent = move |i: u64| i >= m - m / 100;
     let skip: &dyn Fn(u64) -> bool = if recent { &skip_recent } else { &skip_uniform };
-    let (_, diff_bytes) = seed(&[(&a_dir, &|_| false), (&b_dir, skip)], m, now_ms() - 3_600_000).await?;
+    let (_, diff_bytes) = seed(
+        &[(&a_dir, &|_| false), (&b_dir, skip)],
+        m,
+        now_ms() - 3_600_000,
+    )
+    .await?;
     let load = Instant::now();
     let a = spawn(&a_dir, vec![], vec![region()]).await?;
     let b = spawn(&b_dir, vec![], vec![region()]).await?;
-    eprintln!("  two nodes loaded in {:.1} s", load.elapsed().as_secs_f64());
+    eprintln!(
+        "  two nodes loaded in {:.1} s",
+        load.elapsed().as_secs_f64()
+    );
     let _ = b.node.net().dial(a.addr(Transports::Tcp)).await?;
     wait_region_peer(&b, a.peer_id()).await?;
     let started = Instant::now();
@@ -284,12 +323,21 @@ async fn gossip(nodes_n: usize, posts: u64) -> Result<bool> {
     let mut nodes: Vec<TestNode> = Vec::new();
     let tmp = tempfile::tempdir()?;
     for i in 0..nodes_n {
-        let bootstrap = nodes.first().map(|n| vec![n.addr(Transports::Tcp)]).unwrap_or_default();
+        let bootstrap = nodes
+            .first()
+            .map(|n| vec![n.addr(Transports::Tcp)])
+            .unwrap_or_default();
         nodes.push(spawn(&tmp.path().join(format!("n{i}")), bootstrap, vec![region()]).await?);
     }
     for n in &nodes {
         wait_until("region peers", Duration::from_secs(30), || async {
-            n.node.net().topic_peers(region().topic()).await.unwrap_or_default().len() >= 2
+            n.node
+                .net()
+                .topic_peers(region().topic())
+                .await
+                .unwrap_or_default()
+                .len()
+                >= 2
         })
         .await?;
     }
@@ -302,7 +350,12 @@ async fn gossip(nodes_n: usize, posts: u64) -> Result<bool> {
         let arrivals = arrivals.clone();
         tokio::spawn(async move {
             while let Ok(r) = rx.recv().await {
-                arrivals.lock().unwrap().entry(r.id).or_default().push(Instant::now());
+                arrivals
+                    .lock()
+                    .unwrap()
+                    .entry(r.id)
+                    .or_default()
+                    .push(Instant::now());
             }
         });
     }
@@ -324,11 +377,15 @@ async fn gossip(nodes_n: usize, posts: u64) -> Result<bool> {
         .sign(&key);
         let at = Instant::now();
         posted.push((r.id(), at));
-        nodes[(mix(p) % nodes_n as u64) as usize].node.records().post(r).await?;
+        nodes[(mix(p) % nodes_n as u64) as usize]
+            .node
+            .records()
+            .post(r)
+            .await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let arrivals = arrivals.lock().unwrap();
+    let arrivals = arrivals.lock().unwrap().clone();
     let mut lat = Vec::new();
     let mut incomplete = 0;
     for (id, at) in &posted {
@@ -340,7 +397,11 @@ async fn gossip(nodes_n: usize, posts: u64) -> Result<bool> {
         }
     }
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(Duration::MAX);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(Duration::MAX)
+    };
     let (p50, p99) = (pct(0.5), pct(0.99));
     let ok = incomplete == 0 && p99 <= Duration::from_millis(250);
     println!(

@@ -48,12 +48,18 @@ fn notice(key: &UserKey, slot: &str, title: &str, created_at: u64) -> Record {
 }
 
 /// Spawns nodes serving `regions[i]`, all bootstrapped to the first one.
-async fn spawn_region_nodes(regions: &[&str], tweak: impl Fn(usize, &mut NodeOptions)) -> Result<Vec<TestNode>> {
+async fn spawn_region_nodes(
+    regions: &[&str],
+    tweak: impl Fn(usize, &mut NodeOptions),
+) -> Result<Vec<TestNode>> {
     let mut nodes: Vec<TestNode> = Vec::new();
     for (i, r) in regions.iter().enumerate() {
         let mut opts = NodeOptions {
             transports: Transports::Tcp,
-            bootstrap: nodes.first().map(|n| vec![n.addr(Transports::Tcp)]).unwrap_or_default(),
+            bootstrap: nodes
+                .first()
+                .map(|n| vec![n.addr(Transports::Tcp)])
+                .unwrap_or_default(),
             regions: vec![region(r)],
             ..Default::default()
         };
@@ -67,7 +73,12 @@ async fn has(node: &TestNode, id: &RecordId) -> bool {
     matches!(node.node.records().store().get(id).await, Ok(Some(_)))
 }
 
-async fn wait_all_have(what: &str, nodes: &[&TestNode], ids: &[RecordId], limit: Duration) -> Result<()> {
+async fn wait_all_have(
+    what: &str,
+    nodes: &[&TestNode],
+    ids: &[RecordId],
+    limit: Duration,
+) -> Result<()> {
     wait_until(what, limit, || async {
         for n in nodes {
             for id in ids {
@@ -111,14 +122,24 @@ async fn chiang_mai_scenario() -> Result<()> {
     regions.insert(8, BANGKOK);
     let nodes = spawn_region_nodes(&regions, |_, _| {}).await?;
     let pick = |want: &str| -> Vec<&TestNode> {
-        nodes.iter().zip(&regions).filter(|(_, r)| **r == want).map(|(n, _)| n).collect()
+        nodes
+            .iter()
+            .zip(&regions)
+            .filter(|(_, r)| **r == want)
+            .map(|(n, _)| n)
+            .collect()
     };
     let (cm, bkk) = (pick(CHIANG_MAI), pick(BANGKOK));
     assert_eq!((cm.len(), bkk.len()), (10, 2));
     // Wait until every Chiang Mai node sees at least one other node of the region.
     for n in &cm {
         wait_until("region peers", Duration::from_secs(20), || async {
-            n.node.records().regions().await.first().is_some_and(|r| r.peers > 0)
+            n.node
+                .records()
+                .regions()
+                .await
+                .first()
+                .is_some_and(|r| r.peers > 0)
         })
         .await?;
     }
@@ -134,8 +155,18 @@ async fn chiang_mai_scenario() -> Result<()> {
         expires_at: None,
     }
     .sign(&user(1));
-    let market = notice(&user(2), "market", "清迈周日夜市 Sunday walking street", now_ms());
-    let songkran = notice(&user(3), "songkran", "Songkran water fight at Tha Phae gate", now_ms());
+    let market = notice(
+        &user(2),
+        "market",
+        "清迈周日夜市 Sunday walking street",
+        now_ms(),
+    );
+    let songkran = notice(
+        &user(3),
+        "songkran",
+        "Songkran water fight at Tha Phae gate",
+        now_ms(),
+    );
     let posted = [(0, cafe), (5, market), (9, songkran)];
     let started = Instant::now();
     let mut ids = Vec::new();
@@ -144,14 +175,26 @@ async fn chiang_mai_scenario() -> Result<()> {
         let outcome = cm[i].node.records().post(record).await?;
         assert!(matches!(outcome, Posted::Stored { .. }), "{outcome:?}");
     }
-    wait_all_have("records on all ten Chiang Mai nodes", &cm, &ids, Duration::from_secs(15)).await?;
-    eprintln!("3 records on all 10 Chiang Mai nodes after {:?}", started.elapsed());
+    wait_all_have(
+        "records on all ten Chiang Mai nodes",
+        &cm,
+        &ids,
+        Duration::from_secs(15),
+    )
+    .await?;
+    eprintln!(
+        "3 records on all 10 Chiang Mai nodes after {:?}",
+        started.elapsed()
+    );
 
     // Bangkok holds none of it (give gossip and sync time to misbehave).
     tokio::time::sleep(Duration::from_secs(3)).await;
     for n in &bkk {
         for id in &ids {
-            assert!(!has(n, id).await, "a Bangkok node stored a Chiang Mai record");
+            assert!(
+                !has(n, id).await,
+                "a Bangkok node stored a Chiang Mai record"
+            );
         }
         assert_eq!(n.node.records().store().count(None).await?, 0);
     }
@@ -159,18 +202,38 @@ async fn chiang_mai_scenario() -> Result<()> {
     // Every Chiang Mai node answers the same, for several kinds of query.
     let queries = [
         region_query(CHIANG_MAI),
-        Query { text: Some("กาแฟ".into()), ..region_query(CHIANG_MAI) },
-        Query { text: Some("夜市".into()), ..region_query(CHIANG_MAI) },
-        Query { text: Some("songkran".into()), ..region_query(CHIANG_MAI) },
+        Query {
+            text: Some("กาแฟ".into()),
+            ..region_query(CHIANG_MAI)
+        },
+        Query {
+            text: Some("夜市".into()),
+            ..region_query(CHIANG_MAI)
+        },
+        Query {
+            text: Some("songkran".into()),
+            ..region_query(CHIANG_MAI)
+        },
     ];
     for q in queries {
         let first = query_ids(cm[0], q.clone()).await;
         assert!(!first.is_empty(), "{q:?} found nothing");
         for n in &cm[1..] {
-            assert_eq!(query_ids(n, q.clone()).await, first, "{q:?} differs between nodes");
+            assert_eq!(
+                query_ids(n, q.clone()).await,
+                first,
+                "{q:?} differs between nodes"
+            );
         }
     }
-    let thai = query_ids(cm[7], Query { text: Some("กาแฟ".into()), ..region_query(CHIANG_MAI) }).await;
+    let thai = query_ids(
+        cm[7],
+        Query {
+            text: Some("กาแฟ".into()),
+            ..region_query(CHIANG_MAI)
+        },
+    )
+    .await;
     assert_eq!(thai, vec![ids[0].to_hex()]);
     Ok(())
 }
@@ -183,7 +246,12 @@ async fn concurrent_edits_delete_and_expiry_converge() -> Result<()> {
     let all: Vec<&TestNode> = nodes.iter().collect();
     for n in &all {
         wait_until("region peers", Duration::from_secs(20), || async {
-            n.node.records().regions().await.first().is_some_and(|r| r.peers > 0)
+            n.node
+                .records()
+                .regions()
+                .await
+                .first()
+                .is_some_and(|r| r.peers > 0)
         })
         .await?;
     }
@@ -191,11 +259,24 @@ async fn concurrent_edits_delete_and_expiry_converge() -> Result<()> {
     let t = now_ms();
     let a = notice(&alice, "stall", "Khao soi stall opens at 8", t);
     let b = notice(&alice, "stall", "Khao soi stall opens at 9", t);
-    let (winner, loser) = if (a.created_at, a.id()) > (b.created_at, b.id()) { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
-    let (pa, pb) = tokio::join!(nodes[0].node.records().post(a), nodes[2].node.records().post(b));
+    let (winner, loser) = if (a.created_at, a.id()) > (b.created_at, b.id()) {
+        (a.clone(), b.clone())
+    } else {
+        (b.clone(), a.clone())
+    };
+    let (pa, pb) = tokio::join!(
+        nodes[0].node.records().post(a),
+        nodes[2].node.records().post(b)
+    );
     pa?;
     pb?;
-    wait_all_have("the winner everywhere", &all, &[winner.id()], Duration::from_secs(15)).await?;
+    wait_all_have(
+        "the winner everywhere",
+        &all,
+        &[winner.id()],
+        Duration::from_secs(15),
+    )
+    .await?;
     wait_until("the loser nowhere", Duration::from_secs(15), || async {
         for n in &all {
             if has(n, &loser.id()).await {
@@ -215,7 +296,13 @@ async fn concurrent_edits_delete_and_expiry_converge() -> Result<()> {
     }
     .sign(&alice);
     nodes[1].node.records().post(tombstone.clone()).await?;
-    wait_all_have("the tombstone everywhere", &all, &[tombstone.id()], Duration::from_secs(15)).await?;
+    wait_all_have(
+        "the tombstone everywhere",
+        &all,
+        &[tombstone.id()],
+        Duration::from_secs(15),
+    )
+    .await?;
     for n in &all {
         assert!(!has(n, &winner.id()).await);
         assert!(query_ids(n, region_query(CHIANG_MAI)).await.is_empty());
@@ -228,13 +315,25 @@ async fn concurrent_edits_delete_and_expiry_converge() -> Result<()> {
     }
     .sign(&user(8));
     nodes[2].node.records().post(short.clone()).await?;
-    wait_all_have("the short-lived record", &all, &[short.id()], Duration::from_secs(15)).await?;
+    wait_all_have(
+        "the short-lived record",
+        &all,
+        &[short.id()],
+        Duration::from_secs(15),
+    )
+    .await?;
     for n in &all {
-        assert_eq!(query_ids(n, region_query(CHIANG_MAI)).await, vec![short.id().to_hex()]);
+        assert_eq!(
+            query_ids(n, region_query(CHIANG_MAI)).await,
+            vec![short.id().to_hex()]
+        );
     }
     tokio::time::sleep(Duration::from_millis(3_200)).await;
     for n in &all {
-        assert!(query_ids(n, region_query(CHIANG_MAI)).await.is_empty(), "expired record still answered");
+        assert!(
+            query_ids(n, region_query(CHIANG_MAI)).await.is_empty(),
+            "expired record still answered"
+        );
     }
     Ok(())
 }
@@ -263,24 +362,35 @@ async fn offline_node_catches_up_by_reconciliation() -> Result<()> {
     let t = now_ms();
     for n in 0..1000u32 {
         let key = user(100 + (n % 50) as u8);
-        let r = notice(&key, &format!("item-{n}"), &format!("Listing number {n}"), t + u64::from(n));
+        let r = notice(
+            &key,
+            &format!("item-{n}"),
+            &format!("Listing number {n}"),
+            t + u64::from(n),
+        );
         ids.insert(r.id());
         nodes[(n % 2) as usize].node.records().post(r).await?;
     }
-    wait_until("both online nodes hold 1000", Duration::from_secs(30), || async {
-        let mut ok = true;
-        for n in &nodes {
-            ok &= n.node.records().store().count(None).await.unwrap_or(0) == 1000;
-        }
-        ok
-    })
+    wait_until(
+        "both online nodes hold 1000",
+        Duration::from_secs(30),
+        || async {
+            let mut ok = true;
+            for n in &nodes {
+                ok &= n.node.records().store().count(None).await.unwrap_or(0) == 1000;
+            }
+            ok
+        },
+    )
     .await?;
 
     let back = Instant::now();
     let late = TestNode::spawn(late_opts()).await?;
-    wait_until("the late node catches up", Duration::from_secs(20), || async {
-        late.node.records().store().count(None).await.unwrap_or(0) == 1000
-    })
+    wait_until(
+        "the late node catches up",
+        Duration::from_secs(20),
+        || async { late.node.records().store().count(None).await.unwrap_or(0) == 1000 },
+    )
     .await?;
     let took = back.elapsed();
     eprintln!("caught up 1000 records in {took:?} after restarting");
@@ -324,17 +434,39 @@ async fn partition_heals_and_converges() -> Result<()> {
     let mut left_ids = Vec::new();
     let mut right_ids = Vec::new();
     for n in 0..20u32 {
-        let r = notice(&user(40 + (n % 5) as u8), &format!("l{n}"), &format!("Left side post {n}"), now_ms());
+        let r = notice(
+            &user(40 + (n % 5) as u8),
+            &format!("l{n}"),
+            &format!("Left side post {n}"),
+            now_ms(),
+        );
         left_ids.push(r.id());
         left[(n % 6) as usize].node.records().post(r).await?;
-        let r = notice(&user(50 + (n % 5) as u8), &format!("r{n}"), &format!("Right side post {n}"), now_ms());
+        let r = notice(
+            &user(50 + (n % 5) as u8),
+            &format!("r{n}"),
+            &format!("Right side post {n}"),
+            now_ms(),
+        );
         right_ids.push(r.id());
         right[(n % 4) as usize].node.records().post(r).await?;
     }
     let left_refs: Vec<&TestNode> = left.iter().collect();
     let right_refs: Vec<&TestNode> = right.iter().collect();
-    wait_all_have("left posts on the left", &left_refs, &left_ids, Duration::from_secs(15)).await?;
-    wait_all_have("right posts on the right", &right_refs, &right_ids, Duration::from_secs(15)).await?;
+    wait_all_have(
+        "left posts on the left",
+        &left_refs,
+        &left_ids,
+        Duration::from_secs(15),
+    )
+    .await?;
+    wait_all_have(
+        "right posts on the right",
+        &right_refs,
+        &right_ids,
+        Duration::from_secs(15),
+    )
+    .await?;
     for n in &right_refs {
         assert!(!has(n, &left_ids[0]).await, "the partition leaked");
     }
@@ -347,10 +479,20 @@ async fn partition_heals_and_converges() -> Result<()> {
             b.node.net().set_blocked(a.peer_id(), false).await?;
         }
     }
-    let _ = right[0].node.net().dial(left[0].addr(Transports::Tcp)).await;
+    let _ = right[0]
+        .node
+        .net()
+        .dial(left[0].addr(Transports::Tcp))
+        .await;
     let all: Vec<&TestNode> = nodes.iter().collect();
     let every: Vec<RecordId> = left_ids.iter().chain(&right_ids).copied().collect();
-    wait_all_have("all posts on all ten", &all, &every, Duration::from_secs(30)).await?;
+    wait_all_have(
+        "all posts on all ten",
+        &all,
+        &every,
+        Duration::from_secs(30),
+    )
+    .await?;
     eprintln!("converged {:?} after healing", healed.elapsed());
     Ok(())
 }
@@ -386,7 +528,12 @@ async fn bad_records_are_rejected_and_not_forwarded() -> Result<()> {
     let topic = region(CHIANG_MAI).topic();
     for n in [&a, &c] {
         wait_until("gossip mesh with b", Duration::from_secs(20), || async {
-            n.node.net().topic_peers(topic.clone()).await.unwrap_or_default().contains(&b.peer_id())
+            n.node
+                .net()
+                .topic_peers(topic.clone())
+                .await
+                .unwrap_or_default()
+                .contains(&b.peer_id())
         })
         .await?;
     }
@@ -402,7 +549,11 @@ async fn bad_records_are_rejected_and_not_forwarded() -> Result<()> {
     }
     .sign(&k);
     let future = notice(&k, "future", "From the future", now_ms() + 3_600_000);
-    let bad_geohash = UnsignedRecord { region: "w5qa".into(), ..notice(&k, "geo", "Bad place", now_ms()).unsigned() }.sign(&k);
+    let bad_geohash = UnsignedRecord {
+        region: "w5qa".into(),
+        ..notice(&k, "geo", "Bad place", now_ms()).unsigned()
+    }
+    .sign(&k);
     let schema = UnsignedRecord {
         collection: "org.cnode.events".into(),
         body: serde_json::json!({ "title": "No start time", "place": "Tha Phae" }),
@@ -423,20 +574,39 @@ async fn bad_records_are_rejected_and_not_forwarded() -> Result<()> {
     }
     // An author over its rate limit: 60 records at once from one author.
     let spammer = user(10);
-    let spam: Vec<Record> = (0..60).map(|n| notice(&spammer, &format!("spam{n}"), "Spam", now_ms())).collect();
+    let spam: Vec<Record> = (0..60)
+        .map(|n| notice(&spammer, &format!("spam{n}"), "Spam", now_ms()))
+        .collect();
     for r in &spam {
         a.node.net().publish(topic.clone(), r.encode()).await?;
     }
     a.node.net().publish(topic.clone(), good.encode()).await?;
 
     // The good record passes b and reaches c; none of the bad ones do.
-    wait_all_have("the good record on b and c", &[&b, &c], &[good.id()], Duration::from_secs(15)).await?;
+    wait_all_have(
+        "the good record on b and c",
+        &[&b, &c],
+        &[good.id()],
+        Duration::from_secs(15),
+    )
+    .await?;
     let metrics = b.node.records().metrics();
-    let labels: Vec<(&str, u64)> = ["bad_signature", "from_the_future", "bad_geohash", "schema_violation", "malformed", "rate_limited"]
-        .iter()
-        .map(|l| (*l, metrics.rejected(l)))
-        .collect();
-    eprintln!("b rejected: {labels:?} (too large: {}, body_too_large: {})", metrics.rejected("too_large"), metrics.rejected("body_too_large"));
+    let labels: Vec<(&str, u64)> = [
+        "bad_signature",
+        "from_the_future",
+        "bad_geohash",
+        "schema_violation",
+        "malformed",
+        "rate_limited",
+    ]
+    .iter()
+    .map(|l| (*l, metrics.rejected(l)))
+    .collect();
+    eprintln!(
+        "b rejected: {labels:?} (too large: {}, body_too_large: {})",
+        metrics.rejected("too_large"),
+        metrics.rejected("body_too_large")
+    );
     for (label, count) in &labels {
         assert!(*count >= 1, "b did not reject any {label}: {labels:?}");
     }
@@ -451,7 +621,10 @@ async fn bad_records_are_rejected_and_not_forwarded() -> Result<()> {
         }
         n
     };
-    assert!(spam_on_c < spam.len(), "every spam record passed the rate limit");
+    assert!(
+        spam_on_c < spam.len(),
+        "every spam record passed the rate limit"
+    );
     // c never saw a bad record, so it rejected nothing.
     let c_metrics = c.node.records().metrics();
     for (label, _) in &labels {
@@ -514,11 +687,20 @@ async fn http_routes_for_records() -> Result<()> {
             _ => break,
         }
     }
-    assert!(seen.contains("event: record") && seen.contains(&record.id().to_hex()), "{seen}");
+    assert!(
+        seen.contains("event: record") && seen.contains(&record.id().to_hex()),
+        "{seen}"
+    );
 
     // By id: JSON and canonical CBOR.
     let url = format!("{base}/v1/records/{}", record.id());
-    let json: serde_json::Value = http.get(&url).bearer_auth(&token).send().await?.json().await?;
+    let json: serde_json::Value = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(json["body"]["title"], "ตลาดวโรรส posted over HTTP");
     assert_eq!(json["geohash"], NIMMAN);
     let cbor = http
@@ -541,7 +723,11 @@ async fn http_routes_for_records() -> Result<()> {
     let page: serde_json::Value = http
         .get(reqwest::Url::parse_with_params(
             &format!("{base}/v1/records"),
-            &[("text", "วโรรส"), ("near", "18.80,98.97"), ("radius", "10km")],
+            &[
+                ("text", "วโรรส"),
+                ("near", "18.80,98.97"),
+                ("radius", "10km"),
+            ],
         )?)
         .bearer_auth(&token)
         .send()
@@ -553,17 +739,36 @@ async fn http_routes_for_records() -> Result<()> {
 
     // Bad input: 400 with a reason, nothing stored.
     for (req, what) in [
-        (http.post(format!("{base}/v1/records")).header("content-type", "application/json").body("{}"), "application/cbor"),
-        (http.post(format!("{base}/v1/records")).header("content-type", "application/cbor").body(&b"\xa1\x61x\x01"[..]), "rejected"),
+        (
+            http.post(format!("{base}/v1/records"))
+                .header("content-type", "application/json")
+                .body("{}"),
+            "application/cbor",
+        ),
+        (
+            http.post(format!("{base}/v1/records"))
+                .header("content-type", "application/cbor")
+                .body(&b"\xa1\x61x\x01"[..]),
+            "rejected",
+        ),
         (http.get(format!("{base}/v1/records?near=200,0")), "LAT,LON"),
-        (http.get(format!("{base}/v1/records?region=w5qa")), "geohash"),
+        (
+            http.get(format!("{base}/v1/records?region=w5qa")),
+            "geohash",
+        ),
         (http.get(format!("{base}/v1/records?radius=5km")), "near"),
-        (http.put(format!("{base}/v1/regions/bangkok")), "4-character"),
+        (
+            http.put(format!("{base}/v1/regions/bangkok")),
+            "4-character",
+        ),
     ] {
         let r = req.bearer_auth(&token).send().await?;
         assert_eq!(r.status(), 400, "{what}");
         let body: serde_json::Value = r.json().await?;
-        assert!(body["error"].as_str().unwrap().contains(what), "{what}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(what),
+            "{what}: {body}"
+        );
     }
     let mut forged = notice(&user(31), "forged", "forged", now_ms());
     forged.proof.sig[5] ^= 0x40;
@@ -579,11 +784,25 @@ async fn http_routes_for_records() -> Result<()> {
     assert!(!has(&a, &forged.id()).await);
 
     // Regions: join, list, leave.
-    let r = http.put(format!("{base}/v1/regions/{BANGKOK}")).bearer_auth(&token).send().await?;
+    let r = http
+        .put(format!("{base}/v1/regions/{BANGKOK}"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
     assert_eq!(r.json::<serde_json::Value>().await?["changed"], true);
-    let list: serde_json::Value = http.get(format!("{base}/v1/regions")).bearer_auth(&token).send().await?.json().await?;
+    let list: serde_json::Value = http
+        .get(format!("{base}/v1/regions"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
-    let r = http.delete(format!("{base}/v1/regions/{BANGKOK}")).bearer_auth(&token).send().await?;
+    let r = http
+        .delete(format!("{base}/v1/regions/{BANGKOK}"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
     assert_eq!(r.json::<serde_json::Value>().await?["changed"], true);
     Ok(())
 }
