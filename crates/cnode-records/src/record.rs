@@ -352,15 +352,24 @@ mod tests {
         assert_eq!(record.verify_proof(), Err(ProofError::BadSignature));
         let mut record = sample(&key).sign(&key);
         record.proof.v = 2;
-        assert_eq!(record.verify_proof(), Err(ProofError::UnsupportedVersion(2)));
+        assert_eq!(
+            record.verify_proof(),
+            Err(ProofError::UnsupportedVersion(2))
+        );
     }
 
     #[test]
     fn non_canonical_and_garbage_input_is_refused() {
         let key = UserKey::from_seed(&[7; 32]);
         let bytes = sample(&key).sign(&key).encode();
-        assert!(matches!(Record::decode(&bytes[..bytes.len() - 1]), Err(DecodeError::Malformed(_))));
-        assert!(matches!(Record::decode(b"\xff\x00garbage"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            Record::decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Record::decode(b"\xff\x00garbage"),
+            Err(DecodeError::Malformed(_))
+        ));
         assert_eq!(
             Record::decode(&vec![0; MAX_ENCODED_LEN + 1]),
             Err(DecodeError::TooLarge(MAX_ENCODED_LEN + 1))
@@ -378,7 +387,9 @@ mod tests {
         let mut long_int = bytes[..at + 5].to_vec();
         long_int.push(0x18);
         long_int.extend_from_slice(&bytes[at + 5..]);
-        assert!(matches!(Record::decode(&long_int), Err(DecodeError::Malformed(e)) if e.contains("NonMinimal")));
+        assert!(
+            matches!(Record::decode(&long_int), Err(DecodeError::Malformed(e)) if e.contains("NonMinimal"))
+        );
         // 1.5 as a 32-bit float (DAG-CBOR wants every float as 64-bit).
         let at = bytes
             .windows(9)

@@ -412,7 +412,9 @@ impl Reconciler {
             return Err(SyncError::TooManyRounds);
         }
         let (mut have, mut need) = (Vec::new(), Vec::new());
-        let next = self.neg.reconcile_with_ids(response, &mut have, &mut need)?;
+        let next = self
+            .neg
+            .reconcile_with_ids(response, &mut have, &mut need)?;
         let ids = |v: Vec<Id>| v.into_iter().map(|id| RecordId(id.to_bytes())).collect();
         Ok(Round {
             need: ids(need),
@@ -431,7 +433,10 @@ pub fn fuzz_check(bytes: &[u8]) {
         assert_eq!(req.encode(), bytes, "request re-encodes differently");
         if let SyncRequest::Reconcile { msg, .. } = req {
             let mut set = RegionSet::from_items((0..64u32).map(|n| {
-                (u64::from(n) * 1000, RecordId(*blake3::hash(&n.to_be_bytes()).as_bytes()))
+                (
+                    u64::from(n) * 1000,
+                    RecordId(*blake3::hash(&n.to_be_bytes()).as_bytes()),
+                )
             }));
             let _ = respond(set.snapshot(), &msg);
         }
@@ -454,7 +459,10 @@ mod tests {
 
     /// Runs a whole session between two sets; returns (need, have, rounds,
     /// wire bytes).
-    fn session(a: &mut RegionSet, b: &mut RegionSet) -> (HashSet<RecordId>, HashSet<RecordId>, usize, usize) {
+    fn session(
+        a: &mut RegionSet,
+        b: &mut RegionSet,
+    ) -> (HashSet<RecordId>, HashSet<RecordId>, usize, usize) {
         let (mut rec, mut msg) = Reconciler::start(a.snapshot()).expect("start");
         let (mut need, mut have, mut rounds, mut bytes) = (HashSet::new(), HashSet::new(), 0, 0);
         loop {
@@ -475,9 +483,14 @@ mod tests {
 
     #[test]
     fn reconciliation_finds_exactly_the_difference() {
-        let common: Vec<(u64, RecordId)> = (0..20_000).map(|n| (1_000 + u64::from(n), id(n))).collect();
-        let only_a: Vec<(u64, RecordId)> = (20_000..20_050).map(|n| (u64::from(n) * 7, id(n))).collect();
-        let only_b: Vec<(u64, RecordId)> = (30_000..30_200).map(|n| (u64::from(n) * 3, id(n))).collect();
+        let common: Vec<(u64, RecordId)> =
+            (0..20_000).map(|n| (1_000 + u64::from(n), id(n))).collect();
+        let only_a: Vec<(u64, RecordId)> = (20_000..20_050)
+            .map(|n| (u64::from(n) * 7, id(n)))
+            .collect();
+        let only_b: Vec<(u64, RecordId)> = (30_000..30_200)
+            .map(|n| (u64::from(n) * 3, id(n)))
+            .collect();
         let mut a = RegionSet::from_items(common.iter().chain(&only_a).copied());
         let mut b = RegionSet::from_items(common.iter().chain(&only_b).copied());
         let (need, have, rounds, bytes) = session(&mut a, &mut b);
@@ -523,8 +536,14 @@ mod tests {
     fn messages_round_trip_and_bad_ones_are_refused() {
         let region: RegionId = "w5q6".parse().expect("region");
         let reqs = [
-            SyncRequest::Reconcile { region, msg: vec![0x61, 1, 2] },
-            SyncRequest::Fetch { region, ids: vec![id(1), id(2)] },
+            SyncRequest::Reconcile {
+                region,
+                msg: vec![0x61, 1, 2],
+            },
+            SyncRequest::Fetch {
+                region,
+                ids: vec![id(1), id(2)],
+            },
         ];
         for r in reqs {
             assert_eq!(SyncRequest::decode(&r.encode()), Ok(r));
@@ -537,7 +556,10 @@ mod tests {
         for r in resps {
             assert_eq!(SyncResponse::decode(&r.encode()), Ok(r));
         }
-        assert_eq!(SyncRequest::decode(&[2, 1, b'w', b'5', b'q', b'6']), Err(SyncError::Version(2)));
+        assert_eq!(
+            SyncRequest::decode(&[2, 1, b'w', b'5', b'q', b'6']),
+            Err(SyncError::Version(2))
+        );
         assert!(SyncRequest::decode(&[1, 1, b'w', b'5']).is_err());
         assert!(SyncRequest::decode(&[1, 1, b'a', b'a', b'a', b'a']).is_err());
         assert!(SyncRequest::decode(&[1, 2, b'w', b'5', b'q', b'6', 0]).is_err());
@@ -548,12 +570,21 @@ mod tests {
         let mut too_many = vec![1, 2, b'w', b'5', b'q', b'6'];
         too_many.extend(std::iter::repeat_n(0u8, 32 * (MAX_FETCH_IDS + 1)));
         assert!(SyncRequest::decode(&too_many).is_err());
-        for junk in [&[1u8, 1, b'w', b'5', b'q', b'6', 0x61, 0, 0][..], &[1, 2], &[1, 2, 0, 0, 0, 1, 7]] {
+        for junk in [
+            &[1u8, 1, b'w', b'5', b'q', b'6', 0x61, 0, 0][..],
+            &[1, 2],
+            &[1, 2, 0, 0, 0, 1, 7],
+        ] {
             fuzz_check(junk);
         }
         // Garbage negentropy messages are errors, not panics.
         let mut set = RegionSet::from_items((0..10).map(|n| (u64::from(n), id(n))));
-        for junk in [&[][..], &[0x61], &[0x99, 1, 2, 3], &[0x61, 0xff, 0xff, 0xff]] {
+        for junk in [
+            &[][..],
+            &[0x61],
+            &[0x99, 1, 2, 3],
+            &[0x61, 0xff, 0xff, 0xff],
+        ] {
             let _ = respond(set.snapshot(), junk);
         }
     }
