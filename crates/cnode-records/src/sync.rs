@@ -26,7 +26,7 @@ pub const VERSION: u8 = 1;
 /// The most ids one `Fetch` request may name.
 pub const MAX_FETCH_IDS: usize = 1024;
 /// Negentropy's frame size limit: one reconcile message stays below this.
-pub const FRAME_LIMIT: usize = 256 * 1024;
+pub const FRAME_LIMIT: usize = 1024 * 1024;
 /// A `Records` response stops adding records past this many bytes (the
 /// requester asks again for the rest).
 pub const RECORDS_RESPONSE_BUDGET: usize = 4 * 1024 * 1024;
