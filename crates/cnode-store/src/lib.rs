@@ -156,6 +156,21 @@ impl Store {
             path: path.clone(),
             source,
         };
+        // Two processes opening a fresh database must not both create the
+        // tables, and switching a new file to WAL while another process
+        // migrates it fails with "locked" instead of waiting: configuring and
+        // migrating run under an exclusive file lock.
+        let lock_path = dir.join("cnode.db.migrate-lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(|e| OpenError::Lock {
+                path: lock_path.clone(),
+                source: e,
+            })?;
         let mut conn = Connection::open(&path).map_err(sqlite)?;
         // First, so that every statement below waits for other processes
         // (a node and a CLI command) instead of failing with "locked".
@@ -170,19 +185,6 @@ impl Store {
         // inserts with their text index run about twice as fast at 100k+.
         conn.pragma_update(None, "cache_size", -65536)
             .map_err(sqlite)?;
-        // Two processes opening a fresh database must not both create the
-        // tables: migrations run under an exclusive file lock.
-        let lock_path = dir.join("cnode.db.migrate-lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .and_then(|f| f.lock().map(|()| f))
-            .map_err(|e| OpenError::Lock {
-                path: lock_path.clone(),
-                source: e,
-            })?;
         let migrated = Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut conn)
             .map_err(|source| OpenError::Migrate {
