@@ -126,9 +126,13 @@ impl SyncRequest {
         if *version != VERSION {
             return Err(SyncError::Version(*version));
         }
-        let region = std::str::from_utf8(&[*r0, *r1, *r2, *r3])
+        let raw = [*r0, *r1, *r2, *r3];
+        // Exactly the canonical (lower-case) spelling: `RegionId` parsing
+        // also accepts upper case, which would give one region two encodings.
+        let region = std::str::from_utf8(&raw)
             .ok()
             .and_then(|s| s.parse::<RegionId>().ok())
+            .filter(|r| r.as_str().as_bytes() == raw)
             .ok_or(SyncError::Malformed("bad region"))?;
         match *kind {
             KIND_RECONCILE => Ok(Self::Reconcile {
@@ -570,6 +574,10 @@ mod tests {
         let mut too_many = vec![1, 2, b'w', b'5', b'q', b'6'];
         too_many.extend(std::iter::repeat_n(0u8, 32 * (MAX_FETCH_IDS + 1)));
         assert!(SyncRequest::decode(&too_many).is_err());
+        // Found by cargo fuzz: an upper-case region decoded, then re-encoded
+        // differently.
+        assert!(SyncRequest::decode(b"\x01\x01Keyy\0\0").is_err());
+        assert!(SyncRequest::decode(b"\x01\x01W5Q6").is_err());
         for junk in [
             &[1u8, 1, b'w', b'5', b'q', b'6', 0x61, 0, 0][..],
             &[1, 2],
