@@ -370,7 +370,16 @@ impl Plan {
         // Candidates come in result order; the exact distance (and, for walk
         // and geo, the row's own filters) may still refuse some, so ask for
         // more than a page. Rarely does a page need a second batch.
-        let batch = 2 * want + 32;
+        //
+        // A geo batch is a scan and sort of the whole cover, so it starts
+        // larger (one scan is usually enough even when the text or the
+        // circle refuses most candidates); every further batch is 4x larger,
+        // so a sparse match costs a few scans, not one per page-sized batch.
+        let mut batch = if strategy == Strategy::Geo {
+            8 * want + 256
+        } else {
+            2 * want + 32
+        };
         let row_check = match strategy {
             Strategy::Text | Strategy::Author => None,
             Strategy::Walk | Strategy::Geo => self.row_check(),
@@ -431,6 +440,7 @@ impl Plan {
             if hits.len() == want || scanned < batch {
                 break;
             }
+            batch = batch.saturating_mul(4);
         }
         let next_cursor = if hits.len() == want {
             hits.truncate(self.limit);
