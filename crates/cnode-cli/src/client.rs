@@ -57,15 +57,26 @@ impl ApiClient {
         segments: &[&str],
         body: Option<Vec<u8>>,
     ) -> Result<reqwest::Response> {
-        let url = self.url(segments);
-        let mut req = self
+        self.send_with(method, self.url(segments), |req| match body {
+            Some(body) => req.body(body),
+            None => req,
+        })
+        .await
+    }
+
+    /// Sends a request to `url` with the token, after `build` added what it
+    /// needs (body, headers, a longer timeout).
+    async fn send_with(
+        &self,
+        method: Method,
+        url: Url,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let req = self
             .http
             .request(method, url.clone())
             .bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.body(body);
-        }
-        let resp = req.send().await.map_err(|e| {
+        build(req).send().await.map_err(|e| {
             if e.is_connect() {
                 anyhow!(
                     "the node is not running (nothing answers at {}); start it with `cnode run`",
@@ -74,8 +85,17 @@ impl ApiClient {
             } else {
                 anyhow!("request to {url} failed: {e}")
             }
-        })?;
-        Ok(resp)
+        })
+    }
+
+    /// A successful answer's JSON, or the node's error.
+    async fn json_of<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
+        if !resp.status().is_success() {
+            return Err(Self::error_of(resp).await);
+        }
+        resp.json()
+            .await
+            .context("the node sent an unreadable answer")
     }
 
     async fn error_of(resp: reqwest::Response) -> anyhow::Error {
@@ -95,13 +115,7 @@ impl ApiClient {
 
     /// GET a JSON document.
     pub(crate) async fn get_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T> {
-        let resp = self.send(Method::GET, segments, None).await?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        resp.json()
-            .await
-            .context("the node sent an unreadable answer")
+        Self::json_of(self.send(Method::GET, segments, None).await?).await
     }
 
     /// GET, returning `None` on 404.
@@ -113,14 +127,7 @@ impl ApiClient {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        Ok(Some(
-            resp.json()
-                .await
-                .context("the node sent an unreadable answer")?,
-        ))
+        Ok(Some(Self::json_of(resp).await?))
     }
 
     /// True when `GET /healthz` answers.
@@ -129,28 +136,20 @@ impl ApiClient {
         matches!(self.http.get(url).timeout(std::time::Duration::from_secs(2)).send().await, Ok(r) if r.status().is_success())
     }
 
-    /// POST a JSON body, parse a JSON answer.
+    /// POST a JSON body, parse a JSON answer (no time limit: it may wait
+    /// for a transfer).
     pub(crate) async fn post_json<T: DeserializeOwned>(
         &self,
         segments: &[&str],
         body: &serde_json::Value,
     ) -> Result<T> {
-        let url = self.url(segments);
         let resp = self
-            .http
-            .post(url.clone())
-            .bearer_auth(&self.token)
-            .json(body)
-            .timeout(std::time::Duration::from_secs(24 * 3600))
-            .send()
-            .await
-            .map_err(|e| anyhow!("request to {url} failed: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        resp.json()
-            .await
-            .context("the node sent an unreadable answer")
+            .send_with(Method::POST, self.url(segments), |req| {
+                req.json(body)
+                    .timeout(std::time::Duration::from_secs(24 * 3600))
+            })
+            .await?;
+        Self::json_of(resp).await
     }
 
     /// A request without a body whose answer is only its status.
@@ -180,19 +179,7 @@ impl ApiClient {
         let mut url = self.url(segments);
         url.query_pairs_mut()
             .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-        let resp = self
-            .http
-            .get(url.clone())
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| anyhow!("request to {url} failed: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        resp.json()
-            .await
-            .context("the node sent an unreadable answer")
+        Self::json_of(self.send_with(Method::GET, url, |req| req).await?).await
     }
 
     /// POST raw bytes of `content_type`, parse a JSON answer.
@@ -202,22 +189,13 @@ impl ApiClient {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<T> {
-        let url = self.url(segments);
         let resp = self
-            .http
-            .post(url.clone())
-            .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| anyhow!("request to {url} failed: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        resp.json()
-            .await
-            .context("the node sent an unreadable answer")
+            .send_with(Method::POST, self.url(segments), |req| {
+                req.header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(body)
+            })
+            .await?;
+        Self::json_of(resp).await
     }
 
     /// A request without a body, parse a JSON answer.
@@ -226,12 +204,6 @@ impl ApiClient {
         method: Method,
         segments: &[&str],
     ) -> Result<T> {
-        let resp = self.send(method, segments, None).await?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        resp.json()
-            .await
-            .context("the node sent an unreadable answer")
+        Self::json_of(self.send(method, segments, None).await?).await
     }
 }
