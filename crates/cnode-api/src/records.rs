@@ -33,14 +33,18 @@ impl From<RecordError> for ApiError {
                 ApiError::BadRequest(e.to_string())
             }
             RecordError::Closed => ApiError::Unavailable(e.to_string()),
-            RecordError::Store(_) => ApiError::Internal(e.to_string()),
+            RecordError::Store(e) => e.into(),
         }
     }
 }
 
 impl From<cnode_records::store::RecordStoreError> for ApiError {
     fn from(e: cnode_records::store::RecordStoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            // A query the store refused (bad cursor, too many words, …).
+            cnode_records::store::RecordStoreError::Query(q) => ApiError::BadRequest(q.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -197,12 +201,6 @@ pub(crate) fn parse_distance(s: &str) -> Option<f64> {
     (v.is_finite() && v > 0.0).then_some(v * factor)
 }
 
-pub(crate) fn parse_lat_lon(s: &str) -> Option<(f64, f64)> {
-    let (a, b) = s.split_once(',')?;
-    let (lat, lon): (f64, f64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-    ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)).then_some((lat, lon))
-}
-
 impl RecordsQuery {
     fn into_query(self) -> Result<RecordQuery, ApiError> {
         let bad = |m: String| ApiError::BadRequest(m);
@@ -212,8 +210,8 @@ impl RecordsQuery {
             .transpose()?;
         let near = match self.near {
             Some(n) => {
-                let (lat, lon) = parse_lat_lon(&n)
-                    .ok_or_else(|| bad(format!("near={n:?}: expected LAT,LON in degrees")))?;
+                let (lat, lon) = cnode_records::geo::parse_point(&n)
+                    .map_err(|e| bad(format!("near={n:?} (LAT,LON): {e}")))?;
                 let radius_m = match self.radius.as_deref() {
                     Some(r) => parse_distance(r).ok_or_else(|| {
                         bad(format!("radius={r:?}: expected e.g. 500m, 5km or metres"))
@@ -266,12 +264,7 @@ pub(crate) async fn query(
     Query(params): Query<RecordsQuery>,
 ) -> Result<Json<RecordPage>, ApiError> {
     let q = params.into_query()?;
-    let page = state.node.records().query(q).await.map_err(|e| match e {
-        RecordError::Store(cnode_records::store::RecordStoreError::Query(e)) => {
-            ApiError::BadRequest(e.to_string())
-        }
-        other => other.into(),
-    })?;
+    let page = state.node.records().query(q).await?;
     Ok(Json(RecordPage {
         records: page.records.iter().map(RecordView::from_stored).collect(),
         next_cursor: page.next_cursor,
@@ -414,15 +407,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn distances_and_points_parse() {
+    fn distances_parse() {
         assert_eq!(parse_distance("5km"), Some(5000.0));
         assert_eq!(parse_distance("2.5 KM"), Some(2500.0));
         assert_eq!(parse_distance("500m"), Some(500.0));
         assert_eq!(parse_distance("750"), Some(750.0));
         assert_eq!(parse_distance("-1km"), None);
         assert_eq!(parse_distance("far"), None);
-        assert_eq!(parse_lat_lon("18.79, 98.98"), Some((18.79, 98.98)));
-        assert_eq!(parse_lat_lon("98.98,18.79,1"), None);
-        assert_eq!(parse_lat_lon("91,0"), None);
     }
 }

@@ -5,13 +5,13 @@
 //! record from the network.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use cnode_api::{PostResult, RecordPage, RecordView, RegionChange};
 use cnode_node::{DataDir, RegionInfo};
-use cnode_records::UnsignedRecord;
+use cnode_records::{UnsignedRecord, now_ms};
 use reqwest::Method;
 
 use crate::{client::ApiClient, output};
@@ -127,13 +127,6 @@ pub(crate) enum RegionCommand {
     },
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Parses `90s`, `30m`, `12h`, `7d`, `2w`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
@@ -156,15 +149,9 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
-fn parse_at(at: &str) -> Result<(f64, f64)> {
-    let bad = || anyhow::anyhow!("--at {at:?}: expected LAT,LON in degrees, e.g. 18.7883,98.9853");
-    let (a, b) = at.split_once(',').ok_or_else(bad)?;
-    let lat: f64 = a.trim().parse().map_err(|_| bad())?;
-    let lon: f64 = b.trim().parse().map_err(|_| bad())?;
-    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-        bail!("--at {at:?}: latitude must be within ±90 and longitude within ±180");
-    }
-    Ok((lat, lon))
+/// A `LAT,LON` flag value, with the flag's name in the error.
+fn parse_point(flag: &str, value: &str) -> Result<(f64, f64)> {
+    cnode_records::geo::parse_point(value).map_err(|e| anyhow::anyhow!("{flag} {value:?}: {e}"))
 }
 
 fn read_body(args: &PostArgs) -> Result<serde_json::Value> {
@@ -202,7 +189,7 @@ fn random_key() -> String {
 
 /// `cnode post`.
 pub(crate) async fn post(dir: &DataDir, args: PostArgs) -> Result<()> {
-    let (lat, lon) = parse_at(&args.at)?;
+    let (lat, lon) = parse_point("--at", &args.at)?;
     let body = read_body(&args)?;
     let created_at = now_ms();
     let expires_at = match &args.expires {
@@ -259,8 +246,7 @@ pub(crate) async fn query(dir: &DataDir, args: QueryArgs) -> Result<()> {
     let client = ApiClient::from_data_dir(dir)?;
     let mut params: Vec<(&str, String)> = vec![("limit", args.limit.clamp(1, 500).to_string())];
     if let Some(near) = &args.near {
-        let (lat, lon) = parse_at(near)
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--at", "--near")))?;
+        let (lat, lon) = parse_point("--near", near)?;
         params.push(("near", format!("{lat},{lon}")));
         params.push(("radius", args.radius.clone()));
     }

@@ -16,13 +16,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use cnode_net::{GossipId, GossipVerdict, NetClient, PeerId, ReqProtocol};
+use cnode_net::{GossipId, GossipVerdict, NetClient, PeerId};
 use cnode_records::store::{InsertOutcome, Query, QueryPage, RecordStore, StoredRecord};
-use cnode_records::sync::{self, RegionSet, SyncRequest, SyncResponse};
+use cnode_records::sync::RegionSet;
 use cnode_records::validate::{Path as Arrival, Reject, Validator};
-use cnode_records::{Record, RecordId};
+use cnode_records::{Record, RecordId, now_ms};
 use cnode_types::RegionId;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,6 +31,10 @@ use prometheus_client::registry::Registry;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
+
+mod session;
+
+pub use session::{SyncFailure, SyncReport};
 
 /// New records fanned out to in-process subscribers (the API's stream).
 const NEW_RECORDS_CAPACITY: usize = 1024;
@@ -43,16 +47,8 @@ const SYNC_PEERS_PER_ROUND: usize = 2;
 const SYNC_AFTER_CONNECT: Duration = Duration::from_millis(800);
 /// How often expired records are swept.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(30);
-/// Ids fetched per round trip (the protocol's maximum).
-const FETCH_BATCH: usize = sync::MAX_FETCH_IDS;
-/// Fetch requests in flight per session.
-const FETCHES_IN_FLIGHT: usize = 3;
-/// The most ids one session pulls; the rest waits for the next session.
-const MAX_NEED_PER_SESSION: usize = 2_000_000;
 /// Gossiped records validated and stored at once; more are ignored.
 pub const MAX_GOSSIP_IN_FLIGHT: usize = 512;
-/// Inbound sync requests one peer may make per second (burst = 4 s worth).
-const SYNC_REQUESTS_PER_SEC: f64 = 200.0;
 
 /// Settings of the records service.
 #[derive(Debug, Clone)]
@@ -115,19 +111,6 @@ pub struct RegionInfo {
     pub records: usize,
     /// Connected peers that serve it too.
     pub peers: usize,
-}
-
-/// The outcome of one reconciliation session.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncReport {
-    /// Negentropy rounds.
-    pub rounds: usize,
-    /// Records the peer had and we lacked.
-    pub needed: usize,
-    /// Records stored from the peer.
-    pub stored: usize,
-    /// Bytes sent and received.
-    pub wire_bytes: usize,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -207,13 +190,6 @@ impl std::fmt::Debug for RecordService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecordService").finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn provider_key(region: &RegionId) -> Vec<u8> {
@@ -382,19 +358,19 @@ impl RecordService {
             self.count_reject(&reject);
             return Err(reject.into());
         }
-        let id = record.id();
         let region = record
             .region_prefix()
             .and_then(|r| r.parse::<RegionId>().ok())
             .ok_or_else(|| RecordError::RegionNotServed(record.region.clone()))?;
         let encoded = record.encode();
+        let id = RecordId::of_encoded(&encoded);
         if !self.serves(&region) {
             return match self.inner.net.publish(region.topic(), encoded).await {
                 Ok(()) => Ok(Posted::Forwarded { id }),
                 Err(_) => Err(RecordError::RegionNotServed(region.as_str().to_string())),
             };
         }
-        let stored = self.store_many(vec![record], now).await?;
+        let stored = self.store_many(vec![(id, record)], now).await?;
         if stored == 0 {
             return Ok(Posted::Unchanged { id });
         }
@@ -403,18 +379,27 @@ impl RecordService {
         Ok(Posted::Stored { id })
     }
 
-    /// Stores validated records and updates the region sets; returns how
-    /// many were new or replaced an older one.
-    async fn store_many(&self, records: Vec<Record>, now: u64) -> Result<usize, RecordError> {
-        let keep: Vec<(RegionId, u64, RecordId)> = records
+    /// Stores validated records (with their ids, which every caller already
+    /// has from the canonical bytes) and updates the region sets; returns
+    /// how many were new or replaced an older one.
+    async fn store_many(
+        &self,
+        records: Vec<(RecordId, Record)>,
+        now: u64,
+    ) -> Result<usize, RecordError> {
+        let keep: Vec<(Option<RegionId>, u64, RecordId)> = records
             .iter()
-            .filter_map(|r| Some((r.region_prefix()?.parse().ok()?, r.created_at, r.id())))
+            .map(|(id, r)| {
+                (
+                    r.region_prefix().and_then(|p| p.parse().ok()),
+                    r.created_at,
+                    *id,
+                )
+            })
             .collect();
-        let records_for_fanout = if self.inner.new_records.receiver_count() > 0 {
-            Some(records.clone())
-        } else {
-            None
-        };
+        let fanout = self.inner.new_records.receiver_count() > 0;
+        let (ids, records): (Vec<RecordId>, Vec<Record>) = records.into_iter().unzip();
+        let fanout = fanout.then(|| records.clone());
         let outcomes = self.inner.store.insert_many(records, now).await?;
         let mut stored = 0;
         {
@@ -422,7 +407,7 @@ impl RecordService {
             for ((region, created_at, id), outcome) in keep.iter().zip(&outcomes) {
                 if let InsertOutcome::Inserted { replaced } = outcome {
                     stored += 1;
-                    if let Some(set) = regions.get_mut(region) {
+                    if let Some(set) = region.as_ref().and_then(|r| regions.get_mut(r)) {
                         set.insert(*created_at, *id);
                         if let Some((old_at, old_id)) = replaced {
                             set.remove(*old_at, *old_id);
@@ -432,29 +417,25 @@ impl RecordService {
             }
         }
         self.inner.metrics.stored.inc_by(stored as u64);
-        if let Some(records) = records_for_fanout {
-            for (record, outcome) in records.into_iter().zip(&outcomes) {
-                if matches!(outcome, InsertOutcome::Inserted { .. }) {
-                    let _ = self.inner.new_records.send(Arc::new(StoredRecord {
-                        id: record.id(),
-                        record,
-                        received_ms: now,
-                        distance_m: None,
-                    }));
-                }
+        for ((id, record), outcome) in ids
+            .into_iter()
+            .zip(fanout.into_iter().flatten())
+            .zip(&outcomes)
+        {
+            if matches!(outcome, InsertOutcome::Inserted { .. }) {
+                let _ = self.inner.new_records.send(Arc::new(StoredRecord {
+                    id,
+                    record,
+                    received_ms: now,
+                    distance_m: None,
+                }));
             }
         }
         Ok(stored)
     }
 
     fn count_reject(&self, reject: &Reject) {
-        self.inner
-            .metrics
-            .rejected
-            .get_or_create(&ReasonLabel {
-                reason: reject.label().to_string(),
-            })
-            .inc();
+        self.count_reject_label(reject.label());
     }
 
     /// A gossip message on a region topic: validate, store, and tell
@@ -497,7 +478,9 @@ impl RecordService {
         if record.region_prefix() != Some(region.as_str()) {
             return GossipVerdict::Reject;
         }
-        match self.store_many(vec![record], now).await {
+        // `data` was accepted as canonical, so it is what the id hashes.
+        let id = RecordId::of_encoded(data);
+        match self.store_many(vec![(id, record)], now).await {
             Ok(0) => GossipVerdict::Ignore,
             Ok(_) => GossipVerdict::Accept,
             Err(e) => {
@@ -569,29 +552,6 @@ impl RecordService {
         );
     }
 
-    /// Reconciles `region` with `peer` now and pulls what we lack, unless a
-    /// session with that peer for that region is already running
-    /// ([`SyncFailure::Busy`]).
-    pub async fn sync_now(
-        &self,
-        peer: PeerId,
-        region: RegionId,
-    ) -> Result<SyncReport, SyncFailure> {
-        let claimed = self
-            .inner
-            .syncing
-            .lock()
-            .is_ok_and(|mut s| s.insert((peer, region)));
-        if !claimed {
-            return Err(SyncFailure::Busy);
-        }
-        let result = self.sync_with(peer, region).await;
-        if let Ok(mut s) = self.inner.syncing.lock() {
-            s.remove(&(peer, region));
-        }
-        result
-    }
-
     async fn periodic_sync(&self) {
         let regions: Vec<RegionId> = self.lock_regions().keys().copied().collect();
         for region in regions {
@@ -625,195 +585,6 @@ impl RecordService {
         }
     }
 
-    /// One session, as a three-stage pipeline so the network, the CPU and
-    /// the disk work at the same time: (1) negentropy rounds yield the ids we
-    /// lack, (2) they are fetched in batches of 1024 and validated on two
-    /// threads, (3) valid records are stored. Bounded queues between the
-    /// stages keep memory flat.
-    async fn sync_with(&self, peer: PeerId, region: RegionId) -> Result<SyncReport, SyncFailure> {
-        let snapshot = {
-            let mut regions = self.lock_regions();
-            let set = regions.get_mut(&region).ok_or(SyncFailure::NotServed)?;
-            set.snapshot()
-        };
-        self.inner.metrics.sync_sessions.inc();
-        let (need_tx, mut need_rx) = tokio::sync::mpsc::channel::<Vec<RecordId>>(8);
-        let (valid_tx, mut valid_rx) = tokio::sync::mpsc::channel::<Vec<Record>>(2);
-
-        let reconcile = async move {
-            let (mut wire, mut rounds, mut needed) = (0usize, 0usize, 0usize);
-            let (mut reconciler, mut msg) = sync::Reconciler::start(snapshot)?;
-            loop {
-                let request = SyncRequest::Reconcile { region, msg };
-                let answer = self.ask(peer, request, &mut wire).await?;
-                let SyncResponse::Reconcile(answer) = answer else {
-                    return Err(SyncFailure::Peer("unexpected answer to reconcile".into()));
-                };
-                let round = reconciler.step(&answer)?;
-                rounds += 1;
-                let mut ids = round.need;
-                ids.truncate(MAX_NEED_PER_SESSION.saturating_sub(needed));
-                needed += ids.len();
-                if !ids.is_empty() && need_tx.send(ids).await.is_err() {
-                    break; // a later stage failed; its error is reported
-                }
-                match round.next {
-                    Some(next) if needed < MAX_NEED_PER_SESSION => msg = next,
-                    _ => break,
-                }
-            }
-            Ok::<_, SyncFailure>((wire, rounds, needed))
-        };
-
-        let fetch = async move {
-            let mut wire = 0usize;
-            let mut queue: std::collections::VecDeque<RecordId> = Default::default();
-            let mut inflight = futures::stream::FuturesUnordered::new();
-            let mut open = true;
-            loop {
-                // Take what stage 1 has found: wait for it only when there
-                // is nothing else to do.
-                while open && queue.len() < FETCH_BATCH * FETCHES_IN_FLIGHT {
-                    let next = if inflight.is_empty() && queue.len() < FETCH_BATCH {
-                        need_rx.recv().await
-                    } else {
-                        match need_rx.try_recv() {
-                            Ok(ids) => Some(ids),
-                            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
-                        }
-                    };
-                    match next {
-                        Some(ids) => queue.extend(ids),
-                        None => open = false,
-                    }
-                }
-                while inflight.len() < FETCHES_IN_FLIGHT
-                    && !queue.is_empty()
-                    && (queue.len() >= FETCH_BATCH || !open)
-                {
-                    let take = queue.len().min(FETCH_BATCH);
-                    let ids: Vec<RecordId> = queue.drain(..take).collect();
-                    inflight.push(self.fetch_batch(peer, region, ids));
-                }
-                let Some(result) = futures::StreamExt::next(&mut inflight).await else {
-                    if queue.is_empty() && !open {
-                        break;
-                    }
-                    continue;
-                };
-                let (valid, leftover, bytes) = result?;
-                wire += bytes;
-                queue.extend(leftover);
-                if !valid.is_empty() && valid_tx.send(valid).await.is_err() {
-                    break;
-                }
-            }
-            Ok::<_, SyncFailure>(wire)
-        };
-
-        let store = async move {
-            let mut stored = 0usize;
-            while let Some(batch) = valid_rx.recv().await {
-                stored += self.store_many(batch, now_ms()).await?;
-            }
-            Ok::<_, SyncFailure>(stored)
-        };
-
-        let (reconciled, fetched, stored) = tokio::join!(reconcile, fetch, store);
-        let (wire_a, rounds, needed) = reconciled?;
-        let wire_b = fetched?;
-        let stored = stored?;
-        let report = SyncReport {
-            rounds,
-            needed,
-            stored,
-            wire_bytes: wire_a + wire_b,
-        };
-        self.inner.metrics.sync_pulled.inc_by(stored as u64);
-        self.inner
-            .metrics
-            .sync_wire_bytes
-            .inc_by(report.wire_bytes as u64);
-        Ok(report)
-    }
-
-    /// Fetches one batch of ids and validates what comes back; returns the
-    /// valid records, the ids to ask again (the response was cut at its size
-    /// budget) and the bytes on the wire.
-    async fn fetch_batch(
-        &self,
-        peer: PeerId,
-        region: RegionId,
-        ids: Vec<RecordId>,
-    ) -> Result<(Vec<Record>, Vec<RecordId>, usize), SyncFailure> {
-        let mut wire = 0;
-        let asked: HashSet<RecordId> = ids.iter().copied().collect();
-        let request = SyncRequest::Fetch {
-            region,
-            ids: ids.clone(),
-        };
-        let SyncResponse::Records(encoded) = self.ask(peer, request, &mut wire).await? else {
-            return Err(SyncFailure::Peer("unexpected answer to fetch".into()));
-        };
-        if encoded.is_empty() {
-            // The peer no longer has them; a later session will tell.
-            return Ok((Vec::new(), Vec::new(), wire));
-        }
-        let leftover = ids[encoded.len().min(ids.len())..].to_vec();
-        let now = now_ms();
-        // Signature checks are CPU work: two halves on the blocking pool.
-        let half = encoded.len().div_ceil(2);
-        let second = encoded[half..].to_vec();
-        let mut first = encoded;
-        first.truncate(half);
-        let (a, b) = tokio::join!(
-            self.validate_batch(first, region, now),
-            self.validate_batch(second, region, now)
-        );
-        let mut valid = Vec::with_capacity(half * 2);
-        for (record, label) in a.into_iter().chain(b) {
-            match (record, label) {
-                (Some(r), _) if asked.contains(&r.id()) => valid.push(r),
-                (Some(_), _) => self.count_reject_label("unrequested"),
-                (None, label) => self.count_reject_label(label),
-            }
-        }
-        Ok((valid, leftover, wire))
-    }
-
-    /// Decodes and validates fetched records (sync path) on the blocking
-    /// pool; each result is the record, or `None` with the reject label.
-    async fn validate_batch(
-        &self,
-        encoded: Vec<Vec<u8>>,
-        region: RegionId,
-        now: u64,
-    ) -> Vec<(Option<Record>, &'static str)> {
-        if encoded.is_empty() {
-            return Vec::new();
-        }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            encoded
-                .iter()
-                .map(|bytes| {
-                    match this
-                        .inner
-                        .validator
-                        .decode_and_validate(bytes, Arrival::Sync, now)
-                    {
-                        Ok(r) if r.region_prefix() == Some(region.as_str()) => (Some(r), ""),
-                        Ok(_) => (None, "other_region"),
-                        Err(reject) => (None, reject.label()),
-                    }
-                })
-                .collect()
-        })
-        .await
-        .unwrap_or_default()
-    }
-
     fn count_reject_label(&self, label: &str) {
         self.inner
             .metrics
@@ -822,102 +593,6 @@ impl RecordService {
                 reason: label.to_string(),
             })
             .inc();
-    }
-
-    async fn ask(
-        &self,
-        peer: PeerId,
-        request: SyncRequest,
-        wire_bytes: &mut usize,
-    ) -> Result<SyncResponse, SyncFailure> {
-        let bytes = request.encode();
-        *wire_bytes += bytes.len();
-        let answer = self
-            .inner
-            .net
-            .request(peer, ReqProtocol::Sync, bytes)
-            .await
-            .map_err(|e| SyncFailure::Peer(e.to_string()))?;
-        *wire_bytes += answer.len();
-        match SyncResponse::decode(&answer)? {
-            SyncResponse::Refused(reason) => Err(SyncFailure::Peer(format!("refused: {reason}"))),
-            other => Ok(other),
-        }
-    }
-
-    /// Answers a `/cnode/sync/1` request from `peer`.
-    pub async fn handle_request(&self, peer: PeerId, data: &[u8]) -> Vec<u8> {
-        if !self.inbound_allowed(peer) {
-            return SyncResponse::Refused("rate limited".into()).encode();
-        }
-        let request = match SyncRequest::decode(data) {
-            Ok(r) => r,
-            Err(e) => return SyncResponse::Refused(e.to_string()).encode(),
-        };
-        match request {
-            SyncRequest::Reconcile { region, msg } => {
-                let snapshot = {
-                    let mut regions = self.lock_regions();
-                    match regions.get_mut(&region) {
-                        Some(set) => set.snapshot(),
-                        None => return refused_not_served(&region),
-                    }
-                };
-                // Fingerprinting a large set is CPU work: off the runtime.
-                let answer =
-                    tokio::task::spawn_blocking(move || sync::respond(snapshot, &msg)).await;
-                match answer {
-                    Ok(Ok(msg)) => SyncResponse::Reconcile(msg).encode(),
-                    Ok(Err(e)) => SyncResponse::Refused(e.to_string()).encode(),
-                    Err(_) => SyncResponse::Refused("internal error".into()).encode(),
-                }
-            }
-            SyncRequest::Fetch { region, ids } => {
-                if !self.serves(&region) {
-                    return refused_not_served(&region);
-                }
-                match self.inner.store.get_encoded_many(ids).await {
-                    Ok(encoded) => {
-                        let mut budget = sync::RECORDS_RESPONSE_BUDGET;
-                        let records = encoded
-                            .into_iter()
-                            .take_while(|r| {
-                                let fits = r.len() + 4 <= budget;
-                                budget = budget.saturating_sub(r.len() + 4);
-                                fits
-                            })
-                            .collect();
-                        SyncResponse::Records(records).encode()
-                    }
-                    Err(e) => {
-                        warn!("cannot read records for a peer: {e}");
-                        SyncResponse::Refused("internal error".into()).encode()
-                    }
-                }
-            }
-        }
-    }
-
-    /// A token bucket per peer for inbound sync requests.
-    fn inbound_allowed(&self, peer: PeerId) -> bool {
-        let Ok(mut budgets) = self.inner.inbound_budget.lock() else {
-            return false;
-        };
-        if budgets.len() > 4096 {
-            budgets.clear();
-        }
-        let now = Instant::now();
-        let burst = SYNC_REQUESTS_PER_SEC * 4.0;
-        let (tokens, last) = budgets.entry(peer).or_insert((burst, now));
-        *tokens =
-            (*tokens + now.duration_since(*last).as_secs_f64() * SYNC_REQUESTS_PER_SEC).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 
     /// Runs a query against the local store.
@@ -956,28 +631,4 @@ impl RecordService {
             );
         }
     }
-}
-
-fn refused_not_served(region: &RegionId) -> Vec<u8> {
-    SyncResponse::Refused(format!("region {} not served", region.as_str())).encode()
-}
-
-/// Why a reconciliation session failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncFailure {
-    /// We do not serve the region.
-    #[error("region not served here")]
-    NotServed,
-    /// A session with this peer for this region is already running.
-    #[error("already reconciling with this peer")]
-    Busy,
-    /// The peer failed, refused or answered nonsense.
-    #[error("peer: {0}")]
-    Peer(String),
-    /// The protocol failed.
-    #[error(transparent)]
-    Protocol(#[from] sync::SyncError),
-    /// Storing failed.
-    #[error(transparent)]
-    Record(#[from] RecordError),
 }

@@ -105,6 +105,29 @@ pub fn is_valid(s: &str) -> bool {
     parse(s).is_some()
 }
 
+/// Why text is not a `LAT,LON` point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PointError {
+    /// Not two comma-separated numbers.
+    #[error("expected LAT,LON in degrees, e.g. 18.7883,98.9853")]
+    Syntax,
+    /// A coordinate out of range.
+    #[error("latitude must be within ±90 and longitude within ±180")]
+    Range,
+}
+
+/// Parses `LAT,LON` in degrees (spaces allowed around the numbers), as the
+/// CLI and the HTTP API take a point.
+pub fn parse_point(s: &str) -> Result<(f64, f64), PointError> {
+    let (a, b) = s.split_once(',').ok_or(PointError::Syntax)?;
+    let lat: f64 = a.trim().parse().map_err(|_| PointError::Syntax)?;
+    let lon: f64 = b.trim().parse().map_err(|_| PointError::Syntax)?;
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(PointError::Range);
+    }
+    Ok((lat, lon))
+}
+
 /// The great-circle distance between two `(lat, lon)` points in degrees,
 /// metres (haversine on a sphere of [`EARTH_RADIUS_M`]).
 pub fn haversine_m(a: (f64, f64), b: (f64, f64)) -> f64 {
@@ -383,6 +406,16 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn points_parse() {
+        assert_eq!(parse_point("18.79, 98.98"), Ok((18.79, 98.98)));
+        assert_eq!(parse_point("-33.9,151.2"), Ok((-33.9, 151.2)));
+        assert_eq!(parse_point("98.98,18.79,1"), Err(PointError::Syntax));
+        assert_eq!(parse_point("north"), Err(PointError::Syntax));
+        assert_eq!(parse_point("91,0"), Err(PointError::Range));
+        assert_eq!(parse_point("0,180.5"), Err(PointError::Range));
+    }
 
     #[test]
     fn known_geohashes() {

@@ -19,3 +19,4 @@ pub mod sync;
 pub mod validate;
 
 pub use record::{DecodeError, Proof, Record, RecordId, UnsignedRecord};
+pub use store::now_ms;

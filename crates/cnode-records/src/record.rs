@@ -30,6 +30,13 @@ pub const MAX_ENCODED_LEN: usize = 72 * 1024;
 pub struct RecordId(pub [u8; 32]);
 
 impl RecordId {
+    /// The id of a record from its canonical encoding (what
+    /// [`Record::encode`] gives, or bytes [`Record::decode`] accepted) —
+    /// saves encoding it again.
+    pub fn of_encoded(canonical: &[u8]) -> Self {
+        Self(*blake3::hash(canonical).as_bytes())
+    }
+
     /// The id as lowercase hex (64 characters), as shown to users.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
@@ -214,7 +221,7 @@ impl Record {
 
     /// The record id: `BLAKE3(self.encode())`.
     pub fn id(&self) -> RecordId {
-        RecordId(*blake3::hash(&self.encode()).as_bytes())
+        RecordId::of_encoded(&self.encode())
     }
 
     /// Decodes a record, refusing oversized, malformed and non-canonical

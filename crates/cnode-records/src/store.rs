@@ -545,7 +545,8 @@ fn clamp_i64(v: u64) -> i64 {
 }
 
 /// The system clock, ms since the Unix epoch.
-fn now_ms() -> u64 {
+/// The clock records use: ms since the Unix epoch (0 before 1970).
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

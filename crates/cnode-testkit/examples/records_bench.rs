@@ -12,13 +12,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cnode_identity::UserKey;
 use cnode_node::DataDir;
 use cnode_records::store::{Near, Query, RecordStore};
-use cnode_records::{Record, RecordId, UnsignedRecord};
+use cnode_records::{Record, RecordId, UnsignedRecord, now_ms};
 use cnode_testkit::{NodeOptions, TestNode, Transports, wait_until};
 use cnode_types::RegionId;
 
@@ -45,13 +45,6 @@ const WORDS: &[&str] = &[
     "mango",
     "river",
 ];
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
