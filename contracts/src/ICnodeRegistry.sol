@@ -10,7 +10,9 @@ pragma solidity ^0.8.24;
 ///
 /// Regions are 4-character geohashes packed as ASCII into a `bytes4`
 /// (e.g. "w5q6" = 0x77357136). Peer ids are the libp2p peer id's multihash
-/// bytes. Service keys are `keccak256(abi.encodePacked(id, "@", version))`.
+/// bytes. Service keys: see `serviceKey` (the formula is in the comment below;
+/// NatSpec reads any at-sign as a tag, so it cannot sit in this block).
+// Service key = keccak256(abi.encodePacked(id, "@", version)).
 interface ICnodeRegistry {
     // ---------------------------------------------------------------- types
 
@@ -97,6 +99,14 @@ interface ICnodeRegistry {
     error BadEpoch(uint64 epoch);
     error LengthMismatch();
     error TransferFailed();
+    // Added with the implementation (nothing above changed):
+    error Empty(string what);                                   // an empty list or string that must not be
+    error BadParam(string what, uint256 value);                 // a steward address or parameter out of range
+    error AlreadySteward(address steward);
+    error DuplicateOperator(address operator);                  // twice in one route
+    error AlreadyAttested(uint64 epoch, address steward, address operator);
+    error SlashTooLarge(uint256 amount, uint256 stake);
+    error BadServiceStatus(bytes32 key, ServiceStatus status);  // approve an Approved / revoke a Revoked service
 
     // ---------------------------------------------------------- operators
 
@@ -150,4 +160,32 @@ interface ICnodeRegistry {
     function totalStake() external view returns (uint256);
     /// Block the registry was deployed in: clients read the log from here.
     function deployBlock() external view returns (uint256);
+
+    // Added with the implementation (nothing above changed):
+
+    /// A proposal as stored; `generation` is the steward-set generation it was made in.
+    struct Proposal {
+        ProposalKind kind;
+        bool executed;
+        uint8 approvals;
+        uint64 expiresAt;
+        uint64 generation;
+        address proposer;
+        bytes data;
+    }
+
+    /// Seconds per credit epoch (1 day); epoch = block.timestamp / EPOCH_LENGTH.
+    function EPOCH_LENGTH() external view returns (uint64);
+    function currentEpoch() external view returns (uint64);
+    /// Slashed wei, locked in the contract: balance == totalStake + slashedPool.
+    function slashedPool() external view returns (uint256);
+    /// Bumped by every steward-set or threshold change; older proposals are stale.
+    function stewardGeneration() external view returns (uint64);
+    /// Number of proposals made; ids are 1..=proposalCount.
+    function proposalCount() external view returns (uint256);
+    function getProposal(uint256 proposalId) external view returns (Proposal memory);
+    function hasApproved(uint256 proposalId, address steward) external view returns (bool);
+    /// Scores attested so far for (epoch, operator), in arrival order.
+    function getAttestations(uint64 epoch, address operator) external view returns (uint64[] memory);
+    function hasAttested(uint64 epoch, address steward, address operator) external view returns (bool);
 }
