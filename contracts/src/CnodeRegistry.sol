@@ -50,6 +50,17 @@ contract CnodeRegistry is ICnodeRegistry {
         bytes32 infoHash;
     }
 
+    /// A proposal's fixed part fits one slot (20 + 1 + 1 + 1 + 5 + 4 bytes).
+    struct StoredProposal {
+        address proposer;
+        ProposalKind kind;
+        bool executed;
+        uint8 approvals; //    <= MAX_STEWARDS
+        uint40 expiresAt; //   unix seconds
+        uint32 generation; //  one step per executed steward-set or threshold change
+        bytes data;
+    }
+
     /// Scores for one (epoch, operator), at most MAX_STEWARDS of them.
     struct Tally {
         uint64[MAX_STEWARDS] scores;
@@ -64,10 +75,10 @@ contract CnodeRegistry is ICnodeRegistry {
     /// steward => index in _stewards + 1 (0 = not a steward).
     mapping(address => uint256) private _stewardSlot;
     uint256 public threshold;
-    uint64 public stewardGeneration;
+    uint32 private _generation;
 
     uint256 public proposalCount;
-    mapping(uint256 => Proposal) private _proposals;
+    mapping(uint256 => StoredProposal) private _proposals;
     mapping(uint256 => mapping(address => bool)) public hasApproved;
 
     mapping(uint64 => mapping(address => Tally)) private _tallies;
@@ -282,12 +293,12 @@ contract CnodeRegistry is ICnodeRegistry {
         _apply(kind, data, false);
         proposalId = ++proposalCount;
         uint64 expiresAt = uint64(block.timestamp) + proposalTtl;
-        Proposal storage p = _proposals[proposalId];
+        StoredProposal storage p = _proposals[proposalId];
+        p.proposer = msg.sender;
         p.kind = kind;
         p.approvals = 1;
-        p.expiresAt = expiresAt;
-        p.generation = stewardGeneration;
-        p.proposer = msg.sender;
+        p.expiresAt = uint40(expiresAt); // proposalTtl <= MAX_DELAY
+        p.generation = _generation;
         p.data = data;
         hasApproved[proposalId][msg.sender] = true;
         emit ProposalCreated(proposalId, kind, data, msg.sender, expiresAt);
@@ -296,7 +307,7 @@ contract CnodeRegistry is ICnodeRegistry {
 
     /// @inheritdoc ICnodeRegistry
     function approve(uint256 proposalId) external onlySteward {
-        Proposal storage p = _liveProposal(proposalId);
+        StoredProposal storage p = _liveProposal(proposalId);
         if (hasApproved[proposalId][msg.sender]) revert AlreadyApproved(proposalId, msg.sender);
         hasApproved[proposalId][msg.sender] = true;
         uint8 approvals = p.approvals + 1;
@@ -306,7 +317,7 @@ contract CnodeRegistry is ICnodeRegistry {
 
     /// @inheritdoc ICnodeRegistry
     function execute(uint256 proposalId) external {
-        Proposal storage p = _liveProposal(proposalId);
+        StoredProposal storage p = _liveProposal(proposalId);
         if (p.approvals < threshold) revert NotEnoughApprovals(p.approvals, threshold);
         p.executed = true;
         _apply(p.kind, p.data, true);
@@ -372,8 +383,21 @@ contract CnodeRegistry is ICnodeRegistry {
         return uint64(block.timestamp / EPOCH_LENGTH);
     }
 
+    function stewardGeneration() external view returns (uint64) {
+        return _generation;
+    }
+
     function getProposal(uint256 proposalId) external view returns (Proposal memory) {
-        return _proposals[proposalId];
+        StoredProposal storage p = _proposals[proposalId];
+        return Proposal({
+            kind: p.kind,
+            executed: p.executed,
+            approvals: p.approvals,
+            expiresAt: p.expiresAt,
+            generation: p.generation,
+            proposer: p.proposer,
+            data: p.data
+        });
     }
 
     function getAttestations(uint64 epoch, address operator) external view returns (uint64[] memory out) {
@@ -398,11 +422,11 @@ contract CnodeRegistry is ICnodeRegistry {
         if (status != NodeStatus.Active) revert NotActive(operator);
     }
 
-    function _liveProposal(uint256 proposalId) private view returns (Proposal storage p) {
+    function _liveProposal(uint256 proposalId) private view returns (StoredProposal storage p) {
         if (proposalId == 0 || proposalId > proposalCount) revert UnknownProposal(proposalId);
         p = _proposals[proposalId];
         if (p.executed) revert AlreadyExecuted(proposalId);
-        if (p.generation != stewardGeneration) revert ProposalStale(proposalId);
+        if (p.generation != _generation) revert ProposalStale(proposalId);
         if (block.timestamp >= p.expiresAt) revert ProposalExpired(proposalId);
     }
 
@@ -418,7 +442,7 @@ contract CnodeRegistry is ICnodeRegistry {
             if (!commit) return;
             _stewards.push(s);
             _stewardSlot[s] = n + 1;
-            ++stewardGeneration;
+            ++_generation;
             emit StewardAdded(s);
         } else if (kind == ProposalKind.RemoveSteward) {
             address s = abi.decode(data, (address));
@@ -432,7 +456,7 @@ contract CnodeRegistry is ICnodeRegistry {
             _stewardSlot[last] = slot;
             _stewards.pop();
             delete _stewardSlot[s];
-            ++stewardGeneration;
+            ++_generation;
             emit StewardRemoved(s);
         } else if (kind == ProposalKind.SetThreshold) {
             uint256 t = abi.decode(data, (uint256));
@@ -440,7 +464,7 @@ contract CnodeRegistry is ICnodeRegistry {
             if (t == 0 || t > n) revert BadThreshold(t, n);
             if (!commit) return;
             threshold = t;
-            ++stewardGeneration;
+            ++_generation;
             emit ThresholdChanged(t);
         } else if (kind == ProposalKind.Slash) {
             (address op, uint256 amount, string memory reason) = abi.decode(data, (address, uint256, string));

@@ -1,0 +1,1205 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Fixture} from "./utils/Fixture.sol";
+import {CnodeRegistry} from "../src/CnodeRegistry.sol";
+import {ICnodeRegistry} from "../src/ICnodeRegistry.sol";
+
+/// Refuses ether: its withdraw must fail with TransferFailed.
+contract Refuser {
+    function register(CnodeRegistry reg, bytes calldata peerId, string[] calldata a, bytes4[] calldata r)
+        external
+        payable
+    {
+        reg.register{value: msg.value}(peerId, a, r);
+    }
+
+    function deregister(CnodeRegistry reg) external {
+        reg.deregister();
+    }
+
+    function withdraw(CnodeRegistry reg) external {
+        reg.withdraw();
+    }
+}
+
+/// Re-enters withdraw (and register) when paid.
+contract Reenterer {
+    CnodeRegistry internal reg;
+    bool public reentryOk;
+    uint256 public received;
+
+    constructor(CnodeRegistry reg_) {
+        reg = reg_;
+    }
+
+    function register(bytes calldata peerId, string[] calldata a, bytes4[] calldata r) external payable {
+        reg.register{value: msg.value}(peerId, a, r);
+    }
+
+    function deregister() external {
+        reg.deregister();
+    }
+
+    function withdraw() external {
+        reg.withdraw();
+    }
+
+    receive() external payable {
+        received += msg.value;
+        (bool ok,) = address(reg).call(abi.encodeCall(CnodeRegistry.withdraw, ()));
+        reentryOk = reentryOk || ok;
+    }
+}
+
+contract CnodeRegistryTest is Fixture {
+    address internal alice;
+    address internal bob;
+    address internal carol;
+    address internal nobody;
+
+    function setUp() public override {
+        super.setUp();
+        alice = makeAddr("alice");
+        bob = makeAddr("bob");
+        carol = makeAddr("carol");
+        nobody = makeAddr("nobody");
+    }
+
+    function assertAccounting() internal view {
+        assertEq(address(reg).balance, reg.totalStake() + reg.slashedPool(), "balance == totalStake + slashedPool");
+    }
+
+    // =============================================================== constructor
+
+    function test_constructor_setsEverything() public {
+        vm.roll(1234);
+        vm.expectEmit(true, true, true, true);
+        emit ICnodeRegistry.StewardAdded(s1);
+        vm.expectEmit(true, true, true, true);
+        emit ICnodeRegistry.StewardAdded(s2);
+        vm.expectEmit(true, true, true, true);
+        emit ICnodeRegistry.StewardAdded(s3);
+        vm.expectEmit(true, true, true, true);
+        emit ICnodeRegistry.ThresholdChanged(2);
+        vm.expectEmit(true, true, true, true);
+        emit ICnodeRegistry.ParamsChanged(MIN_STAKE, UNBONDING, TTL);
+        CnodeRegistry r = new CnodeRegistry(stewardList, 2, MIN_STAKE, UNBONDING, TTL);
+        assertEq(r.stewards(), stewardList);
+        assertTrue(r.isSteward(s1) && r.isSteward(s2) && r.isSteward(s3));
+        assertFalse(r.isSteward(alice));
+        assertEq(r.threshold(), 2);
+        assertEq(r.minStake(), MIN_STAKE);
+        assertEq(r.unbondingDelay(), UNBONDING);
+        assertEq(r.proposalTtl(), TTL);
+        assertEq(r.deployBlock(), 1234);
+        assertEq(r.totalStake(), 0);
+        assertEq(r.slashedPool(), 0);
+        assertEq(r.stewardGeneration(), 0);
+        assertEq(r.proposalCount(), 0);
+        assertEq(r.EPOCH_LENGTH(), 1 days);
+        assertEq(r.currentEpoch(), T0 / 1 days);
+    }
+
+    function test_constructor_rejectsBadStewards() public {
+        address[] memory none = new address[](0);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.Empty.selector, "stewards"));
+        new CnodeRegistry(none, 1, 0, 0, 1);
+
+        address[] memory many = new address[](33);
+        for (uint256 i; i < 33; ++i) {
+            many[i] = address(uint160(i + 1));
+        }
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.TooMany.selector, "stewards", 33, 32));
+        new CnodeRegistry(many, 1, 0, 0, 1);
+
+        address[] memory zero = new address[](2);
+        zero[0] = s1;
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadParam.selector, "steward", 0));
+        new CnodeRegistry(zero, 1, 0, 0, 1);
+
+        address[] memory dup = new address[](2);
+        dup[0] = s1;
+        dup[1] = s1;
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.AlreadySteward.selector, s1));
+        new CnodeRegistry(dup, 1, 0, 0, 1);
+
+        // 32 is fine
+        address[] memory max = new address[](32);
+        for (uint256 i; i < 32; ++i) {
+            max[i] = address(uint160(i + 1));
+        }
+        assertEq(new CnodeRegistry(max, 32, 0, 0, 1).stewards().length, 32);
+    }
+
+    function test_constructor_rejectsBadThresholdAndParams() public {
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadThreshold.selector, 0, 3));
+        new CnodeRegistry(stewardList, 0, 0, 0, 1);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadThreshold.selector, 4, 3));
+        new CnodeRegistry(stewardList, 4, 0, 0, 1);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadParam.selector, "proposalTtl", 0));
+        new CnodeRegistry(stewardList, 1, 0, 0, 0);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadParam.selector, "proposalTtl", 365 days + 1));
+        new CnodeRegistry(stewardList, 1, 0, 0, 365 days + 1);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadParam.selector, "unbondingDelay", 365 days + 1));
+        new CnodeRegistry(stewardList, 1, 0, 365 days + 1, 1);
+    }
+
+    // ================================================================== register
+
+    function test_register_storesHashAndEmitsDetails() public {
+        bytes memory pid = peerIdOf(alice);
+        vm.deal(alice, 5 ether);
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.NodeRegistered(alice, pid, addrs2(), regions2(), 2 ether);
+        vm.prank(alice);
+        reg.register{value: 2 ether}(pid, addrs2(), regions2());
+
+        ICnodeRegistry.NodeInfo memory n = reg.getNode(alice);
+        assertTrue(n.status == ICnodeRegistry.NodeStatus.Active);
+        assertEq(n.stake, 2 ether);
+        assertEq(n.unbondingEnds, 0);
+        assertEq(n.credit, 0);
+        assertEq(n.creditEpoch, 0);
+        assertEq(n.infoHash, infoHash(pid, addrs2(), regions2()));
+        assertEq(reg.totalStake(), 2 ether);
+        assertEq(alice.balance, 3 ether);
+        assertAccounting();
+    }
+
+    function test_register_acceptsTheLimits() public {
+        bytes memory pid = new bytes(64);
+        string[] memory a = new string[](8);
+        for (uint256 i; i < 8; ++i) {
+            a[i] = string(new bytes(256));
+        }
+        bytes4[] memory r = new bytes4[](16);
+        for (uint256 i; i < 16; ++i) {
+            r[i] = "0zzz";
+        }
+        vm.deal(alice, MIN_STAKE);
+        vm.prank(alice);
+        reg.register{value: MIN_STAKE}(pid, a, r);
+        assertEq(reg.getNode(alice).infoHash, infoHash(pid, a, r));
+
+        // no multiaddrs at all is fine too (a node reachable only via relays)
+        vm.deal(bob, MIN_STAKE);
+        vm.prank(bob);
+        reg.register{value: MIN_STAKE}(hex"01", new string[](0), regions2());
+    }
+
+    function test_register_stakeTooLow() public {
+        vm.deal(alice, 1 ether);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.StakeTooLow.selector, MIN_STAKE - 1, MIN_STAKE));
+        vm.prank(alice);
+        reg.register{value: MIN_STAKE - 1}(peerIdOf(alice), addrs2(), regions2());
+    }
+
+    function test_register_alreadyRegistered() public {
+        registerNode(alice);
+        vm.deal(alice, MIN_STAKE);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.AlreadyRegistered.selector, alice));
+        vm.prank(alice);
+        reg.register{value: MIN_STAKE}(peerIdOf(alice), addrs2(), regions2());
+
+        // still registered while unbonding
+        vm.prank(alice);
+        reg.deregister();
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.AlreadyRegistered.selector, alice));
+        vm.prank(alice);
+        reg.register{value: MIN_STAKE}(peerIdOf(alice), addrs2(), regions2());
+    }
+
+    function expectRegisterRevert(bytes memory pid, string[] memory a, bytes4[] memory r, bytes memory revertData)
+        internal
+    {
+        vm.deal(alice, MIN_STAKE);
+        vm.expectRevert(revertData);
+        vm.prank(alice);
+        reg.register{value: MIN_STAKE}(pid, a, r);
+    }
+
+    function test_register_peerIdLimits() public {
+        expectRegisterRevert("", addrs2(), regions2(), err(ICnodeRegistry.EmptyPeerId.selector));
+        expectRegisterRevert(
+            new bytes(65),
+            addrs2(),
+            regions2(),
+            abi.encodeWithSelector(ICnodeRegistry.TooLong.selector, "peerId", 65, 64)
+        );
+    }
+
+    function test_register_multiaddrLimits() public {
+        expectRegisterRevert(
+            peerIdOf(alice),
+            new string[](9),
+            regions2(),
+            abi.encodeWithSelector(ICnodeRegistry.TooMany.selector, "multiaddrs", 9, 8)
+        );
+        string[] memory a = addrs2();
+        a[1] = string(new bytes(257));
+        expectRegisterRevert(
+            peerIdOf(alice), a, regions2(), abi.encodeWithSelector(ICnodeRegistry.TooLong.selector, "multiaddr", 257, 256)
+        );
+    }
+
+    function test_register_regionLimits() public {
+        expectRegisterRevert(
+            peerIdOf(alice), addrs2(), new bytes4[](0), abi.encodeWithSelector(ICnodeRegistry.Empty.selector, "regions")
+        );
+        bytes4[] memory r = new bytes4[](17);
+        for (uint256 i; i < 17; ++i) {
+            r[i] = W5Q6;
+        }
+        expectRegisterRevert(
+            peerIdOf(alice), addrs2(), r, abi.encodeWithSelector(ICnodeRegistry.TooMany.selector, "regions", 17, 16)
+        );
+    }
+
+    function test_register_badRegions() public {
+        bytes4[6] memory bad = [bytes4("w5qa"), "i5q6", "w5l6", "wo56", "W5Q6", bytes4(0)];
+        for (uint256 i; i < bad.length; ++i) {
+            bytes4[] memory r = regions2();
+            r[1] = bad[i];
+            expectRegisterRevert(
+                peerIdOf(alice), addrs2(), r, abi.encodeWithSelector(ICnodeRegistry.BadRegion.selector, bad[i])
+            );
+        }
+    }
+
+    string internal constant GEOHASH = "0123456789bcdefghjkmnpqrstuvwxyz";
+
+    function isGeohashChar(bytes1 c) internal pure returns (bool) {
+        bytes memory g = bytes(GEOHASH);
+        for (uint256 i; i < g.length; ++i) {
+            if (g[i] == c) return true;
+        }
+        return false;
+    }
+
+    /// The bitmap check agrees with a plain alphabet lookup for any 4 bytes.
+    function testFuzz_regionAlphabet(bytes4 region, uint8 pick) public {
+        // half the runs: a region built from alphabet characters (mostly valid)
+        if (pick % 2 == 0) {
+            bytes memory g = bytes(GEOHASH);
+            region = bytes4(
+                abi.encodePacked(
+                    g[uint8(region[0]) % 32], g[uint8(region[1]) % 32], g[uint8(region[2]) % 32], g[uint8(region[3]) % 32]
+                )
+            );
+            if (pick % 4 == 0) region ^= bytes4(uint32(1) << (8 * (pick % 32 / 8)));
+        }
+        bool valid = isGeohashChar(region[0]) && isGeohashChar(region[1]) && isGeohashChar(region[2])
+            && isGeohashChar(region[3]);
+        bytes4[] memory r = new bytes4[](1);
+        r[0] = region;
+        vm.deal(alice, MIN_STAKE);
+        if (!valid) vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadRegion.selector, region));
+        vm.prank(alice);
+        reg.register{value: MIN_STAKE}(hex"01", new string[](0), r);
+        if (valid) assertTrue(reg.getNode(alice).status == ICnodeRegistry.NodeStatus.Active);
+    }
+
+    function testFuzz_register_anyStakeAboveMin(uint96 stake) public {
+        uint256 s = bound(stake, MIN_STAKE, type(uint96).max);
+        registerNode(alice, s);
+        assertEq(reg.getNode(alice).stake, s);
+        assertEq(reg.totalStake(), s);
+        assertAccounting();
+    }
+
+    // ==================================================================== update
+
+    function test_update_replacesHash() public {
+        registerNode(alice);
+        bytes memory pid = hex"1220abcdef";
+        string[] memory a = new string[](1);
+        a[0] = "/dns4/node.example.org/tcp/443/wss";
+        bytes4[] memory r = new bytes4[](1);
+        r[0] = "gcpv";
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.NodeUpdated(alice, pid, a, r);
+        vm.prank(alice);
+        reg.update(pid, a, r);
+        assertEq(reg.getNode(alice).infoHash, infoHash(pid, a, r));
+        assertEq(reg.getNode(alice).stake, MIN_STAKE);
+    }
+
+    function test_update_errors() public {
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotRegistered.selector, alice));
+        vm.prank(alice);
+        reg.update(peerIdOf(alice), addrs2(), regions2());
+
+        registerNode(alice);
+        bytes4[] memory r = regions2();
+        r[0] = "aaaa";
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadRegion.selector, bytes4("aaaa")));
+        vm.prank(alice);
+        reg.update(peerIdOf(alice), addrs2(), r);
+        vm.expectRevert(err(ICnodeRegistry.EmptyPeerId.selector));
+        vm.prank(alice);
+        reg.update("", addrs2(), regions2());
+
+        vm.prank(alice);
+        reg.deregister();
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotActive.selector, alice));
+        vm.prank(alice);
+        reg.update(peerIdOf(alice), addrs2(), regions2());
+    }
+
+    // ================================================================== addStake
+
+    function test_addStake() public {
+        registerNode(alice);
+        vm.deal(alice, 3 ether);
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.StakeAdded(alice, 3 ether, 4 ether);
+        vm.prank(alice);
+        reg.addStake{value: 3 ether}();
+        assertEq(reg.getNode(alice).stake, 4 ether);
+        assertEq(reg.totalStake(), 4 ether);
+        assertAccounting();
+    }
+
+    function test_addStake_errors() public {
+        vm.deal(alice, 2 ether);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotRegistered.selector, alice));
+        vm.prank(alice);
+        reg.addStake{value: 1 ether}();
+
+        registerNode(alice);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.StakeTooLow.selector, 0, 1));
+        vm.prank(alice);
+        reg.addStake();
+
+        vm.prank(alice);
+        reg.deregister();
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotActive.selector, alice));
+        vm.prank(alice);
+        reg.addStake{value: 1 ether}();
+    }
+
+    // ================================================================ deregister
+
+    function test_deregister_startsUnbonding() public {
+        registerNode(alice);
+        vm.warp(T0 + 100);
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.NodeDeregistered(alice, uint64(T0 + 100 + UNBONDING));
+        vm.prank(alice);
+        reg.deregister();
+        ICnodeRegistry.NodeInfo memory n = reg.getNode(alice);
+        assertTrue(n.status == ICnodeRegistry.NodeStatus.Unbonding);
+        assertEq(n.unbondingEnds, T0 + 100 + UNBONDING);
+        assertEq(n.stake, MIN_STAKE);
+        assertEq(reg.totalStake(), MIN_STAKE, "unbonding stake still counts");
+    }
+
+    function test_deregister_errors() public {
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotRegistered.selector, alice));
+        vm.prank(alice);
+        reg.deregister();
+        registerNode(alice);
+        vm.prank(alice);
+        reg.deregister();
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotActive.selector, alice));
+        vm.prank(alice);
+        reg.deregister();
+    }
+
+    // ================================================================== withdraw
+
+    function test_withdraw_paysAndForgets() public {
+        registerNode(alice, 2 ether);
+        vm.prank(alice);
+        reg.deregister();
+        vm.warp(T0 + UNBONDING - 1);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.StillUnbonding.selector, uint64(T0 + UNBONDING)));
+        vm.prank(alice);
+        reg.withdraw();
+
+        vm.warp(T0 + UNBONDING); // exactly at unbondingEnds is allowed
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.StakeWithdrawn(alice, 2 ether);
+        vm.prank(alice);
+        reg.withdraw();
+        assertEq(alice.balance, 2 ether);
+        ICnodeRegistry.NodeInfo memory n = reg.getNode(alice);
+        assertTrue(n.status == ICnodeRegistry.NodeStatus.None);
+        assertEq(n.stake, 0);
+        assertEq(n.infoHash, bytes32(0));
+        assertEq(reg.totalStake(), 0);
+        assertEq(address(reg).balance, 0);
+
+        // and can register afresh
+        registerNode(alice);
+        assertTrue(reg.getNode(alice).status == ICnodeRegistry.NodeStatus.Active);
+    }
+
+    function test_withdraw_errors() public {
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotRegistered.selector, alice));
+        vm.prank(alice);
+        reg.withdraw();
+        registerNode(alice);
+        vm.expectRevert(err(ICnodeRegistry.NothingToWithdraw.selector));
+        vm.prank(alice);
+        reg.withdraw();
+    }
+
+    function test_withdraw_transferFailed() public {
+        Refuser r = new Refuser();
+        vm.deal(address(this), MIN_STAKE);
+        r.register{value: MIN_STAKE}(reg, hex"01", addrs2(), regions2());
+        r.deregister(reg);
+        vm.warp(T0 + UNBONDING);
+        vm.expectRevert(err(ICnodeRegistry.TransferFailed.selector));
+        r.withdraw(reg);
+        // nothing changed: the stake is still there
+        assertEq(reg.getNode(address(r)).stake, MIN_STAKE);
+        assertAccounting();
+    }
+
+    function test_withdraw_reentrancyIsHarmless() public {
+        registerNode(bob, 5 ether); // other stake the attacker would like to drain
+        Reenterer r = new Reenterer(reg);
+        vm.deal(address(this), 2 ether);
+        r.register{value: 2 ether}(hex"01", addrs2(), regions2());
+        r.deregister();
+        vm.warp(T0 + UNBONDING);
+        r.withdraw();
+        assertFalse(r.reentryOk());
+        assertEq(r.received(), 2 ether);
+        assertEq(address(r).balance, 2 ether);
+        assertEq(reg.totalStake(), 5 ether);
+        assertAccounting();
+    }
+
+    function test_withdraw_afterFullSlash() public {
+        registerNode(alice, 2 ether);
+        passProposal(ICnodeRegistry.ProposalKind.Slash, abi.encode(alice, 2 ether, "equivocation"));
+        vm.prank(alice);
+        reg.deregister();
+        vm.warp(T0 + UNBONDING);
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.StakeWithdrawn(alice, 0);
+        vm.prank(alice);
+        reg.withdraw();
+        assertTrue(reg.getNode(alice).status == ICnodeRegistry.NodeStatus.None);
+        assertEq(alice.balance, 0);
+        assertEq(reg.slashedPool(), 2 ether);
+        assertAccounting();
+    }
+
+    function test_noPlainEtherTransfers() public {
+        vm.deal(alice, 1 ether);
+        vm.prank(alice);
+        (bool ok,) = address(reg).call{value: 1 ether}("");
+        assertFalse(ok);
+    }
+
+    // ================================================================== setRoute
+
+    function test_setRoute() public {
+        registerNode(alice);
+        registerNode(bob);
+        address[] memory ops = new address[](2);
+        ops[0] = bob;
+        ops[1] = alice;
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.RouteSet(W5Q6, ops);
+        vm.prank(s3);
+        reg.setRoute(W5Q6, ops);
+        assertEq(reg.getRoute(W5Q6), ops);
+        assertEq(reg.getRoute(U33D).length, 0);
+
+        // replace with a shorter list, then clear
+        vm.prank(s1);
+        reg.setRoute(W5Q6, one(alice));
+        assertEq(reg.getRoute(W5Q6), one(alice));
+        vm.prank(s1);
+        reg.setRoute(W5Q6, new address[](0));
+        assertEq(reg.getRoute(W5Q6).length, 0);
+    }
+
+    function test_setRoute_deregisteredNodesStayUntilReset() public {
+        registerNode(alice);
+        vm.prank(s1);
+        reg.setRoute(W5Q6, one(alice));
+        vm.prank(alice);
+        reg.deregister();
+        assertEq(reg.getRoute(W5Q6), one(alice));
+        vm.warp(T0 + UNBONDING);
+        vm.prank(alice);
+        reg.withdraw();
+        assertEq(reg.getRoute(W5Q6), one(alice));
+    }
+
+    function test_setRoute_acceptsThirtyTwo() public {
+        address[] memory ops = new address[](32);
+        for (uint256 i; i < 32; ++i) {
+            ops[i] = address(uint160(0x1000 + i));
+            registerNode(ops[i]);
+        }
+        vm.prank(s1);
+        reg.setRoute(W5Q6, ops);
+        assertEq(reg.getRoute(W5Q6), ops);
+    }
+
+    function test_setRoute_errors() public {
+        registerNode(alice);
+        registerNode(bob);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotSteward.selector, alice));
+        vm.prank(alice);
+        reg.setRoute(W5Q6, one(alice));
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadRegion.selector, bytes4("w5qA")));
+        vm.prank(s1);
+        reg.setRoute("w5qA", one(alice));
+
+        address[] memory many = new address[](33);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.TooMany.selector, "operators", 33, 32));
+        vm.prank(s1);
+        reg.setRoute(W5Q6, many);
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotRegistered.selector, carol));
+        vm.prank(s1);
+        reg.setRoute(W5Q6, one(carol));
+
+        address[] memory dup = new address[](3);
+        dup[0] = alice;
+        dup[1] = bob;
+        dup[2] = alice;
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.DuplicateOperator.selector, alice));
+        vm.prank(s1);
+        reg.setRoute(W5Q6, dup);
+
+        vm.prank(bob);
+        reg.deregister();
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotActive.selector, bob));
+        vm.prank(s1);
+        reg.setRoute(W5Q6, one(bob));
+    }
+
+    // =============================================================== attestCredit
+
+    function attest(address steward, uint64 epoch, address op, uint64 score) internal {
+        address[] memory ops = one(op);
+        uint64[] memory scores = new uint64[](1);
+        scores[0] = score;
+        vm.prank(steward);
+        reg.attestCredit(epoch, ops, scores);
+    }
+
+    function test_attestCredit_medianAtThreshold() public {
+        registerNode(alice);
+        uint64 e = reg.currentEpoch();
+
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.CreditAttested(e, s1, alice, 900_000);
+        attest(s1, e, alice, 900_000);
+        assertEq(reg.getNode(alice).credit, 0, "one attestation is below the threshold");
+        assertTrue(reg.hasAttested(e, s1, alice));
+        assertFalse(reg.hasAttested(e, s2, alice));
+
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.CreditAttested(e, s2, alice, 500_000);
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.CreditUpdated(alice, e, 500_000); // lower median of {500k, 900k}
+        attest(s2, e, alice, 500_000);
+        assertEq(reg.getNode(alice).credit, 500_000);
+        assertEq(reg.getNode(alice).creditEpoch, e);
+
+        // a later attestation for the same epoch recomputes over all three
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.CreditUpdated(alice, e, 700_000);
+        attest(s3, e, alice, 700_000);
+        assertEq(reg.getNode(alice).credit, 700_000);
+        uint64[] memory got = reg.getAttestations(e, alice);
+        assertEq(got.length, 3);
+        assertEq(got[0], 900_000);
+        assertEq(got[1], 500_000);
+        assertEq(got[2], 700_000);
+    }
+
+    function test_attestCredit_batch() public {
+        registerNode(alice);
+        registerNode(bob);
+        uint64 e = reg.currentEpoch();
+        address[] memory ops = new address[](2);
+        ops[0] = alice;
+        ops[1] = bob;
+        uint64[] memory scores = new uint64[](2);
+        scores[0] = 1_000_000;
+        scores[1] = 0;
+        vm.prank(s1);
+        reg.attestCredit(e, ops, scores);
+        scores[0] = 800_000;
+        scores[1] = 10;
+        vm.prank(s2);
+        reg.attestCredit(e, ops, scores);
+        assertEq(reg.getNode(alice).credit, 800_000);
+        assertEq(reg.getNode(bob).credit, 0);
+        assertEq(reg.getNode(bob).creditEpoch, e);
+    }
+
+    function test_attestCredit_epochRule() public {
+        registerNode(alice);
+        uint64 e = reg.currentEpoch();
+        // the previous epoch is still open, the one before is not, the next is not yet
+        attest(s1, e - 1, alice, 1);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadEpoch.selector, e - 2));
+        attest(s1, e - 2, alice, 1);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadEpoch.selector, e + 1));
+        attest(s1, e + 1, alice, 1);
+
+        // once epoch e is accepted, e - 1 is closed for this node
+        attest(s1, e, alice, 10);
+        attest(s2, e, alice, 20);
+        assertEq(reg.getNode(alice).creditEpoch, e);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadEpoch.selector, e - 1));
+        attest(s2, e - 1, alice, 1);
+
+        // next day: e + 1 opens and replaces the credit when accepted
+        vm.warp(block.timestamp + 1 days);
+        attest(s1, e + 1, alice, 30);
+        attest(s3, e + 1, alice, 40);
+        assertEq(reg.getNode(alice).credit, 30);
+        assertEq(reg.getNode(alice).creditEpoch, e + 1);
+    }
+
+    function test_attestCredit_errors() public {
+        registerNode(alice);
+        uint64 e = reg.currentEpoch();
+        address[] memory ops = one(alice);
+        uint64[] memory scores = new uint64[](1);
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotSteward.selector, alice));
+        vm.prank(alice);
+        reg.attestCredit(e, ops, scores);
+
+        vm.expectRevert(err(ICnodeRegistry.LengthMismatch.selector));
+        vm.prank(s1);
+        reg.attestCredit(e, ops, new uint64[](2));
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.Empty.selector, "operators"));
+        vm.prank(s1);
+        reg.attestCredit(e, new address[](0), new uint64[](0));
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.TooMany.selector, "operators", 257, 256));
+        vm.prank(s1);
+        reg.attestCredit(e, new address[](257), new uint64[](257));
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadScore.selector, 1_000_001));
+        attest(s1, e, alice, 1_000_001);
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotRegistered.selector, bob));
+        attest(s1, e, bob, 1);
+
+        attest(s1, e, alice, 1_000_000);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.AlreadyAttested.selector, e, s1, alice));
+        attest(s1, e, alice, 1);
+
+        // a failing entry reverts the whole batch
+        registerNode(bob);
+        address[] memory two = new address[](2);
+        two[0] = bob;
+        two[1] = alice;
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.AlreadyAttested.selector, e, s1, alice));
+        vm.prank(s1);
+        reg.attestCredit(e, two, new uint64[](2));
+        assertFalse(reg.hasAttested(e, s1, bob));
+    }
+
+    function test_attestCredit_unbondingNodesStillScored() public {
+        registerNode(alice);
+        vm.prank(alice);
+        reg.deregister();
+        uint64 e = reg.currentEpoch();
+        attest(s1, e, alice, 5);
+        attest(s2, e, alice, 5);
+        assertEq(reg.getNode(alice).credit, 5);
+    }
+
+    /// With steward churn inside one epoch, at most 32 scores per (epoch, operator) are kept.
+    function test_attestCredit_atMost32PerEpochAndNode() public {
+        address[] memory st = new address[](32);
+        for (uint256 i; i < 32; ++i) {
+            st[i] = address(uint160(0x5000 + i));
+        }
+        reg = new CnodeRegistry(st, 1, MIN_STAKE, UNBONDING, TTL);
+        registerNode(alice);
+        uint64 e = reg.currentEpoch();
+        for (uint256 i; i < 32; ++i) {
+            attest(st[i], e, alice, uint64(i));
+        }
+        assertEq(reg.getNode(alice).credit, 15); // lower median of 0..31
+        vm.prank(st[0]);
+        uint256 id = reg.propose(ICnodeRegistry.ProposalKind.RemoveSteward, abi.encode(st[31]));
+        reg.execute(id);
+        vm.prank(st[0]);
+        id = reg.propose(ICnodeRegistry.ProposalKind.AddSteward, abi.encode(carol));
+        reg.execute(id);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.TooMany.selector, "attestations", 33, 32));
+        attest(carol, e, alice, 1);
+    }
+
+    // ================================================================== services
+
+    bytes32 internal constant PKG = keccak256("package");
+    bytes32 internal constant MANIFEST = keccak256("manifest");
+
+    function test_proposeService() public {
+        bytes32 key = reg.serviceKey("org.cnode.events", "1.2.0");
+        assertEq(key, keccak256("org.cnode.events@1.2.0"));
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.ServiceProposed(key, "org.cnode.events", "1.2.0", PKG, MANIFEST, nobody);
+        vm.prank(nobody); // anyone may propose
+        bytes32 got = reg.proposeService("org.cnode.events", "1.2.0", PKG, MANIFEST);
+        assertEq(got, key);
+        ICnodeRegistry.Service memory s = reg.getService(key);
+        assertTrue(s.status == ICnodeRegistry.ServiceStatus.Proposed);
+        assertEq(s.publisher, nobody);
+        assertEq(s.packageHash, PKG);
+        assertEq(s.manifestHash, MANIFEST);
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.ServiceExists.selector, key));
+        vm.prank(alice);
+        reg.proposeService("org.cnode.events", "1.2.0", bytes32(0), bytes32(0));
+
+        // another version is another service
+        reg.proposeService("org.cnode.events", "1.2.1", PKG, MANIFEST);
+        // limits: 8 labels, 128 bytes, 32-byte version
+        reg.proposeService("a.b.c.d.e.f.g.h", "v", PKG, MANIFEST);
+        reg.proposeService(
+            "org.example.x123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901",
+            "12345678901234567890123456789012",
+            PKG,
+            MANIFEST
+        );
+    }
+
+    function test_proposeService_badIds() public {
+        string[10] memory bad = [
+            "events",
+            "Org.cnode.events",
+            "org..events",
+            ".org.cnode",
+            "org.cnode.",
+            "org.cnode_events",
+            "org.cnode@events",
+            "a.b.c.d.e.f.g.h.i",
+            "",
+            "org.cnode events"
+        ];
+        for (uint256 i; i < bad.length; ++i) {
+            vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadServiceId.selector, bad[i]));
+            reg.proposeService(bad[i], "1", PKG, MANIFEST);
+        }
+        string memory long = string.concat("org.", string(new bytes(125)));
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.TooLong.selector, "id", 129, 128));
+        reg.proposeService(long, "1", PKG, MANIFEST);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.Empty.selector, "version"));
+        reg.proposeService("org.cnode", "", PKG, MANIFEST);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.TooLong.selector, "version", 33, 32));
+        reg.proposeService("org.cnode", string(new bytes(33)), PKG, MANIFEST);
+    }
+
+    function isIdChar(bytes1 c) internal pure returns (bool) {
+        return (c >= "a" && c <= "z") || (c >= "0" && c <= "9") || c == "-";
+    }
+
+    /// Reference rule, written differently from the contract: split on dots.
+    function refValidId(bytes memory b) internal pure returns (bool) {
+        if (b.length > 128) return false;
+        uint256 labels;
+        uint256 start;
+        for (uint256 i; i <= b.length; ++i) {
+            if (i == b.length || b[i] == ".") {
+                if (i == start) return false;
+                ++labels;
+                start = i + 1;
+            } else if (!isIdChar(b[i])) {
+                return false;
+            }
+        }
+        return labels >= 2 && labels <= 8;
+    }
+
+    function testFuzz_serviceIdRule(bytes memory raw) public {
+        // bias towards the interesting alphabet: map most bytes onto "ab-9."
+        bytes memory id = new bytes(raw.length % 40);
+        for (uint256 i; i < id.length; ++i) {
+            uint8 x = uint8(raw[i]);
+            id[i] = x < 200 ? bytes("ab-9.")[x % 5] : raw[i];
+        }
+        if (refValidId(id)) {
+            reg.proposeService(string(id), "1", PKG, MANIFEST);
+        } else {
+            vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadServiceId.selector, string(id)));
+            reg.proposeService(string(id), "1", PKG, MANIFEST);
+        }
+    }
+
+    function test_approveAndRevokeService() public {
+        bytes32 key = reg.proposeService("org.cnode.maps", "0.1", PKG, MANIFEST);
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.ServiceApproved(key, s2);
+        vm.prank(s2);
+        reg.approveService(key);
+        assertTrue(reg.getService(key).status == ICnodeRegistry.ServiceStatus.Approved);
+
+        vm.expectRevert(
+            abi.encodeWithSelector(ICnodeRegistry.BadServiceStatus.selector, key, ICnodeRegistry.ServiceStatus.Approved)
+        );
+        vm.prank(s1);
+        reg.approveService(key);
+
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.ServiceRevoked(key, s3);
+        vm.prank(s3);
+        reg.revokeService(key);
+        assertTrue(reg.getService(key).status == ICnodeRegistry.ServiceStatus.Revoked);
+
+        vm.expectRevert(
+            abi.encodeWithSelector(ICnodeRegistry.BadServiceStatus.selector, key, ICnodeRegistry.ServiceStatus.Revoked)
+        );
+        vm.prank(s1);
+        reg.revokeService(key);
+
+        // a revoked service can be approved again
+        vm.prank(s1);
+        reg.approveService(key);
+        assertTrue(reg.getService(key).status == ICnodeRegistry.ServiceStatus.Approved);
+
+        // a proposed one can be revoked (rejected) directly
+        bytes32 k2 = reg.proposeService("org.cnode.maps", "0.2", PKG, MANIFEST);
+        vm.prank(s1);
+        reg.revokeService(k2);
+        assertTrue(reg.getService(k2).status == ICnodeRegistry.ServiceStatus.Revoked);
+        // and the key stays taken
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.ServiceExists.selector, k2));
+        reg.proposeService("org.cnode.maps", "0.2", PKG, MANIFEST);
+    }
+
+    function test_serviceStewardErrors() public {
+        bytes32 key = reg.proposeService("org.cnode.maps", "0.1", PKG, MANIFEST);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotSteward.selector, alice));
+        vm.prank(alice);
+        reg.approveService(key);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotSteward.selector, alice));
+        vm.prank(alice);
+        reg.revokeService(key);
+        bytes32 unknown = keccak256("nope");
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.UnknownService.selector, unknown));
+        vm.prank(s1);
+        reg.approveService(unknown);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.UnknownService.selector, unknown));
+        vm.prank(s1);
+        reg.revokeService(unknown);
+    }
+
+    // ================================================================= proposals
+
+    function test_propose_approve_execute_events() public {
+        bytes memory data = abi.encode(carol);
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.ProposalCreated(1, ICnodeRegistry.ProposalKind.AddSteward, data, s1, uint64(T0 + TTL));
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.ProposalApproved(1, s1, 1);
+        vm.prank(s1);
+        uint256 id = reg.propose(ICnodeRegistry.ProposalKind.AddSteward, data);
+        assertEq(id, 1);
+        assertEq(reg.proposalCount(), 1);
+        assertTrue(reg.hasApproved(1, s1));
+
+        ICnodeRegistry.Proposal memory p = reg.getProposal(1);
+        assertTrue(p.kind == ICnodeRegistry.ProposalKind.AddSteward);
+        assertFalse(p.executed);
+        assertEq(p.approvals, 1);
+        assertEq(p.expiresAt, T0 + TTL);
+        assertEq(p.generation, 0);
+        assertEq(p.proposer, s1);
+        assertEq(keccak256(p.data), keccak256(data));
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotEnoughApprovals.selector, 1, 2));
+        reg.execute(1);
+
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.ProposalApproved(1, s3, 2);
+        vm.prank(s3);
+        reg.approve(1);
+
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.StewardAdded(carol);
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.ProposalExecuted(1);
+        vm.prank(nobody); // anyone executes
+        reg.execute(1);
+        assertTrue(reg.getProposal(1).executed);
+        assertTrue(reg.isSteward(carol));
+        assertEq(reg.stewards().length, 4);
+        assertEq(reg.stewardGeneration(), 1);
+    }
+
+    function test_proposal_errors() public {
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotSteward.selector, alice));
+        vm.prank(alice);
+        reg.propose(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(1));
+
+        vm.prank(s1);
+        uint256 id = reg.propose(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(1));
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotSteward.selector, alice));
+        vm.prank(alice);
+        reg.approve(id);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.AlreadyApproved.selector, id, s1));
+        vm.prank(s1);
+        reg.approve(id);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.UnknownProposal.selector, 0));
+        vm.prank(s2);
+        reg.approve(0);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.UnknownProposal.selector, 2));
+        vm.prank(s2);
+        reg.approve(2);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.UnknownProposal.selector, 2));
+        reg.execute(2);
+
+        vm.prank(s2);
+        reg.approve(id);
+        reg.execute(id);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.AlreadyExecuted.selector, id));
+        reg.execute(id);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.AlreadyExecuted.selector, id));
+        vm.prank(s3);
+        reg.approve(id);
+    }
+
+    function test_proposal_expires() public {
+        vm.prank(s1);
+        uint256 id = reg.propose(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(3));
+        vm.warp(T0 + TTL - 1);
+        vm.prank(s2);
+        reg.approve(id);
+        vm.warp(T0 + TTL);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.ProposalExpired.selector, id));
+        reg.execute(id);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.ProposalExpired.selector, id));
+        vm.prank(s3);
+        reg.approve(id);
+        assertEq(reg.threshold(), 2);
+    }
+
+    function test_proposal_staleAfterStewardChange() public {
+        vm.prank(s1);
+        uint256 old = reg.propose(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(3));
+        vm.prank(s3);
+        reg.approve(old);
+        passProposal(ICnodeRegistry.ProposalKind.AddSteward, abi.encode(carol));
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.ProposalStale.selector, old));
+        reg.execute(old);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.ProposalStale.selector, old));
+        vm.prank(s2);
+        reg.approve(old);
+    }
+
+    function test_proposal_badDataReverts() public {
+        vm.expectRevert();
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.Slash, hex"01");
+        // out-of-range kind
+        (bool ok,) = address(reg).call(abi.encodeWithSelector(reg.propose.selector, uint256(5), abi.encode(1)));
+        assertFalse(ok);
+    }
+
+    // -------------------------------------------------------------- AddSteward
+
+    function test_addSteward_errors() public {
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadParam.selector, "steward", 0));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.AddSteward, abi.encode(address(0)));
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.AlreadySteward.selector, s2));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.AddSteward, abi.encode(s2));
+
+        // checked again at execution: two proposals adding the same steward
+        vm.prank(s1);
+        uint256 a = reg.propose(ICnodeRegistry.ProposalKind.AddSteward, abi.encode(carol));
+        vm.prank(s2);
+        reg.approve(a);
+        reg.execute(a);
+        assertTrue(reg.isSteward(carol));
+    }
+
+    function test_addSteward_full() public {
+        address[] memory st = new address[](32);
+        for (uint256 i; i < 32; ++i) {
+            st[i] = address(uint160(0x5000 + i));
+        }
+        reg = new CnodeRegistry(st, 1, MIN_STAKE, UNBONDING, TTL);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.TooMany.selector, "stewards", 33, 32));
+        vm.prank(st[0]);
+        reg.propose(ICnodeRegistry.ProposalKind.AddSteward, abi.encode(carol));
+    }
+
+    // ----------------------------------------------------------- RemoveSteward
+
+    function test_removeSteward() public {
+        uint256 pid = proposeApproved(ICnodeRegistry.ProposalKind.RemoveSteward, abi.encode(s1));
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.StewardRemoved(s1);
+        reg.execute(pid);
+        assertFalse(reg.isSteward(s1));
+        address[] memory st = reg.stewards();
+        assertEq(st.length, 2);
+        assertEq(st[0], s3); // swap-and-pop
+        assertEq(st[1], s2);
+        assertTrue(reg.isSteward(s2) && reg.isSteward(s3));
+
+        // a removed steward can no longer act
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotSteward.selector, s1));
+        vm.prank(s1);
+        reg.setRoute(W5Q6, new address[](0));
+
+        // the others still can (remove s3, the first entry now)
+        vm.prank(s2);
+        uint256 id = reg.propose(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(1));
+        vm.prank(s3);
+        reg.approve(id);
+        reg.execute(id);
+        vm.prank(s2);
+        id = reg.propose(ICnodeRegistry.ProposalKind.RemoveSteward, abi.encode(s3));
+        reg.execute(id);
+        assertEq(reg.stewards(), one(s2));
+    }
+
+    function test_removeSteward_errors() public {
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotSteward.selector, alice));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.RemoveSteward, abi.encode(alice));
+
+        // 3 stewards, threshold 3: removing one would leave 2 < 3
+        passProposal(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(3));
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadThreshold.selector, 3, 2));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.RemoveSteward, abi.encode(s2));
+
+        // the last steward can never be removed (threshold >= 1)
+        address[] memory solo = one(s1);
+        reg = new CnodeRegistry(solo, 1, 0, 0, 1);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadThreshold.selector, 1, 0));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.RemoveSteward, abi.encode(s1));
+    }
+
+    // ------------------------------------------------------------ SetThreshold
+
+    function test_setThreshold() public {
+        uint256 pid = proposeApproved(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(3));
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.ThresholdChanged(3);
+        reg.execute(pid);
+        assertEq(reg.threshold(), 3);
+        assertEq(reg.stewardGeneration(), 1);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadThreshold.selector, 0, 3));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(0));
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadThreshold.selector, 4, 3));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(4));
+    }
+
+    // ------------------------------------------------------------------- Slash
+
+    function test_slash() public {
+        registerNode(alice, 3 ether);
+        registerNode(bob, 2 ether);
+        uint256 pid = proposeApproved(ICnodeRegistry.ProposalKind.Slash, abi.encode(alice, 1 ether, "served forged records"));
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.Slashed(alice, 1 ether, "served forged records");
+        reg.execute(pid);
+        assertEq(reg.getNode(alice).stake, 2 ether);
+        assertEq(reg.totalStake(), 4 ether);
+        assertEq(reg.slashedPool(), 1 ether);
+        assertEq(reg.stewardGeneration(), 0, "slashing does not make other proposals stale");
+        assertTrue(reg.getNode(alice).status == ICnodeRegistry.NodeStatus.Active);
+        assertAccounting();
+    }
+
+    function test_slash_whileUnbonding() public {
+        registerNode(alice, 3 ether);
+        vm.prank(alice);
+        reg.deregister();
+        passProposal(ICnodeRegistry.ProposalKind.Slash, abi.encode(alice, 3 ether, ""));
+        assertEq(reg.getNode(alice).stake, 0);
+        assertAccounting();
+    }
+
+    function test_slash_errors() public {
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotRegistered.selector, alice));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.Slash, abi.encode(alice, 1, "x"));
+
+        registerNode(alice, 2 ether);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.SlashTooLarge.selector, 2 ether + 1, 2 ether));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.Slash, abi.encode(alice, 2 ether + 1, "x"));
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.TooLong.selector, "reason", 257, 256));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.Slash, abi.encode(alice, 1, string(new bytes(257))));
+
+        // checked again at execution: two slashes that each fit alone
+        vm.prank(s1);
+        uint256 a = reg.propose(ICnodeRegistry.ProposalKind.Slash, abi.encode(alice, 1.5 ether, "a"));
+        vm.prank(s1);
+        uint256 b = reg.propose(ICnodeRegistry.ProposalKind.Slash, abi.encode(alice, 1.5 ether, "b"));
+        vm.prank(s2);
+        reg.approve(a);
+        vm.prank(s2);
+        reg.approve(b);
+        reg.execute(a);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.SlashTooLarge.selector, 1.5 ether, 0.5 ether));
+        reg.execute(b);
+
+        // and the operator leaving before execution
+        passProposal(ICnodeRegistry.ProposalKind.SetParams, abi.encode(MIN_STAKE, uint64(1 hours), TTL));
+        uint256 c = proposeApproved(ICnodeRegistry.ProposalKind.Slash, abi.encode(alice, 0.5 ether, "c"));
+        vm.prank(alice);
+        reg.deregister();
+        vm.warp(block.timestamp + 1 hours);
+        vm.prank(alice);
+        reg.withdraw();
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.NotRegistered.selector, alice));
+        reg.execute(c);
+        assertAccounting();
+    }
+
+    // --------------------------------------------------------------- SetParams
+
+    function test_setParams() public {
+        uint256 pid = proposeApproved(ICnodeRegistry.ProposalKind.SetParams, abi.encode(uint256(5 ether), uint64(1 days), uint64(1 hours)));
+        vm.expectEmit(true, true, true, true, address(reg));
+        emit ICnodeRegistry.ParamsChanged(5 ether, 1 days, 1 hours);
+        reg.execute(pid);
+        assertEq(reg.minStake(), 5 ether);
+        assertEq(reg.unbondingDelay(), 1 days);
+        assertEq(reg.proposalTtl(), 1 hours);
+        assertEq(reg.stewardGeneration(), 0);
+
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadParam.selector, "proposalTtl", 0));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.SetParams, abi.encode(uint256(1), uint64(1), uint64(0)));
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadParam.selector, "unbondingDelay", 366 days));
+        vm.prank(s1);
+        reg.propose(ICnodeRegistry.ProposalKind.SetParams, abi.encode(uint256(1), uint64(366 days), uint64(1)));
+
+        // new limits apply to new actions only
+        vm.deal(alice, 5 ether);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.StakeTooLow.selector, 4 ether, 5 ether));
+        vm.prank(alice);
+        reg.register{value: 4 ether}(peerIdOf(alice), addrs2(), regions2());
+        vm.prank(s1);
+        uint256 id = reg.propose(ICnodeRegistry.ProposalKind.SetThreshold, abi.encode(1));
+        assertEq(reg.getProposal(id).expiresAt, block.timestamp + 1 hours);
+    }
+}
