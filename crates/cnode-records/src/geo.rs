@@ -30,6 +30,14 @@ pub const MAX_COVER_CELLS: usize = 32;
 /// The precision of the cell stored per record (the longest record geohash).
 pub(crate) const STORE_PRECISION: usize = 7;
 
+/// The precision of the cells the store's geo index orders by time within
+/// (`cell >> WALK_SHIFT`): about 1.2 × 0.6 km, so a circle of a few
+/// kilometres meets a few dozen of them.
+pub(crate) const WALK_PRECISION: usize = 6;
+
+/// [`STORE_PRECISION`] cells to [`WALK_PRECISION`] cells.
+pub(crate) const WALK_SHIFT: u32 = 5 * (STORE_PRECISION - WALK_PRECISION) as u32;
+
 /// Widening of every bounding box, degrees (≈ 0.1 m): more than any rounding
 /// error of the trigonometry, so the box always holds the whole circle.
 const MARGIN_DEG: f64 = 1e-6;
@@ -221,36 +229,55 @@ impl Area {
         // precision 1 the whole world is 4 × 8 = 32 cells, so the loop
         // always ends with a cover.
         for precision in (1..=STORE_PRECISION).rev() {
-            let (lat_bits, lon_bits) = bits(precision);
-            let lat_span = (
-                index(unit_lat(lat_min), lat_bits),
-                index(unit_lat(lat_max), lat_bits),
-            );
-            let lon_spans: Vec<(u64, u64)> = area
-                .lon_ranges
-                .iter()
-                .map(|&(lo, hi)| (index(unit_lon(lo), lon_bits), index(unit_lon(hi), lon_bits)))
-                .collect();
-            let rows = lat_span.1 - lat_span.0 + 1;
-            let cols: u64 = lon_spans.iter().map(|(a, b)| b - a + 1).sum();
-            if rows.saturating_mul(cols) > MAX_COVER_CELLS as u64 && precision > 1 {
-                continue;
+            let max = if precision > 1 {
+                MAX_COVER_CELLS
+            } else {
+                usize::MAX
+            };
+            if let Some(cells) = area.grid(precision, max) {
+                area.precision = precision;
+                area.cells = cells;
+                break;
             }
-            let mut cells = Vec::with_capacity((rows * cols) as usize);
-            for i in lat_span.0..=lat_span.1 {
-                for &(a, b) in &lon_spans {
-                    for j in a..=b {
-                        cells.push(interleave(i, j, lat_bits, lon_bits));
-                    }
-                }
-            }
-            cells.sort_unstable();
-            cells.dedup();
-            area.precision = precision;
-            area.cells = cells;
-            break;
         }
         Ok(area)
+    }
+
+    /// The cells of `precision` that meet the bounding box, sorted and
+    /// without duplicates, or `None` if there are more than `max`.
+    fn grid(&self, precision: usize, max: usize) -> Option<Vec<u64>> {
+        let (lat_bits, lon_bits) = bits(precision);
+        let lat_span = (
+            index(unit_lat(self.lat_min), lat_bits),
+            index(unit_lat(self.lat_max), lat_bits),
+        );
+        let lon_spans: Vec<(u64, u64)> = self
+            .lon_ranges
+            .iter()
+            .map(|&(lo, hi)| (index(unit_lon(lo), lon_bits), index(unit_lon(hi), lon_bits)))
+            .collect();
+        let rows = lat_span.1 - lat_span.0 + 1;
+        let cols: u64 = lon_spans.iter().map(|(a, b)| b - a + 1).sum();
+        if rows.saturating_mul(cols) > max as u64 {
+            return None;
+        }
+        let mut cells = Vec::with_capacity((rows * cols) as usize);
+        for i in lat_span.0..=lat_span.1 {
+            for &(a, b) in &lon_spans {
+                for j in a..=b {
+                    cells.push(interleave(i, j, lat_bits, lon_bits));
+                }
+            }
+        }
+        cells.sort_unstable();
+        cells.dedup();
+        Some(cells)
+    }
+
+    /// The [`WALK_PRECISION`] cells that meet the bounding box, or `None`
+    /// if there are more than `max` (the store walks each one newest-first).
+    pub(crate) fn walk_cells(&self, max: usize) -> Option<Vec<u64>> {
+        self.grid(WALK_PRECISION, max)
     }
 
     /// The cover as half-open ranges of [`cell_index`] values, adjacent

@@ -1,32 +1,39 @@
 //! Queries over the records store: validation, the choice of how to find the
 //! rows, the SQL, and keyset pagination.
 //!
-//! Three ways to find candidates, all in result order:
+//! Five ways to find candidates, all in result order:
 //!
 //! - walk: newest first along `records_region` (with a region) or
 //!   `records_created`, stopping as soon as a page is full — best when the
 //!   filters let many rows through;
+//! - geo walk: `records_geo` orders each ~1 km cell (6-character geohash)
+//!   by time, so a small circle's cells are walked newest-first side by side
+//!   and merged, stopping when the page is full — the usual radius query;
 //! - geo: range scans of `records_geo` over the circle's geohash cover, then
-//!   a top-N sort — best when few records lie in the circle;
+//!   a top-N sort — for circles too large to walk cell by cell, when few
+//!   records lie in them;
 //! - text: the FTS5 trigram index, then a top-N sort (or bm25 order) — best
 //!   when few records contain the words;
 //! - author: the author's records by `records_slot`, then a top-N sort —
 //!   best when the author has few records.
 //!
 //! `records_region` and `records_geo` cover the time, expiry, tombstone and
-//! bounding-box checks, so walk and geo read a row only for the filters that
+//! bounding-box checks, so walk, geo walk and geo read a row only for the filters that
 //! need it (collection, author, words), one candidate at a time in result
 //! order, and stop when the page is full. The exact distance is checked in
 //! Rust. Geo, text and author are used when a bounded count on their index
-//! says the candidate set is small; otherwise walk.
+//! says the candidate set is small; otherwise geo walk for a small circle
+//! and walk for the rest.
 
 use cnode_identity::Did;
 use cnode_types::RegionId;
 use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value};
 
+use std::collections::{BinaryHeap, VecDeque};
+
 use super::{RecordStoreError, StoredRecord, author_key, clamp_i64, stored};
 use crate::{
-    geo::{self, Area, GeoError},
+    geo::{self, Area, GeoError, WALK_SHIFT},
     record::RecordId,
 };
 
@@ -52,6 +59,13 @@ const SELECTIVE_TEXT: i64 = 4_000;
 /// A candidate set this cheap (in row reads) is taken without counting the
 /// other index.
 const CHEAP: i64 = 256;
+
+/// The most cells a geo walk merges (a circle of about 2.5 km radius at
+/// mid latitudes); larger circles are found by geo or walk.
+const MAX_WALK_CELLS: usize = 64;
+
+/// The largest batch one cell of a geo walk reads at a time.
+const MAX_WALK_BATCH: usize = 1024;
 
 /// How many covering-index entries cost about one row read.
 const GEO_ENTRIES_PER_ROW: i64 = 8;
@@ -218,6 +232,7 @@ impl Cursor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Strategy {
     Walk,
+    GeoWalk,
     Geo,
     Text,
     Author,
@@ -228,6 +243,8 @@ pub(super) enum Strategy {
 pub(super) struct Plan {
     region: Option<RegionId>,
     near: Option<(Near, Area)>,
+    /// The cells a geo walk merges (newest-first order only, small circles).
+    walk_cells: Option<Vec<u64>>,
     /// Every word, lowercased (checked with `instr` on the stored text).
     terms: Vec<String>,
     /// FTS5 query: the AND of the words' trigrams, each quoted.
@@ -241,6 +258,43 @@ pub(super) struct Plan {
     order: Order,
     include_deleted: bool,
     now: i64,
+}
+
+/// A row from a candidate query, before the exact distance and the row's own
+/// filters.
+struct Candidate {
+    rid: i64,
+    lat: f64,
+    lon: f64,
+    created_at: i64,
+    id: [u8; 32],
+    score: f64,
+}
+
+impl Candidate {
+    fn read(row: &rusqlite::Row<'_>, scored: bool) -> rusqlite::Result<Option<Self>> {
+        let Ok(id) = <[u8; 32]>::try_from(row.get_ref(4)?.as_blob()?) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            rid: row.get(0)?,
+            lat: row.get(1)?,
+            lon: row.get(2)?,
+            created_at: row.get(3)?,
+            id,
+            score: if scored { row.get(5)? } else { 0.0 },
+        }))
+    }
+}
+
+/// One cell of a geo walk: the next candidates of the cell, newest first.
+struct CellWalk {
+    cell: u64,
+    buffered: VecDeque<Candidate>,
+    /// Where the next batch of this cell starts.
+    keyset: Option<Cursor>,
+    batch: usize,
+    exhausted: bool,
 }
 
 /// A candidate row that passed every filter.
@@ -324,9 +378,25 @@ impl Plan {
             0 => DEFAULT_LIMIT,
             n => n.min(MAX_LIMIT),
         } as usize;
+        // The walk cells, cut to the region (a cell lies in one region).
+        let region_cells = q
+            .region
+            .and_then(|r| geo::region_range(r.as_str()))
+            .map(|(lo, hi)| (lo >> WALK_SHIFT, hi >> WALK_SHIFT));
+        let walk_cells = near
+            .as_ref()
+            .filter(|_| order == Order::Newest)
+            .and_then(|(_, area)| area.walk_cells(MAX_WALK_CELLS))
+            .map(|cells| {
+                cells
+                    .into_iter()
+                    .filter(|c| region_cells.is_none_or(|(lo, hi)| (lo..hi).contains(c)))
+                    .collect()
+            });
         Ok(Self {
             region: q.region,
             near,
+            walk_cells,
             terms,
             fts,
             collection: q.collection,
@@ -362,6 +432,7 @@ impl Plan {
             _ if self.order == Order::Relevance => Strategy::Text,
             Some(Strategy::Text) if self.fts.is_none() => Strategy::Walk,
             Some(Strategy::Geo) if self.near.is_none() => Strategy::Walk,
+            Some(Strategy::GeoWalk) if self.walk_cells.is_none() => Strategy::Walk,
             Some(Strategy::Author) if self.author.is_none() => Strategy::Walk,
             Some(s) => s,
             None => self.strategy(conn)?,
@@ -380,61 +451,35 @@ impl Plan {
         } else {
             2 * want + 32
         };
-        let row_check = match strategy {
+        let mut check = match strategy {
             Strategy::Text | Strategy::Author => None,
-            Strategy::Walk | Strategy::Geo => self.row_check(),
-        };
-        let mut check = match &row_check {
-            Some((sql, _)) => Some(conn.prepare_cached(sql)?),
-            None => None,
-        };
-        let mut keyset = self.cursor;
+            Strategy::Walk | Strategy::GeoWalk | Strategy::Geo => self.row_check(),
+        }
+        .map(|(sql, values)| conn.prepare_cached(&sql).map(|st| (st, values)))
+        .transpose()?;
         let mut hits: Vec<Hit> = Vec::with_capacity(want);
-        while let Some((sql, values)) = self.sql(strategy, keyset.as_ref(), batch) {
+        if strategy == Strategy::GeoWalk {
+            self.walk_cells_merged(conn, &mut check, want, &mut hits)?;
+        }
+        let mut keyset = self.cursor;
+        while strategy != Strategy::GeoWalk {
+            let Some((sql, values)) = self.sql(strategy, keyset.as_ref(), batch, None) else {
+                break;
+            };
             let mut st = conn.prepare_cached(&sql)?;
             let mut rows = st.query(params_from_iter(values))?;
             let mut scanned = 0;
             while let Some(row) = rows.next()? {
                 scanned += 1;
-                let rid: i64 = row.get(0)?;
-                let (lat, lon): (f64, f64) = (row.get(1)?, row.get(2)?);
-                let created_at: i64 = row.get(3)?;
-                let Ok(id) = <[u8; 32]>::try_from(row.get_ref(4)?.as_blob()?) else {
+                let Some(c) = Candidate::read(row, strategy == Strategy::Text)? else {
                     continue;
                 };
-                let score: f64 = if strategy == Strategy::Text {
-                    row.get(5)?
-                } else {
-                    0.0
-                };
-                keyset = Some(self.cursor_at(score, created_at, id));
-                let distance_m = match &self.near {
-                    Some((near, _)) => {
-                        let d = geo::haversine_m((near.lat, near.lon), (lat, lon));
-                        if d > near.radius_m {
-                            continue;
-                        }
-                        Some(d)
+                keyset = Some(self.cursor_at(c.score, c.created_at, c.id));
+                if let Some(hit) = self.accept(c, &mut check)? {
+                    hits.push(hit);
+                    if hits.len() == want {
+                        break;
                     }
-                    None => None,
-                };
-                if let (Some(st), Some((_, values))) = (check.as_mut(), &row_check) {
-                    let mut args = Vec::with_capacity(values.len() + 1);
-                    args.push(Value::Integer(rid));
-                    args.extend(values.iter().cloned());
-                    if !st.exists(params_from_iter(args))? {
-                        continue;
-                    }
-                }
-                hits.push(Hit {
-                    rid,
-                    created_at,
-                    id,
-                    score,
-                    distance_m,
-                });
-                if hits.len() == want {
-                    break;
                 }
             }
             if hits.len() == want || scanned < batch {
@@ -474,6 +519,122 @@ impl Plan {
         }))
     }
 
+    /// The hit `c` makes, if the exact distance and the row's own filters
+    /// (`check`: the statement and its values after the rid) let it through.
+    fn accept(
+        &self,
+        c: Candidate,
+        check: &mut Option<(rusqlite::CachedStatement<'_>, Vec<Value>)>,
+    ) -> rusqlite::Result<Option<Hit>> {
+        let distance_m = match &self.near {
+            Some((near, _)) => {
+                let d = geo::haversine_m((near.lat, near.lon), (c.lat, c.lon));
+                if d > near.radius_m {
+                    return Ok(None);
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        if let Some((st, values)) = check {
+            let mut args = Vec::with_capacity(values.len() + 1);
+            args.push(Value::Integer(c.rid));
+            args.extend(values.iter().cloned());
+            if !st.exists(params_from_iter(args))? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Hit {
+            rid: c.rid,
+            created_at: c.created_at,
+            id: c.id,
+            score: c.score,
+            distance_m,
+        }))
+    }
+
+    /// Geo walk: each cell newest-first in small batches, merged newest-first
+    /// across cells, until `want` hits. A cell's batches double as it is
+    /// drained, so a sparse match costs a few statements per cell, and a
+    /// dense one reads little more than the page.
+    fn walk_cells_merged(
+        &self,
+        conn: &Connection,
+        check: &mut Option<(rusqlite::CachedStatement<'_>, Vec<Value>)>,
+        want: usize,
+        hits: &mut Vec<Hit>,
+    ) -> rusqlite::Result<()> {
+        let cells = self.walk_cells.as_deref().unwrap_or_default();
+        if cells.is_empty() {
+            return Ok(());
+        }
+        // Twice a cell's share of a page to start with.
+        let first = (2 * want).div_ceil(cells.len()).clamp(8, 256);
+        let mut walks: Vec<CellWalk> = cells
+            .iter()
+            .map(|&cell| CellWalk {
+                cell,
+                buffered: VecDeque::new(),
+                keyset: self.cursor,
+                batch: first,
+                exhausted: false,
+            })
+            .collect();
+        let mut heads = BinaryHeap::with_capacity(walks.len());
+        for (i, w) in walks.iter_mut().enumerate() {
+            self.refill(conn, w)?;
+            if let Some(c) = w.buffered.front() {
+                heads.push((c.created_at, c.id, i));
+            }
+        }
+        while let Some((_, _, i)) = heads.pop() {
+            let w = &mut walks[i];
+            let Some(c) = w.buffered.pop_front() else {
+                continue;
+            };
+            if w.buffered.is_empty() && !w.exhausted {
+                self.refill(conn, w)?;
+            }
+            if let Some(next) = w.buffered.front() {
+                heads.push((next.created_at, next.id, i));
+            }
+            if let Some(hit) = self.accept(c, check)? {
+                hits.push(hit);
+                if hits.len() == want {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next batch of one cell of a geo walk.
+    fn refill(&self, conn: &Connection, w: &mut CellWalk) -> rusqlite::Result<()> {
+        let Some((sql, values)) =
+            self.sql(Strategy::GeoWalk, w.keyset.as_ref(), w.batch, Some(w.cell))
+        else {
+            w.exhausted = true;
+            return Ok(());
+        };
+        let mut st = conn.prepare_cached(&sql)?;
+        let mut rows = st.query(params_from_iter(values))?;
+        let mut scanned = 0;
+        while let Some(row) = rows.next()? {
+            scanned += 1;
+            let created_at: i64 = row.get(3)?;
+            let Ok(id) = <[u8; 32]>::try_from(row.get_ref(4)?.as_blob()?) else {
+                continue;
+            };
+            w.keyset = Some(Cursor::Newest { created_at, id });
+            if let Some(c) = Candidate::read(row, false)? {
+                w.buffered.push_back(c);
+            }
+        }
+        w.exhausted = scanned < w.batch;
+        w.batch = w.batch.saturating_mul(2).min(MAX_WALK_BATCH);
+        Ok(())
+    }
+
     fn cursor_at(&self, score: f64, created_at: i64, id: [u8; 32]) -> Cursor {
         match self.order {
             Order::Newest => Cursor::Newest { created_at, id },
@@ -493,14 +654,28 @@ impl Plan {
         // Rough cost per candidate: a geo candidate is an index entry (the
         // index covers every check but the row's own filters), a text one a
         // row read.
+        if self.walk_cells.is_some() {
+            // A geo walk reads little more than the page needs whatever the
+            // circle holds; only a text or author index that finds almost
+            // nothing beats it (a merge of dozens of cells has a fixed cost).
+            for (count, strategy) in [
+                (self.text_count(conn, CHEAP)?, Strategy::Text),
+                (self.author_count(conn, CHEAP)?, Strategy::Author),
+            ] {
+                if count.is_some_and(|n| n < CHEAP) {
+                    return Ok(strategy);
+                }
+            }
+            return Ok(Strategy::GeoWalk);
+        }
         let mut best: Option<(i64, Strategy)> = None;
         if self.near.is_some() {
             let ranges = self.geo_ranges();
             let sql = format!(
-                "WITH g(lo, hi) AS (VALUES {}) SELECT count(*) FROM (
+                "WITH g(wlo, whi, lo, hi) AS (VALUES {}) SELECT count(*) FROM (
                      SELECT 1 FROM g CROSS JOIN records r INDEXED BY records_geo
-                     ON r.cell >= g.lo AND r.cell < g.hi LIMIT {SELECTIVE_GEO})",
-                vec!["(?, ?)"; ranges.len().max(1)].join(", ")
+                     ON {GEO_JOIN} LIMIT {SELECTIVE_GEO})",
+                vec!["(?, ?, ?, ?)"; ranges.len().max(1)].join(", ")
             );
             let values = range_values(&ranges);
             let n: i64 = conn
@@ -512,31 +687,49 @@ impl Plan {
         }
         // A small geo scan beats anything the text count could find.
         let geo_is_cheap = best.is_some_and(|(cost, _)| cost < CHEAP);
-        if let Some(fts) = self.fts.as_ref().filter(|_| !geo_is_cheap) {
-            let n: i64 = conn
-                .prepare_cached(&format!(
-                    "SELECT count(*) FROM (
-                         SELECT rowid FROM records_fts WHERE records_fts MATCH ?1
-                         LIMIT {SELECTIVE_TEXT})"
-                ))?
-                .query_row([fts], |r| r.get(0))?;
-            if n < SELECTIVE_TEXT && best.is_none_or(|(m, _)| n < m) {
-                best = Some((n, Strategy::Text));
-            }
+        if !geo_is_cheap
+            && let Some(n) = self.text_count(conn, SELECTIVE_TEXT)?
+            && n < SELECTIVE_TEXT
+            && best.is_none_or(|(m, _)| n < m)
+        {
+            best = Some((n, Strategy::Text));
         }
-        if let Some(author) = self.author.filter(|_| best.is_none_or(|(c, _)| c >= CHEAP)) {
-            let n: i64 = conn
-                .prepare_cached(&format!(
-                    "SELECT count(*) FROM (
-                         SELECT 1 FROM records INDEXED BY records_slot WHERE author = ?1
-                         LIMIT {SELECTIVE_TEXT})"
-                ))?
-                .query_row([&author[..]], |r| r.get(0))?;
-            if n < SELECTIVE_TEXT && best.is_none_or(|(m, _)| n < m) {
-                best = Some((n, Strategy::Author));
-            }
+        if best.is_none_or(|(c, _)| c >= CHEAP)
+            && let Some(n) = self.author_count(conn, SELECTIVE_TEXT)?
+            && n < SELECTIVE_TEXT
+            && best.is_none_or(|(m, _)| n < m)
+        {
+            best = Some((n, Strategy::Author));
         }
         Ok(best.map_or(Strategy::Walk, |(_, s)| s))
+    }
+
+    /// How many records the text index finds, counted up to `bound`
+    /// (`None` without words to look up).
+    fn text_count(&self, conn: &Connection, bound: i64) -> rusqlite::Result<Option<i64>> {
+        let Some(fts) = &self.fts else {
+            return Ok(None);
+        };
+        conn.prepare_cached(&format!(
+            "SELECT count(*) FROM (
+                 SELECT rowid FROM records_fts WHERE records_fts MATCH ?1 LIMIT {bound})"
+        ))?
+        .query_row([fts], |r| r.get(0))
+        .map(Some)
+    }
+
+    /// How many records the author has, counted up to `bound` (`None`
+    /// without an author filter).
+    fn author_count(&self, conn: &Connection, bound: i64) -> rusqlite::Result<Option<i64>> {
+        let Some(author) = self.author else {
+            return Ok(None);
+        };
+        conn.prepare_cached(&format!(
+            "SELECT count(*) FROM (
+                 SELECT 1 FROM records INDEXED BY records_slot WHERE author = ?1 LIMIT {bound})"
+        ))?
+        .query_row([&author[..]], |r| r.get(0))
+        .map(Some)
     }
 
     /// The circle's cover as ranges of `records.cell`, cut to the region
@@ -581,7 +774,8 @@ impl Plan {
     /// The first candidate query of this plan (for checking query plans).
     #[cfg(test)]
     pub(super) fn first_sql(&self, strategy: Strategy) -> Option<(String, Vec<Value>)> {
-        self.sql(strategy, self.cursor.as_ref(), 10)
+        let cell = self.walk_cells.as_ref().and_then(|c| c.first().copied());
+        self.sql(strategy, self.cursor.as_ref(), 10, cell)
     }
 
     /// The candidate query for `strategy`, continuing after `keyset`, or
@@ -595,6 +789,7 @@ impl Plan {
         strategy: Strategy,
         keyset: Option<&Cursor>,
         batch: usize,
+        cell: Option<u64>,
     ) -> Option<(String, Vec<Value>)> {
         let mut values: Vec<Value> = Vec::new();
         let mut sql = String::new();
@@ -617,12 +812,19 @@ impl Plan {
                     return None;
                 }
                 sql.push_str(&format!(
-                    "WITH g(lo, hi) AS (VALUES {}) SELECT {columns}
+                    "WITH g(wlo, whi, lo, hi) AS (VALUES {}) SELECT {columns}
                      FROM g CROSS JOIN records r INDEXED BY records_geo
-                     ON r.cell >= g.lo AND r.cell < g.hi WHERE 1",
-                    vec!["(?, ?)"; ranges.len()].join(", ")
+                     ON {GEO_JOIN} WHERE 1",
+                    vec!["(?, ?, ?, ?)"; ranges.len()].join(", ")
                 ));
                 values.extend(range_values(&ranges));
+            }
+            Strategy::GeoWalk => {
+                sql.push_str(&format!(
+                    "SELECT {columns} FROM records r INDEXED BY records_geo
+                     WHERE (r.cell >> {WALK_SHIFT}) = ?"
+                ));
+                values.push(Value::Integer(clamp_i64(cell?)));
             }
             Strategy::Author => {
                 sql.push_str(&format!(
@@ -646,7 +848,7 @@ impl Plan {
             v(&mut values);
         };
         if let Some(region) = &self.region
-            && strategy != Strategy::Geo
+            && !matches!(strategy, Strategy::Geo | Strategy::GeoWalk)
         {
             let region = region.as_str().to_owned();
             cond(&mut sql, "r.region = ?", &mut |v| {
@@ -746,12 +948,25 @@ impl Plan {
     }
 }
 
+/// The join of the cover ranges `g` with `records_geo`: the index's first
+/// column is the walk cell, so each range is sought by its walk cells and
+/// cut to its exact stored cells.
+const GEO_JOIN: &str = "(r.cell >> 5) >= g.wlo AND (r.cell >> 5) < g.whi \
+                        AND r.cell >= g.lo AND r.cell < g.hi";
+
+// The migration that made `records_geo` writes the shift as a literal.
+const _: () = assert!(WALK_SHIFT == 5);
+
+/// The values of the `g` rows for `ranges` (one empty range if none).
 fn range_values(ranges: &[(u64, u64)]) -> Vec<Value> {
     if ranges.is_empty() {
-        return vec![Value::Integer(0), Value::Integer(0)];
+        return vec![Value::Integer(0); 4];
     }
     ranges
         .iter()
-        .flat_map(|&(lo, hi)| [Value::Integer(clamp_i64(lo)), Value::Integer(clamp_i64(hi))])
+        .flat_map(|&(lo, hi)| {
+            [lo >> WALK_SHIFT, ((hi - 1) >> WALK_SHIFT) + 1, lo, hi]
+                .map(|v| Value::Integer(clamp_i64(v)))
+        })
         .collect()
 }

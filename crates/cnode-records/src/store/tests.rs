@@ -467,6 +467,7 @@ async fn pagination_newest_first_without_overlap_or_gap() {
         Some(Via::Walk),
         Some(Via::Text),
         Some(Via::Geo),
+        Some(Via::GeoWalk),
         Some(Via::Author),
     ] {
         for q in [
@@ -486,6 +487,17 @@ async fn pagination_newest_first_without_overlap_or_gap() {
                     lat: CHIANG_MAI.0,
                     lon: CHIANG_MAI.1,
                     radius_m: 50_000.0,
+                }),
+                ..Query::default()
+            },
+            // The records sit in w5q6u8j: a small circle around it is
+            // walked cell by cell.
+            Query {
+                limit: 7,
+                near: Some(Near {
+                    lat: 18.7653,
+                    lon: 98.9944,
+                    radius_m: 2_000.0,
                 }),
                 ..Query::default()
             },
@@ -781,7 +793,7 @@ proptest! {
                 limit: 5,
                 ..Query::default()
             };
-            for strategy in [None, Some(Via::Walk), Some(Via::Geo), Some(Via::Text), Some(Via::Author)] {
+            for strategy in [None, Some(Via::Walk), Some(Via::GeoWalk), Some(Via::Geo), Some(Via::Text), Some(Via::Author)] {
                 let got = all_pages(&store, q.clone(), strategy).await;
                 let got_ids: Vec<(u64, RecordId)> = got.iter().map(|r| (r.record.created_at, r.id)).collect();
                 let want: Vec<(u64, RecordId)> = expected.iter().map(|e| (e.0, e.1)).collect();
@@ -1092,9 +1104,15 @@ async fn query_plans_use_the_intended_indexes() {
         assert!(!walk.contains("TEMP B-TREE"), "{walk}");
         let geo = plan_of(&store, full.clone(), Via::Geo, keyset).await;
         assert!(
-            geo.contains("USING COVERING INDEX records_geo (cell>? AND cell<?)"),
+            geo.contains("USING COVERING INDEX records_geo (<expr>>? AND <expr><?)"),
             "{geo}"
         );
+        let walk = plan_of(&store, full.clone(), Via::GeoWalk, keyset).await;
+        assert!(
+            walk.contains("USING COVERING INDEX records_geo (<expr>=? AND "),
+            "{walk}"
+        );
+        assert!(!walk.contains("TEMP B-TREE"), "{walk}");
         let author = plan_of(&store, full.clone(), Via::Author, keyset).await;
         assert!(
             author.contains("USING INDEX records_slot (author=? AND collection=?)"),
@@ -1127,7 +1145,7 @@ async fn query_plans_use_the_intended_indexes() {
 async fn candidate_statements_are_not_reprepared() {
     let (_dir, store) = open();
     store.insert(R::new(1, "a", T0).sign(), T0).await.unwrap();
-    for strategy in [Via::Walk, Via::Geo, Via::Text, Via::Author] {
+    for strategy in [Via::Walk, Via::GeoWalk, Via::Geo, Via::Text, Via::Author] {
         let n = store
             .db()
             .call(move |c| {
