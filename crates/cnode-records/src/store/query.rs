@@ -460,32 +460,30 @@ impl Plan {
         let mut hits: Vec<Hit> = Vec::with_capacity(want);
         if strategy == Strategy::GeoWalk {
             self.walk_cells_merged(conn, &mut check, want, &mut hits)?;
-        }
-        let mut keyset = self.cursor;
-        while strategy != Strategy::GeoWalk {
-            let Some((sql, values)) = self.sql(strategy, keyset.as_ref(), batch, None) else {
-                break;
-            };
-            let mut st = conn.prepare_cached(&sql)?;
-            let mut rows = st.query(params_from_iter(values))?;
-            let mut scanned = 0;
-            while let Some(row) = rows.next()? {
-                scanned += 1;
-                let Some(c) = Candidate::read(row, strategy == Strategy::Text)? else {
-                    continue;
-                };
-                keyset = Some(self.cursor_at(c.score, c.created_at, c.id));
-                if let Some(hit) = self.accept(c, &mut check)? {
-                    hits.push(hit);
-                    if hits.len() == want {
-                        break;
+        } else {
+            let mut keyset = self.cursor;
+            while let Some((sql, values)) = self.sql(strategy, keyset.as_ref(), batch, None) {
+                let mut st = conn.prepare_cached(&sql)?;
+                let mut rows = st.query(params_from_iter(values))?;
+                let mut scanned = 0;
+                while let Some(row) = rows.next()? {
+                    scanned += 1;
+                    let Some(c) = Candidate::read(row, strategy == Strategy::Text)? else {
+                        continue;
+                    };
+                    keyset = Some(self.cursor_at(c.score, c.created_at, c.id));
+                    if let Some(hit) = self.accept(c, &mut check)? {
+                        hits.push(hit);
+                        if hits.len() == want {
+                            break;
+                        }
                     }
                 }
+                if hits.len() == want || scanned < batch {
+                    break;
+                }
+                batch = batch.saturating_mul(4);
             }
-            if hits.len() == want || scanned < batch {
-                break;
-            }
-            batch = batch.saturating_mul(4);
         }
         let next_cursor = if hits.len() == want {
             hits.truncate(self.limit);
