@@ -61,11 +61,19 @@ contract CnodeRegistry is ICnodeRegistry {
         bytes data;
     }
 
-    /// Scores for one (epoch, operator), at most MAX_STEWARDS of them.
-    struct Tally {
-        uint64[MAX_STEWARDS] scores;
-        uint8 count;
-    }
+    /// Credit attestations for one (epoch, operator) are packed in three words:
+    /// word 0 = count (8 bits) | generation (32) | steward bitmap (32) | scores 0..8;
+    /// words 1 and 2 = scores 9..20 and 21..32; 20 bits per score (MAX_SCORE < 2^20).
+    /// The bitmap is indexed by the steward's position in `_stewards`, which is
+    /// fixed within a generation; attestations from an older generation are
+    /// discarded (as older proposals go stale), so at most MAX_STEWARDS count.
+    uint256 private constant SCORE_BITS = 20;
+    uint256 private constant SCORE_MASK = (1 << SCORE_BITS) - 1;
+    uint256 private constant HEAD_SCORES = 9;
+    uint256 private constant WORD_SCORES = 12;
+    uint256 private constant GEN_SHIFT = 8;
+    uint256 private constant MAP_SHIFT = 40;
+    uint256 private constant SCORES_SHIFT = 72;
 
     mapping(address => Node) private _nodes;
     mapping(bytes4 => address[]) private _routes;
@@ -81,8 +89,7 @@ contract CnodeRegistry is ICnodeRegistry {
     mapping(uint256 => StoredProposal) private _proposals;
     mapping(uint256 => mapping(address => bool)) public hasApproved;
 
-    mapping(uint64 => mapping(address => Tally)) private _tallies;
-    mapping(uint64 => mapping(address => mapping(address => bool))) private _attested;
+    mapping(uint64 => mapping(address => uint256[3])) private _tallies;
 
     uint256 public minStake;
     uint64 public unbondingDelay;
@@ -158,6 +165,7 @@ contract CnodeRegistry is ICnodeRegistry {
         if (msg.value == 0) revert StakeTooLow(0, 1);
         uint256 total = uint256(node.stake) + msg.value;
         if (total > type(uint128).max) revert BadParam("stake", total);
+        // forge-lint: disable-next-line(unsafe-typecast) -- checked against type(uint128).max just above
         node.stake = uint128(total);
         totalStake += msg.value;
         emit StakeAdded(msg.sender, msg.value, total);
@@ -168,6 +176,7 @@ contract CnodeRegistry is ICnodeRegistry {
         Node storage node = _activeNode(msg.sender);
         uint64 ends = uint64(block.timestamp) + unbondingDelay;
         node.status = NodeStatus.Unbonding;
+        // forge-lint: disable-next-line(unsafe-typecast) -- ends <= now + MAX_DELAY (365 days): fits uint40 until the year 36812
         node.unbondingEnds = uint40(ends);
         emit NodeDeregistered(msg.sender, ends);
     }
@@ -233,30 +242,43 @@ contract CnodeRegistry is ICnodeRegistry {
         uint64 now_ = uint64(block.timestamp / EPOCH_LENGTH);
         if (epoch > now_ || epoch + 1 < now_) revert BadEpoch(epoch);
         uint256 need = threshold;
+        uint256 bit = 1 << (_stewardSlot[msg.sender] - 1);
         for (uint256 i; i < n; ++i) {
-            _attest(epoch, operators[i], scores[i], need);
+            _attest(epoch, operators[i], scores[i], need, bit);
         }
     }
 
-    function _attest(uint64 epoch, address op, uint64 score, uint256 need) private {
+    function _attest(uint64 epoch, address op, uint64 score, uint256 need, uint256 bit) private {
         if (score > MAX_SCORE) revert BadScore(score);
         Node storage node = _nodes[op];
         if (node.status == NodeStatus.None) revert NotRegistered(op);
         if (epoch < node.creditEpoch) revert BadEpoch(epoch);
-        mapping(address => bool) storage seen = _attested[epoch][op];
-        if (seen[msg.sender]) revert AlreadyAttested(epoch, msg.sender, op);
-        seen[msg.sender] = true;
 
-        Tally storage tally = _tallies[epoch][op];
-        uint256 count = tally.count;
-        if (count == MAX_STEWARDS) revert TooMany("attestations", count + 1, MAX_STEWARDS);
-        tally.scores[count] = score;
-        tally.count = uint8(++count);
+        uint256[3] storage tally = _tallies[epoch][op];
+        uint256 head = tally[0];
+        uint256 gen = _generation;
+        // Attestations made under an older steward generation no longer count.
+        if ((head >> GEN_SHIFT) & type(uint32).max != gen) head = gen << GEN_SHIFT;
+        if (head & (bit << MAP_SHIFT) != 0) revert AlreadyAttested(epoch, msg.sender, op);
+        uint256 count = head & 0xff; // < MAX_STEWARDS: one bit per steward
+        head = (head + 1) | (bit << MAP_SHIFT);
+        if (count < HEAD_SCORES) {
+            head |= uint256(score) << (SCORES_SHIFT + SCORE_BITS * count);
+        } else {
+            uint256 j = count - HEAD_SCORES;
+            uint256 w = 1 + j / WORD_SCORES;
+            uint256 off = SCORE_BITS * (j % WORD_SCORES);
+            // (the word may hold scores of a discarded generation: overwrite)
+            tally[w] = (tally[w] & ~(SCORE_MASK << off)) | (uint256(score) << off);
+        }
+        tally[0] = head;
         emit CreditAttested(epoch, msg.sender, op, score);
 
-        if (count >= need) {
-            uint64 median = _lowerMedian(tally, count);
+        if (count + 1 >= need) {
+            uint64 median = _lowerMedian(_scores(tally));
+            // forge-lint: disable-next-line(unsafe-typecast) -- median is one of the scores, each <= MAX_SCORE
             node.credit = uint32(median);
+            // forge-lint: disable-next-line(unsafe-typecast) -- epoch <= block.timestamp / 1 day: fits uint32 for 11 million years
             node.creditEpoch = uint32(epoch);
             emit CreditUpdated(op, epoch, median);
         }
@@ -297,7 +319,8 @@ contract CnodeRegistry is ICnodeRegistry {
         p.proposer = msg.sender;
         p.kind = kind;
         p.approvals = 1;
-        p.expiresAt = uint40(expiresAt); // proposalTtl <= MAX_DELAY
+        // forge-lint: disable-next-line(unsafe-typecast) -- expiresAt <= now + MAX_DELAY: fits uint40 until the year 36812
+        p.expiresAt = uint40(expiresAt);
         p.generation = _generation;
         p.data = data;
         hasApproved[proposalId][msg.sender] = true;
@@ -400,17 +423,15 @@ contract CnodeRegistry is ICnodeRegistry {
         });
     }
 
-    function getAttestations(uint64 epoch, address operator) external view returns (uint64[] memory out) {
-        Tally storage tally = _tallies[epoch][operator];
-        uint256 n = tally.count;
-        out = new uint64[](n);
-        for (uint256 i; i < n; ++i) {
-            out[i] = tally.scores[i];
-        }
+    function getAttestations(uint64 epoch, address operator) external view returns (uint64[] memory) {
+        return _scores(_tallies[epoch][operator]);
     }
 
     function hasAttested(uint64 epoch, address steward, address operator) external view returns (bool) {
-        return _attested[epoch][operator][steward];
+        uint256 slot = _stewardSlot[steward];
+        if (slot == 0) return false;
+        uint256 head = _tallies[epoch][operator][0];
+        return (head >> GEN_SHIFT) & type(uint32).max == _generation && (head >> (MAP_SHIFT + slot - 1)) & 1 != 0;
     }
 
     // ------------------------------------------------------------ internal
@@ -476,6 +497,7 @@ contract CnodeRegistry is ICnodeRegistry {
             uint256 rlen = bytes(reason).length;
             if (rlen > MAX_REASON) revert TooLong("reason", rlen, MAX_REASON);
             if (!commit) return;
+            // forge-lint: disable-next-line(unsafe-typecast) -- amount <= stake, which is a uint128
             node.stake = uint128(stake - amount);
             totalStake -= amount;
             slashedPool += amount;
@@ -554,12 +576,30 @@ contract CnodeRegistry is ICnodeRegistry {
         if (labelLen == 0 || labels < MIN_SERVICE_LABELS || labels > MAX_SERVICE_LABELS) revert BadServiceId(id);
     }
 
-    /// Lower median (sorted[(n-1)/2]) of the first `n` scores: always one of
-    /// the attested values. Insertion sort; n <= MAX_STEWARDS.
-    function _lowerMedian(Tally storage tally, uint256 n) private view returns (uint64) {
-        uint64[] memory v = new uint64[](n);
+    /// The scores attested under the current generation, in arrival order.
+    function _scores(uint256[3] storage tally) private view returns (uint64[] memory out) {
+        uint256 head = tally[0];
+        uint256 n = (head >> GEN_SHIFT) & type(uint32).max == _generation ? head & 0xff : 0;
+        out = new uint64[](n);
+        uint256 word = head >> SCORES_SHIFT;
         for (uint256 i; i < n; ++i) {
-            uint64 x = tally.scores[i];
+            uint256 k = i;
+            if (i >= HEAD_SCORES) {
+                uint256 j = i - HEAD_SCORES;
+                k = j % WORD_SCORES;
+                if (k == 0) word = tally[1 + j / WORD_SCORES];
+            }
+            // forge-lint: disable-next-line(unsafe-typecast) -- a 20-bit field
+            out[i] = uint64((word >> (SCORE_BITS * k)) & SCORE_MASK);
+        }
+    }
+
+    /// Lower median (sorted[(n-1)/2]) of a non-empty list: always one of the
+    /// values. Sorts `v` in place (insertion sort; n <= MAX_STEWARDS).
+    function _lowerMedian(uint64[] memory v) private pure returns (uint64) {
+        uint256 n = v.length;
+        for (uint256 i = 1; i < n; ++i) {
+            uint64 x = v[i];
             uint256 j = i;
             while (j > 0 && v[j - 1] > x) {
                 v[j] = v[j - 1];
