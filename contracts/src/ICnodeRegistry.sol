@@ -99,7 +99,7 @@ interface ICnodeRegistry {
     error BadEpoch(uint64 epoch);
     error LengthMismatch();
     error TransferFailed();
-    // Added with the implementation (nothing above changed):
+    // Added with the implementation (the declarations above are unchanged):
     error Empty(string what);                                   // an empty list or string that must not be
     error BadParam(string what, uint256 value);                 // a steward address or parameter out of range
     error AlreadySteward(address steward);
@@ -161,7 +161,7 @@ interface ICnodeRegistry {
     /// Block the registry was deployed in: clients read the log from here.
     function deployBlock() external view returns (uint256);
 
-    // Added with the implementation (nothing above changed):
+    // Added with the implementation (the declarations above are unchanged):
 
     /// A proposal as stored; `generation` is the steward-set generation it was made in.
     struct Proposal {
@@ -185,7 +185,7 @@ interface ICnodeRegistry {
     function proposalCount() external view returns (uint256);
     function getProposal(uint256 proposalId) external view returns (Proposal memory);
     function hasApproved(uint256 proposalId, address steward) external view returns (bool);
-    /// Scores attested so far for (epoch, operator), in arrival order.
+    /// Scores attested for (epoch, operator) under the current steward generation, in arrival order.
     function getAttestations(uint64 epoch, address operator) external view returns (uint64[] memory);
     function hasAttested(uint64 epoch, address steward, address operator) external view returns (bool);
 }
