@@ -308,6 +308,20 @@ contract CnodeRegistryTest is Fixture {
         assertAccounting();
     }
 
+    function test_stakeAboveUint128IsRefused() public {
+        uint256 huge = uint256(type(uint128).max) + 1;
+        vm.deal(alice, huge);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadParam.selector, "stake", huge));
+        vm.prank(alice);
+        reg.register{value: huge}(peerIdOf(alice), addrs2(), regions2());
+
+        registerNode(bob, type(uint128).max);
+        vm.deal(bob, 1);
+        vm.expectRevert(abi.encodeWithSelector(ICnodeRegistry.BadParam.selector, "stake", huge));
+        vm.prank(bob);
+        reg.addStake{value: 1}();
+    }
+
     // ==================================================================== update
 
     function test_update_replacesHash() public {
