@@ -75,8 +75,8 @@ impl Default for NetLimits {
             max_dht_value_bytes: 64 * 1024,
             max_blob_request: 4096,
             max_blob_response: 5 * 1024 * 1024,
-            max_sync_request: 1024 * 1024 + 4096,
-            max_sync_response: 8 * 1024 * 1024,
+            max_sync_request: 8 * 1024 * 1024 + 4096,
+            max_sync_response: 8 * 1024 * 1024 + 512 * 1024,
             max_pending_inbound: 256,
         }
     }

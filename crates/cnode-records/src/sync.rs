@@ -28,15 +28,21 @@ use crate::record::RecordId;
 pub const VERSION: u8 = 2;
 /// The most ids one `Fetch` request may name.
 pub const MAX_FETCH_IDS: usize = 1024;
-/// Negentropy's frame size limit: one reconcile message stays below this.
-pub const FRAME_LIMIT: usize = 1024 * 1024;
+/// Negentropy's frame size limit: one reconcile message (in negentropy's own
+/// form, before the compact lists) stays below this. Large enough that a
+/// million records differing in 1 % settle without a cut: after a cut
+/// negentropy resumes the rest of the set from a single fingerprint, and
+/// the descent through every level of fingerprints is paid again (with
+/// 1 MiB frames that tripled the traffic of that case).
+pub const FRAME_LIMIT: usize = 8 * 1024 * 1024;
 /// A `Records` response stops adding records past this many bytes (the
 /// requester asks again for the rest).
 pub const RECORDS_RESPONSE_BUDGET: usize = 4 * 1024 * 1024;
 /// The largest request accepted (a reconcile frame plus the header).
 pub const MAX_REQUEST: usize = FRAME_LIMIT + 64;
-/// The largest response accepted.
-pub const MAX_RESPONSE: usize = RECORDS_RESPONSE_BUDGET + 128 * 1024;
+/// The largest response accepted: a reconcile frame (compact lists add at
+/// most a bitmap bit per id) or a records batch, plus slack.
+pub const MAX_RESPONSE: usize = FRAME_LIMIT + FRAME_LIMIT / 64 + 128 * 1024;
 /// The most reconcile rounds one session may take before it gives up.
 pub const MAX_ROUNDS: usize = 64;
 

@@ -35,6 +35,9 @@ use super::SyncError;
 pub(super) const PREFIX: usize = 8;
 
 const ID: usize = 32;
+/// How far past its frame limit negentropy may write (it checks the limit
+/// between ranges; a range's list holds under 32 ids).
+const MAX_RANGE_OVERSHOOT: usize = 64 * 1024;
 const FINGERPRINT: usize = 16;
 const MODE_SKIP: u64 = 0;
 const MODE_FINGERPRINT: u64 = 1;
@@ -163,6 +166,11 @@ pub(super) fn expand_request(wire: &[u8]) -> Result<(Vec<u8>, HashSet<Prefix>), 
     let mut theirs = HashSet::new();
     let msg = transcode(wire, |r, out| {
         let n = read_count(r, PREFIX)?;
+        // Prefixes grow fourfold: a request may not expand past what
+        // negentropy itself would send (its frame limit, and one range).
+        if out.len() + n * ID > super::FRAME_LIMIT + MAX_RANGE_OVERSHOOT {
+            return Err(SyncError::Malformed("id lists larger than a frame"));
+        }
         write_varint(out, n as u64);
         for p in take(r, n * PREFIX)?.chunks_exact(PREFIX) {
             out.extend_from_slice(p);
