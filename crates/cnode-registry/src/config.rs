@@ -106,3 +106,84 @@ mod millis {
         u64::deserialize(d).map(Duration::from_millis)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        chain: ChainConfig,
+    }
+
+    #[test]
+    fn toml_with_defaults() {
+        let f: File = toml::from_str(
+            r#"
+            [chain]
+            rpc_url = "http://127.0.0.1:8545"
+            registry_address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            chain_id = 31337
+            "#,
+        )
+        .unwrap();
+        let address: Address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            f.chain,
+            ChainConfig::new("http://127.0.0.1:8545", address, 31337)
+        );
+        assert_eq!(f.chain.confirmations, 2);
+        assert_eq!(f.chain.poll_interval, Duration::from_secs(2));
+        assert_eq!(f.chain.rpc_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn toml_with_everything_and_typos() {
+        let f: File = toml::from_str(
+            r#"
+            [chain]
+            rpc_url = "https://rpc.example/v2/KEY"
+            registry_address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            chain_id = 8453
+            confirmations = 5
+            poll_interval_ms = 500
+            rpc_timeout_ms = 3000
+            max_backoff_ms = 10000
+            log_chunk_blocks = 200
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.chain.confirmations, 5);
+        assert_eq!(f.chain.poll_interval, Duration::from_millis(500));
+        assert_eq!(f.chain.max_backoff, Duration::from_secs(10));
+        assert_eq!(f.chain.log_chunk_blocks, 200);
+        let back = toml::to_string(&f.chain).unwrap();
+        assert!(back.contains("poll_interval_ms = 500"), "{back}");
+
+        let err = toml::from_str::<File>(
+            r#"
+            [chain]
+            rpc_url = "http://127.0.0.1:8545"
+            registry_address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            chain_id = 1
+            confirmation = 3
+            "#,
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("confirmation"), "{err}");
+        let err = toml::from_str::<File>(
+            r#"
+            [chain]
+            rpc_url = "http://127.0.0.1:8545"
+            registry_address = "0x5FbDB"
+            chain_id = 1
+            "#,
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("registry_address"), "{err}");
+    }
+}

@@ -338,7 +338,7 @@ fn load(conn: &Connection) -> Result<Option<Loaded>, SnapshotError> {
             .transpose()?;
         let topics: Vec<u8> = r.get(4)?;
         let data: Vec<u8> = r.get(5)?;
-        if topics.len() % 32 != 0 {
+        if !topics.len().is_multiple_of(32) {
             return Err(SnapshotError::Corrupt(format!(
                 "event at block {block} has {} topic bytes",
                 topics.len()

@@ -124,3 +124,31 @@ impl Registry for StaticRegistry {
         self.snapshot.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::{op, registered, route};
+
+    #[tokio::test]
+    async fn a_static_registry_behind_dyn() {
+        let snapshot = Snapshot::from_events([
+            (1, &registered(1, &["w5q6"])),
+            (1, &registered(2, &["w5q6"])),
+            (2, &route("w5q6", &[2, 1])),
+        ]);
+        let r: Arc<dyn Registry> = Arc::new(StaticRegistry::new(snapshot, 31337, op(9)));
+        let route = r.route("w5q6".parse().unwrap()).await;
+        assert_eq!(
+            route.iter().map(|n| n.operator).collect::<Vec<_>>(),
+            vec![op(2), op(1)]
+        );
+        assert_eq!(r.nodes().await.len(), 2);
+        assert!(r.node(op(1)).await.is_some());
+        assert_eq!(r.credit(op(1)).await, Some(Credit::default()));
+        assert!(r.services().await.is_empty());
+        let s = r.status().await;
+        assert_eq!(s.source, Source::Snapshot);
+        assert_eq!(s.applied_block, Some(2));
+    }
+}

@@ -6,7 +6,7 @@ use std::fmt;
 use alloy::{
     dyn_abi::{DynSolValue, ErrorExt},
     primitives::Bytes,
-    sol_types::SolInterface,
+    sol_types::{SolError, SolInterface},
 };
 
 use crate::bindings::{ICnodeRegistry, RegistryErrors};
@@ -69,7 +69,14 @@ fn describe(data: &[u8]) -> String {
             }
         }
     }
-    if let Some(reason) = alloy::sol_types::decode_revert_reason(data) {
+    let solidity = [
+        alloy::sol_types::Revert::SELECTOR,
+        alloy::sol_types::Panic::SELECTOR,
+    ];
+    if data.len() >= 4
+        && solidity.iter().any(|s| s[..] == data[..4])
+        && let Some(reason) = alloy::sol_types::decode_revert_reason(data)
+    {
         return reason;
     }
     format!("unknown error data 0x{}", alloy::hex::encode(data))

@@ -231,8 +231,14 @@ impl Endpoint {
                         method,
                         detail: error_chain(r),
                     },
-                    // The connection was made but the exchange broke: an
-                    // HTTP answer that is not HTTP, a reset, a closed socket.
+                    // The connection was made, then lost (reset, closed
+                    // before the answer): the server went away.
+                    Some(r) if connection_lost(r) => RpcError::Unreachable {
+                        endpoint,
+                        method,
+                        detail: format!("connection lost: {}", error_chain(r)),
+                    },
+                    // An answer that is not HTTP.
                     Some(r) if r.is_request() || r.is_body() || r.is_decode() => {
                         RpcError::BadResponse {
                             endpoint,
@@ -254,6 +260,20 @@ impl Endpoint {
             },
         }
     }
+}
+
+/// Whether a request failed because the connection broke (as opposed to
+/// the server sending something that is not HTTP).
+fn connection_lost(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    // hyper reports a connection closed before the answer without an io::Error.
+    error_chain(e).contains("connection closed before message completed")
 }
 
 /// The error and its sources, joined with ": ".

@@ -498,4 +498,4 @@ impl History {
 
 #[cfg(test)]
 #[path = "state/tests.rs"]
-mod tests;
+pub(crate) mod tests;

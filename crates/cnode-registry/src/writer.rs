@@ -39,7 +39,7 @@ pub enum TxError {
     /// The registry refused the call (seen when estimating gas, or when
     /// replaying a failed transaction).
     #[error("{0}")]
-    Reverted(Revert),
+    Reverted(Box<Revert>),
     /// The transaction was mined but failed, and replaying it gave no reason.
     #[error(
         "transaction {tx_hash} failed (used {gas_used} gas) and no revert reason could be found"
@@ -401,7 +401,7 @@ impl Writer {
     fn contract_err(&self, method: &'static str, e: alloy::contract::Error) -> TxError {
         use alloy::contract::Error as E;
         if let Some(data) = e.as_revert_data() {
-            return TxError::Reverted(Revert::decode(data));
+            return TxError::Reverted(Box::new(Revert::decode(data)));
         }
         match e {
             E::TransportError(t) => revert_or_rpc(&self.endpoint, method, t),
@@ -420,7 +420,15 @@ fn connect(
 ) -> Result<(DynProvider, Endpoint, Address), TxError> {
     let endpoint = Endpoint::parse(rpc_url, WRITER_RPC_TIMEOUT)?;
     let sender = signer.address();
+    // Not `ProviderBuilder::new()`'s recommended fillers: their cached nonce
+    // manager takes a nonce even when gas estimation then fails (a revert),
+    // and the next transaction waits forever behind the gap. The simple
+    // manager asks the RPC for the pending count each time.
     let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
         .wallet(EthereumWallet::from(signer))
         .connect_client(endpoint.client()?)
         .erased();
@@ -435,7 +443,7 @@ fn revert_or_rpc(
     match endpoint.map_err(method, e) {
         RpcError::Server {
             data: Some(data), ..
-        } => TxError::Reverted(Revert::decode(data)),
+        } => TxError::Reverted(Box::new(Revert::decode(data))),
         other => TxError::Rpc(other),
     }
 }
@@ -484,7 +492,7 @@ async fn check_receipt(
     match endpoint.run("eth_call", async { replay.await }).await {
         Err(RpcError::Server {
             data: Some(data), ..
-        }) => Err(TxError::Reverted(Revert::decode(data))),
+        }) => Err(TxError::Reverted(Box::new(Revert::decode(data)))),
         _ => Err(TxError::Failed {
             tx_hash: outcome.tx_hash,
             gas_used: outcome.gas_used,
