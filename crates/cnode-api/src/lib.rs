@@ -10,6 +10,7 @@
 mod blobs;
 mod error;
 pub mod records;
+mod registry;
 mod routes;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -90,6 +91,10 @@ pub fn router_with_shutdown(node: Node, shutdown: CancellationToken) -> Router {
         )
         .route("/v1/records/{id}", get(records::get_record))
         .route("/v1/regions", get(records::regions))
+        .route("/v1/registry", get(registry::status))
+        .route("/v1/registry/nodes", get(registry::nodes))
+        .route("/v1/registry/routes", get(registry::routes))
+        .route("/v1/registry/services", get(registry::services))
         .route(
             "/v1/regions/{region}",
             put(records::join).delete(records::leave),

@@ -26,9 +26,11 @@ const MAX_DHT_KEY: usize = 256;
         crate::blobs::download, crate::blobs::export, crate::blobs::pin, crate::blobs::unpin,
         crate::blobs::remove, crate::blobs::gc, crate::blobs::events, crate::blobs::get,
         crate::records::post_record, crate::records::query, crate::records::get_record,
-        crate::records::stream, crate::records::regions, crate::records::join, crate::records::leave),
+        crate::records::stream, crate::records::regions, crate::records::join, crate::records::leave,
+        crate::registry::status, crate::registry::nodes, crate::registry::routes, crate::registry::services),
     components(schemas(StatusInfo, PeerInfo, DhtValue, ErrorBody, crate::blobs::AddResult, crate::blobs::BlobStatus, crate::blobs::DownloadResult,
-        crate::records::RecordView, crate::records::PostResult, crate::records::RecordPage, crate::records::RegionChange, cnode_node::RegionInfo)),
+        crate::records::RecordView, crate::records::PostResult, crate::records::RecordPage, crate::records::RegionChange, cnode_node::RegionInfo,
+        cnode_types::RegistryInfo, cnode_types::RegistryNode, cnode_types::RegistryRoute, cnode_types::RegistryService)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -71,6 +73,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusI
         relay_server: net.relay_server,
         uptime_secs: node.started().elapsed().as_secs(),
         data_dir: node.data_dir().root().display().to_string(),
+        registry: node.registry().map(crate::registry::info),
     }))
 }
 

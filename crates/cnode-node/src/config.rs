@@ -29,6 +29,10 @@ pub struct ConfigFile {
     pub blobs: BlobsSection,
     /// The `[records]` table.
     pub records: RecordsSection,
+    /// The `[chain]` table: the registry to follow (none: the node runs on
+    /// its last registry snapshot, if any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<cnode_registry::ChainConfig>,
 }
 
 /// The `[records]` table.
@@ -294,6 +298,13 @@ impl ConfigFile {
              # Seconds between reconciliations with other nodes of each region.\n\
              sync_interval_secs = 30\n\
              gossip = true\n\n\
+             # The on-chain registry (routing table, API list) to follow; without it the\n\
+             # node uses its last registry snapshot. `cnode devnet` writes this for a local chain.\n\
+             # [chain]\n\
+             # rpc_url = \"http://127.0.0.1:8545\"\n\
+             # registry_address = \"0x...\"\n\
+             # chain_id = 31337\n\
+             # confirmations = 2\n\n\
              [api]\n\
              # The local HTTP API. Keep it on 127.0.0.1: it controls the node.\n\
              listen = \"{DEFAULT_API}\"\n"
@@ -338,6 +349,8 @@ pub struct NodeConfig {
     pub sync_interval: std::time::Duration,
     /// Take part in the regions' gossip.
     pub record_gossip: bool,
+    /// The registry to follow.
+    pub chain: Option<cnode_registry::ChainConfig>,
 }
 
 impl NodeConfig {
@@ -388,6 +401,7 @@ impl NodeConfig {
             regions: file.records.regions,
             sync_interval: std::time::Duration::from_secs(file.records.sync_interval_secs.max(1)),
             record_gossip: file.records.gossip,
+            chain: file.chain,
         }
     }
 

@@ -5,7 +5,11 @@
 //! - the swarm actor (in `cnode-net`), which owns the libp2p swarm;
 //! - the node's event task (here), which consumes [`cnode_net::NetEvent`]s,
 //!   keeps the peer address book in the store and re-broadcasts events to
-//!   in-process subscribers (bounded; slow subscribers lose old events).
+//!   in-process subscribers (bounded; slow subscribers lose old events);
+//! - with a registry (a `[chain]` configured, or a snapshot from an earlier
+//!   run), its follower task (in `cnode-registry`) and the bootstrap task
+//!   (here, `chain`), which dials the service nodes the routing table lists
+//!   for the regions this node serves.
 //!
 //! Shutdown order, in [`Node::shutdown`]: cancel the event task, stop the swarm
 //! actor (connections close), then the store closes when the last handle drops.
@@ -13,6 +17,7 @@
 #![deny(missing_docs, unreachable_pub)]
 
 mod blobs;
+mod chain;
 mod config;
 mod datadir;
 mod node;
@@ -21,6 +26,8 @@ mod records;
 pub use blobs::{
     BlobService, MAX_DOWNLOADS, NetRequester, StartError, TransferEvent, TransferState,
 };
+pub use chain::{BOOTSTRAP_EVERY, MAX_BOOTSTRAP_DIALS, REDIAL_AFTER};
+pub use cnode_registry;
 pub use config::{
     ApiSection, BlobsSection, ConfigError, ConfigFile, DEFAULT_API, DEFAULT_BLOB_QUOTA,
     DEFAULT_P2P_PORT, DhtModeSetting, NetworkSection, NodeConfig, Overrides, RelayServerSetting,

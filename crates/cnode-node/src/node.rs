@@ -43,6 +43,11 @@ pub enum NodeError {
     /// The blob store could not open.
     #[error(transparent)]
     Blobs(#[from] cnode_blobs::BlobError),
+    /// The registry snapshot could not be opened or the `[chain]` settings
+    /// are unusable (an unreachable RPC is not an error: the node serves the
+    /// snapshot and retries).
+    #[error("registry: {0}")]
+    Registry(#[from] cnode_registry::SpawnError),
 }
 
 /// Builds a [`Node`] from a [`NodeConfig`].
@@ -131,6 +136,23 @@ impl NodeBuilder {
             registry.sub_registry_with_prefix("cnode"),
         );
         records.start(cancel.child_token()).await;
+        let chain = crate::chain::open(
+            self.config.chain.as_ref(),
+            data_dir.root(),
+            cancel.child_token(),
+        )?;
+        let mut tasks = Vec::new();
+        if let Some(chain) = &chain {
+            tasks.push(tokio::spawn(
+                crate::chain::bootstrap_task(
+                    chain.clone(),
+                    spawned.client.clone(),
+                    records.clone(),
+                    cancel.child_token(),
+                )
+                .in_current_span(),
+            ));
+        }
         let inbound_task = tokio::spawn(
             inbound_task(
                 spawned.inbound,
@@ -199,7 +221,11 @@ impl NodeBuilder {
                 cancel,
                 blobs,
                 records,
-                tasks: Mutex::new(Some((spawned.handle, vec![event_task, inbound_task]))),
+                chain,
+                tasks: Mutex::new(Some((spawned.handle, {
+                    tasks.extend([event_task, inbound_task]);
+                    tasks
+                }))),
             }),
         })
     }
@@ -231,6 +257,7 @@ struct Inner {
     cancel: CancellationToken,
     blobs: crate::BlobService,
     records: crate::RecordService,
+    chain: Option<cnode_registry::RegistryHandle>,
     tasks: Mutex<Option<(NetHandle, Vec<JoinHandle<()>>)>>,
 }
 
@@ -244,6 +271,11 @@ impl Node {
     /// The records service (regions, posting, queries, sync).
     pub fn records(&self) -> &crate::RecordService {
         &self.inner.records
+    }
+
+    /// The chain registry, when one is configured or a snapshot exists.
+    pub fn registry(&self) -> Option<&cnode_registry::RegistryHandle> {
+        self.inner.chain.as_ref()
     }
 
     /// The network client.
@@ -336,6 +368,9 @@ impl Node {
         if let Some((net, node_tasks)) = tasks {
             for t in node_tasks {
                 let _ = t.await;
+            }
+            if let Some(chain) = &self.inner.chain {
+                chain.shutdown().await;
             }
             net.shutdown().await;
             debug!("node stopped");

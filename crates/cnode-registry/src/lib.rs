@@ -34,6 +34,7 @@ pub mod artifact;
 pub mod bindings;
 mod config;
 mod db;
+pub mod devnet;
 mod follower;
 #[cfg(feature = "https")]
 mod https;

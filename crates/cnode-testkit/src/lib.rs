@@ -59,6 +59,8 @@ pub struct NodeOptions {
     pub record_gossip: bool,
     /// Time between reconciliations (default 2 s in tests).
     pub sync_interval: Option<std::time::Duration>,
+    /// The chain registry to follow.
+    pub chain: Option<cnode_node::cnode_registry::ChainConfig>,
 }
 
 impl Default for NodeOptions {
@@ -75,6 +77,7 @@ impl Default for NodeOptions {
             upload_limit: None,
             regions: Vec::new(),
             record_gossip: true,
+            chain: None,
             sync_interval: None,
         }
     }
@@ -145,6 +148,7 @@ impl TestNode {
         }
         config.regions = opts.regions;
         config.record_gossip = opts.record_gossip;
+        config.chain = opts.chain;
         config.sync_interval = opts
             .sync_interval
             .unwrap_or(std::time::Duration::from_secs(2));

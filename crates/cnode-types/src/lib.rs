@@ -8,7 +8,9 @@ mod api;
 mod blob;
 mod region;
 
-pub use api::{DhtValue, PeerInfo, StatusInfo};
+pub use api::{
+    DhtValue, PeerInfo, RegistryInfo, RegistryNode, RegistryRoute, RegistryService, StatusInfo,
+};
 pub use blob::{BlobHash, BlobHashError};
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 pub use region::{RegionId, RegionIdError};

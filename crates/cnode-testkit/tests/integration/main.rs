@@ -6,3 +6,4 @@ mod api;
 mod blobs;
 mod net;
 mod records;
+mod registry;
