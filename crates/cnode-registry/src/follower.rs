@@ -112,6 +112,20 @@ pub(crate) struct Progress {
     pub(crate) behind: bool,
     /// Blocks were undone.
     pub(crate) reorged: bool,
+    /// No common ancestor was found: the snapshot was cleared and nothing
+    /// applied yet. The chain may have been replaced (a devnet restarted
+    /// and the registry deployed again), so check it again before following.
+    pub(crate) rebuilt: bool,
+}
+
+/// What the reorg check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reorg {
+    None,
+    /// Blocks above a common ancestor were undone.
+    Undone,
+    /// No common ancestor: everything was dropped.
+    Rebuilt,
 }
 
 /// The follower core: a chain, the persisted snapshot and its history.
@@ -149,11 +163,25 @@ impl<C: Chain> Follower<C> {
         &self.history
     }
 
+    /// Gives the history back (to make a new follower after re-checking the chain).
+    pub(crate) fn into_history(self) -> History {
+        self.history
+    }
+
     /// One poll. Cancel-safe only in the sense that the persisted snapshot
     /// stays consistent; drop the follower after cancelling it.
     pub(crate) async fn poll(&mut self) -> Result<Progress, FollowError> {
         let head = self.chain.head().await?;
-        let reorged = self.check_reorg(head).await?;
+        let reorg = self.check_reorg(head).await?;
+        if reorg == Reorg::Rebuilt {
+            return Ok(Progress {
+                head,
+                applied: None,
+                behind: true,
+                reorged: true,
+                rebuilt: true,
+            });
+        }
         let target = head.saturating_sub(self.params.confirmations);
         let mut chunks = 0;
         let behind = loop {
@@ -199,19 +227,25 @@ impl<C: Chain> Follower<C> {
             head,
             applied: self.history.applied(),
             behind,
-            reorged,
+            reorged: reorg == Reorg::Undone,
+            rebuilt: false,
         })
     }
 
-    /// Undoes orphaned blocks; returns whether anything was undone.
-    async fn check_reorg(&mut self, head: u64) -> Result<bool, FollowError> {
+    /// Undoes orphaned blocks.
+    ///
+    /// Only the newest applied block is compared in the common case: block
+    /// hashes chain, so if any earlier block had changed, this one would
+    /// have too. That is also why hashes are kept only for chunk ends and
+    /// blocks with events, not for every block.
+    async fn check_reorg(&mut self, head: u64) -> Result<Reorg, FollowError> {
         let Some(applied) = self.history.applied() else {
-            return Ok(false);
+            return Ok(Reorg::None);
         };
         let stored = self.history.hashes().get(&applied).copied();
         let on_chain = self.hash_at(applied, head).await?;
         if stored.is_some() && stored == on_chain {
-            return Ok(false);
+            return Ok(Reorg::None);
         }
         let candidates: Vec<(u64, B256)> = self
             .history
@@ -236,6 +270,7 @@ impl<C: Chain> Follower<C> {
                 );
                 self.db.rollback(a).await?;
                 self.history.rollback(a);
+                Ok(Reorg::Undone)
             }
             None => {
                 tracing::warn!(
@@ -245,9 +280,9 @@ impl<C: Chain> Follower<C> {
                 );
                 self.db.clear().await?;
                 self.history.reset();
+                Ok(Reorg::Rebuilt)
             }
         }
-        Ok(true)
     }
 
     async fn hash_at(&self, n: u64, head: u64) -> Result<Option<B256>, FollowError> {

@@ -354,6 +354,12 @@ impl Task {
         if !Arc::ptr_eq(&current, &self.state_tx.borrow()) {
             self.state_tx.send_replace(current);
         }
+        if matches!(result, Ok(Progress { rebuilt: true, .. }))
+            && let Some(f) = self.follower.take()
+        {
+            // The chain may be a new one: check it (and the deploy block) again.
+            self.start = Some((f.into_history(), None));
+        }
         result
     }
 

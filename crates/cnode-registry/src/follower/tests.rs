@@ -258,7 +258,13 @@ async fn reorg_beyond_the_kept_history_rebuilds() {
     chain.mine(vec![registered(7, &["w5q6"])]);
     chain.mine_empty(3);
     let p = f.poll().await.unwrap();
-    assert!(p.reorged);
+    assert!(p.reorged && p.rebuilt);
+    assert_eq!(p.applied, None);
+    assert!(operators(&f).is_empty());
+    assert_persisted(&f, &db);
+    // The next poll follows the new chain from the deploy block.
+    let p = f.poll().await.unwrap();
+    assert!(!p.reorged);
     assert_eq!(p.applied, Some(4));
     assert_eq!(operators(&f), vec![op(7)]);
     assert_persisted(&f, &db);
