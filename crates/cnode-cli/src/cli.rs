@@ -113,6 +113,17 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::records::RegionCommand,
     },
+    /// The chain registry: read the routing table and API list (through the
+    /// running node), manage the operator key, and send registry transactions.
+    #[command(long_about = crate::registry::LONG_ABOUT)]
+    Registry {
+        #[command(subcommand)]
+        command: crate::registry::RegistryCommand,
+    },
+    /// Run a local development chain (anvil) with the registry, and register
+    /// the given nodes on it.
+    #[command(long_about = crate::devnet::LONG_ABOUT)]
+    Devnet(crate::devnet::DevnetArgs),
     /// Debug access to the DHT.
     Dht {
         #[command(subcommand)]

@@ -8,8 +8,11 @@ mod blobs;
 mod cli;
 
 mod client;
+mod config_edit;
+mod devnet;
 mod output;
 mod records;
+mod registry;
 mod run;
 mod user;
 
@@ -148,6 +151,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Query(args)) => records::query(&dir, args).await,
         Some(Command::Records { command }) => records::records(&dir, command).await,
         Some(Command::Region { command }) => records::region(&dir, command).await,
+        Some(Command::Registry { command }) => registry::registry(&dir, command).await,
+        Some(Command::Devnet(args)) => devnet::devnet(dir, args).await,
         Some(Command::Dht { command }) => {
             let client = ApiClient::from_data_dir(&dir)?;
             match command {

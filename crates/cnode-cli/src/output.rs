@@ -47,6 +47,9 @@ pub(crate) fn print_status(s: &StatusInfo) {
     );
     println!("uptime      {}s", s.uptime_secs);
     println!("data        {}", s.data_dir);
+    if let Some(r) = &s.registry {
+        println!("registry    {}", crate::registry::summary_line(r));
+    }
     for (i, a) in s.listen_addrs.iter().enumerate() {
         println!(
             "{}{a}",

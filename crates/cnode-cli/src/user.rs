@@ -26,7 +26,7 @@ use crate::{cli::UserCommand, output};
 /// The keystore directory inside the data directory.
 const USERS_DIR: &str = "users";
 /// Read for every passphrase before prompting.
-const PASSPHRASE_ENV: &str = "CNODE_PASSPHRASE";
+pub(crate) const PASSPHRASE_ENV: &str = "CNODE_PASSPHRASE";
 const NO_USER: &str = "no user identity: create one with `cnode id user new`";
 
 /// What a passphrase is asked for; decides the prompt and the error text.
@@ -45,24 +45,44 @@ pub(crate) fn keystore(dir: &DataDir) -> Result<Keystore> {
     Ok(Keystore::open(dir.path(USERS_DIR))?)
 }
 
+/// `CNODE_PASSPHRASE`, if set and not empty.
+pub(crate) fn passphrase_from_env() -> Result<Option<Zeroizing<String>>> {
+    match std::env::var_os(PASSPHRASE_ENV).filter(|v| !v.is_empty()) {
+        Some(v) => {
+            Ok(Some(Zeroizing::new(v.into_string().map_err(|_| {
+                anyhow!("{PASSPHRASE_ENV} is not valid UTF-8")
+            })?)))
+        }
+        None => Ok(None),
+    }
+}
+
 /// The passphrase for `did` (none yet for [`Purpose::New`]): `CNODE_PASSPHRASE`
 /// if set and not empty, else a prompt if stdin is a terminal, else an error
 /// saying how to give one.
 pub(crate) fn passphrase_for(did: Option<&Did>, purpose: Purpose) -> Result<Zeroizing<String>> {
-    if let Some(v) = std::env::var_os(PASSPHRASE_ENV).filter(|v| !v.is_empty()) {
-        let v = v
-            .into_string()
-            .map_err(|_| anyhow!("{PASSPHRASE_ENV} is not valid UTF-8"))?;
-        return Ok(Zeroizing::new(v));
+    if let Some(v) = passphrase_from_env()? {
+        return Ok(v);
     }
-    let whose = did.map_or_else(|| "the key".to_owned(), |d| d.to_string());
+    let whose = match (did, purpose) {
+        (Some(d), _) => d.to_string(),
+        (None, Purpose::New) => "the new user key".to_owned(),
+        (None, _) => "the key".to_owned(),
+    };
+    passphrase(&whose, purpose)
+}
+
+/// Asks for the passphrase of `what` ("the new user key", "the operator
+/// key") at the terminal; an error saying how to give one when stdin is not
+/// a terminal. For [`Purpose::New`] it asks twice and refuses an empty one.
+pub(crate) fn passphrase(what: &str, purpose: Purpose) -> Result<Zeroizing<String>> {
     if !std::io::stdin().is_terminal() {
         match purpose {
             Purpose::New => bail!(
-                "no passphrase for the new user key: set {PASSPHRASE_ENV}, run in a terminal to be asked, or pass --insecure-no-passphrase to store the key unencrypted"
+                "no passphrase for {what}: set {PASSPHRASE_ENV}, run in a terminal to be asked, or pass --insecure-no-passphrase to store the key unencrypted"
             ),
             Purpose::Unlock | Purpose::Import => bail!(
-                "{whose} is protected by a passphrase: set {PASSPHRASE_ENV}, or run in a terminal to be asked"
+                "{what} is protected by a passphrase: set {PASSPHRASE_ENV}, or run in a terminal to be asked"
             ),
         }
     }
@@ -73,7 +93,7 @@ pub(crate) fn passphrase_for(did: Option<&Did>, purpose: Purpose) -> Result<Zero
     };
     match purpose {
         Purpose::New => {
-            let first = ask("Passphrase for the new user key: ")?;
+            let first = ask(&format!("Passphrase for {what}: "))?;
             if first.is_empty() {
                 bail!(
                     "empty passphrase; nothing was created (pass --insecure-no-passphrase to store the key unencrypted)"
@@ -85,8 +105,8 @@ pub(crate) fn passphrase_for(did: Option<&Did>, purpose: Purpose) -> Result<Zero
             }
             Ok(first)
         }
-        Purpose::Unlock => ask(&format!("Passphrase for {whose}: ")),
-        Purpose::Import => ask(&format!("Passphrase of the imported key {whose}: ")),
+        Purpose::Unlock => ask(&format!("Passphrase for {what}: ")),
+        Purpose::Import => ask(&format!("Passphrase of the imported key {what}: ")),
     }
 }
 
@@ -305,7 +325,7 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// Writes a new file with mode 0600; an existing file is never overwritten.
-fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
