@@ -10,7 +10,7 @@
 
 use std::{
     collections::HashSet,
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpListener, UdpSocket},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -62,10 +62,12 @@ into its config.toml, replacing an old [chain] table and keeping the rest of \
 the file as it was.
 
 The steward then routes each region to all its registered nodes, and anvil \
-keeps running in the foreground until Ctrl-C. With --state FILE the chain is \
-saved there at exit and a later `cnode devnet --state FILE` continues it (the \
-registry is found again; registered nodes are updated); without it the chain \
-is lost on exit.
+keeps running in the foreground until Ctrl-C, with a block mined on top of \
+every transaction's block so the nodes (confirmations 1) apply it at once.
+
+With --state FILE the chain is saved there at exit and a later \
+`cnode devnet --state FILE` continues it (the registry is found again; \
+registered nodes are updated); without it the chain is lost on exit.
 
 Example, two nodes on one machine:
   cnode devnet --node ~/cnode-a --node ~/cnode-b --region w5q6
@@ -101,8 +103,9 @@ const DEFAULT_REGION: &str = "w5q6";
 const MAX_ROUTE: usize = 32;
 /// Most addresses per node (`MAX_MULTIADDRS`).
 const MAX_ADDRS: usize = 8;
-/// How often the foreground loop checks that anvil still answers.
-const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// How often the foreground loop looks for new blocks (and checks that
+/// anvil still answers).
+const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// One node of the devnet, as planned before anything is sent.
 #[derive(Debug)]
@@ -207,16 +210,40 @@ pub(crate) async fn devnet(dir: DataDir, args: DevnetArgs) -> Result<()> {
         print_summary(&summary);
     }
 
-    let port = anvil.port();
+    // anvil mines a block per transaction only, so the block of the last
+    // write would wait for the next write to get its confirmation: mine one
+    // on top of every block someone else made. This also notices anvil dying.
+    let provider = alloy::providers::ProviderBuilder::new().connect_http(
+        url.parse()
+            .map_err(|e| anyhow!("bad anvil URL {url}: {e}"))?,
+    );
+    let mut seen = alloy::providers::Provider::get_block_number(&provider)
+        .await
+        .ok();
+    let mut failures = 0;
     loop {
         tokio::select! {
             biased;
             _ = term.recv() => break,
             _ = int.recv() => break,
             () = tokio::time::sleep(WATCH_EVERY) => {
-                if TcpStream::connect(("127.0.0.1", port)).is_err() {
-                    anvil.kill();
-                    bail!("anvil stopped answering on port {port}; the devnet is gone");
+                match alloy::providers::Provider::get_block_number(&provider).await {
+                    Ok(head) => {
+                        failures = 0;
+                        if seen.is_some_and(|s| head > s) {
+                            cnode_registry::devnet::mine(&url, 1).await.map_err(|e| anyhow!("{e}"))?;
+                            seen = Some(head + 1);
+                        } else {
+                            seen = Some(head);
+                        }
+                    }
+                    Err(_) => {
+                        failures += 1;
+                        if failures >= 5 {
+                            anvil.kill();
+                            bail!("anvil stopped answering at {url}; the devnet is gone");
+                        }
+                    }
                 }
             }
         }

@@ -138,7 +138,8 @@ pub(crate) enum RegistryCommand {
         /// Reverse-domain id, e.g. org.cnode.events.
         id: String,
         /// Version, e.g. 1.0.0.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        service_version: String,
         /// BLAKE3 hash of the package blob: 64 hex digits (0x optional) or its bafkr4… CID.
         #[arg(long, value_name = "HASH")]
         package: String,
@@ -415,11 +416,11 @@ pub(crate) async fn registry(dir: &DataDir, command: RegistryCommand) -> Result<
         RegistryCommand::Withdraw { tx } => write::withdraw(dir, tx).await,
         RegistryCommand::Publish {
             id,
-            version,
+            service_version,
             package,
             manifest,
             tx,
-        } => write::publish(dir, &id, &version, &package, &manifest, tx).await,
+        } => write::publish(dir, &id, &service_version, &package, &manifest, tx).await,
         RegistryCommand::Steward { command } => write::steward(dir, command).await,
     }
 }

@@ -113,8 +113,7 @@ pub(crate) fn parse_hash(what: &str, text: &str) -> Result<B256> {
 
 /// A region, `w5q6`.
 pub(crate) fn parse_region(text: &str) -> Result<RegionId> {
-    text.parse()
-        .map_err(|e| anyhow!("region {text:?}: {e} (a 4-character geohash, e.g. w5q6)"))
+    text.parse().map_err(|e| anyhow!("region {text:?}: {e}"))
 }
 
 /// A proposal id (a decimal number).

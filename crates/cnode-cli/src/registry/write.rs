@@ -202,9 +202,32 @@ pub(crate) fn config_addrs(listen: &[Multiaddr]) -> Result<Vec<Multiaddr>> {
         .collect()
 }
 
+/// The addresses a node registers, and where they came from.
+struct NodeAddrs {
+    list: Vec<String>,
+    from: &'static str,
+    loopback_only: bool,
+}
+
+impl NodeAddrs {
+    /// Printed after a successful transaction.
+    fn describe(&self) -> String {
+        format!(
+            "addresses (from {}): {}{}",
+            self.from,
+            self.list.join(" "),
+            if self.loopback_only {
+                "\nnote: loopback addresses only: nodes on other machines cannot reach this one (pass --addr)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
 /// The addresses to register: `--addr`, else the running node's, else
 /// config.toml's. At most [`MAX_ADDRS`].
-async fn node_addrs(dir: &DataDir, given: &[Multiaddr], json: bool) -> Result<Vec<String>> {
+async fn node_addrs(dir: &DataDir, given: &[Multiaddr]) -> Result<NodeAddrs> {
     let (mut addrs, from) = if !given.is_empty() {
         (given.to_vec(), "--addr")
     } else if let Some(addrs) = running_addrs(dir).await {
@@ -212,7 +235,7 @@ async fn node_addrs(dir: &DataDir, given: &[Multiaddr], json: bool) -> Result<Ve
     } else {
         (
             config_addrs(&dir.load_config()?.network.listen)?,
-            "config.toml (the node is not running)",
+            "config.toml; the node is not running",
         )
     };
     if addrs.is_empty() {
@@ -225,22 +248,11 @@ async fn node_addrs(dir: &DataDir, given: &[Multiaddr], json: bool) -> Result<Ve
             bail!("at most {MAX_ADDRS} addresses can be registered");
         }
     }
-    if !json {
-        eprintln!(
-            "addresses from {from}: {}",
-            addrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        if addrs.iter().all(is_loopback) {
-            eprintln!(
-                "note: only loopback addresses: nodes on other machines cannot reach this one (pass --addr)"
-            );
-        }
-    }
-    Ok(addrs.iter().map(ToString::to_string).collect())
+    Ok(NodeAddrs {
+        loopback_only: addrs.iter().all(is_loopback),
+        list: addrs.iter().map(ToString::to_string).collect(),
+        from,
+    })
 }
 
 fn is_loopback(a: &Multiaddr) -> bool {
@@ -268,19 +280,20 @@ pub(super) async fn register(dir: &DataDir, args: RegisterArgs) -> Result<()> {
     let stake = parse_amount(&args.stake)?;
     let peer = peer_id(dir)?;
     let regions = regions_or_config(dir, &args.regions)?;
-    let addrs = node_addrs(dir, &args.addrs, args.tx.json).await?;
+    let addrs = node_addrs(dir, &args.addrs).await?;
     let writer = connect(dir, &args.tx).await?;
     let outcome = writer
-        .register(stake, peer.to_bytes(), addrs.clone(), &regions)
+        .register(stake, peer.to_bytes(), addrs.list.clone(), &regions)
         .await
         .map_err(tx_error)?;
     report(
         args.tx.json,
         &format!(
-            "registered operator {} (peer {peer}) in {} with {} stake",
+            "registered operator {} (peer {peer}) in {} with {} stake\n{}",
             writer.sender(),
             region_list(&regions),
-            eth(stake)
+            eth(stake),
+            addrs.describe()
         ),
         &outcome,
         serde_json::json!({
@@ -288,7 +301,7 @@ pub(super) async fn register(dir: &DataDir, args: RegisterArgs) -> Result<()> {
             "peer_id": peer.to_string(),
             "stake_wei": stake.to_string(),
             "regions": regions,
-            "multiaddrs": addrs,
+            "multiaddrs": addrs.list,
         }),
     );
     Ok(())
@@ -297,7 +310,7 @@ pub(super) async fn register(dir: &DataDir, args: RegisterArgs) -> Result<()> {
 /// `cnode registry update`.
 pub(super) async fn update(dir: &DataDir, args: UpdateArgs) -> Result<()> {
     let peer = peer_id(dir)?;
-    let addrs = node_addrs(dir, &args.addrs, args.tx.json).await?;
+    let addrs = node_addrs(dir, &args.addrs).await?;
     let writer = connect(dir, &args.tx).await?;
     let regions = if args.regions.is_empty() {
         match registered_regions(dir, writer.sender()).await {
@@ -308,22 +321,23 @@ pub(super) async fn update(dir: &DataDir, args: UpdateArgs) -> Result<()> {
         regions_or_config(dir, &args.regions)?
     };
     let outcome = writer
-        .update(peer.to_bytes(), addrs.clone(), &regions)
+        .update(peer.to_bytes(), addrs.list.clone(), &regions)
         .await
         .map_err(tx_error)?;
     report(
         args.tx.json,
         &format!(
-            "updated operator {} (peer {peer}) in {}",
+            "updated operator {} (peer {peer}) in {}\n{}",
             writer.sender(),
-            region_list(&regions)
+            region_list(&regions),
+            addrs.describe()
         ),
         &outcome,
         serde_json::json!({
             "operator": writer.sender().to_string(),
             "peer_id": peer.to_string(),
             "regions": regions,
-            "multiaddrs": addrs,
+            "multiaddrs": addrs.list,
         }),
     );
     Ok(())

@@ -9,3 +9,4 @@ mod identity;
 mod lifecycle;
 mod netns;
 mod records;
+mod registry;
