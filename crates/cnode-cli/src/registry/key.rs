@@ -250,6 +250,13 @@ pub(crate) fn store(
     passphrase: &str,
     force: bool,
 ) -> Result<PathBuf> {
+    if !dir.root().exists() {
+        // A data directory holds secrets: private, as `cnode init` makes it.
+        fs::create_dir_all(dir.root())
+            .with_context(|| format!("cannot create {}", dir.root().display()))?;
+        fs::set_permissions(dir.root(), fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.root().display()))?;
+    }
     let op_dir = dir.path(OPERATOR_DIR);
     fs::create_dir_all(&op_dir).with_context(|| format!("cannot create {}", op_dir.display()))?;
     fs::set_permissions(&op_dir, fs::Permissions::from_mode(0o700))
@@ -360,7 +367,8 @@ mod tests {
         let dir = DataDir::new(tmp.path().join("data"));
         let path = store(&dir, &PrivateKeySigner::random(), "", false).unwrap();
         let good: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
-        let cases: [(&str, fn(&mut serde_json::Value)); 6] = [
+        type Spoil = fn(&mut serde_json::Value);
+        let cases: [(&str, Spoil); 6] = [
             ("IV", |v| v["crypto"]["cipherparams"]["iv"] = "00".into()),
             ("derived key", |v| {
                 v["crypto"]["kdfparams"]["dklen"] = 16.into()

@@ -278,6 +278,53 @@ fn devnet_then_registry_reads_writes_and_reverts() {
     let line = assert_one_line_error(&no_pass, "key new without a passphrase");
     assert!(line.contains("CNODE_PASSPHRASE"), "{line}");
 
+    // A protected key: made with CNODE_PASSPHRASE, shown without it, carried
+    // to another node as a keystore file (it keeps its passphrase).
+    let with_pass = |c: &Cnode, pass: &str, args: &[&str]| {
+        c.command()
+            .env("CNODE_PASSPHRASE", pass)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let d = Cnode::new();
+    let made = with_pass(&d, "correct horse", &["registry", "key", "new", "--json"]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let made: Value = serde_json::from_slice(&made.stdout).unwrap();
+    assert_eq!(made["protected"], true);
+    let shown = json_of(&d, &["registry", "key", "show", "--json"]);
+    assert_eq!(shown["address"], made["address"]);
+    assert_eq!(shown["protected"], true);
+    let e = Cnode::new();
+    let keystore = d.file("operator/key.json");
+    let import = [
+        "registry",
+        "key",
+        "import",
+        "--from-keystore",
+        keystore.to_str().unwrap(),
+        "--json",
+    ];
+    let wrong = with_pass(&e, "wrong horse", &import);
+    let line = assert_one_line_error(&wrong, "wrong passphrase");
+    assert!(line.contains("wrong passphrase"), "{line}");
+    let no_pass = e.run_cmd(&import);
+    let line = assert_one_line_error(&no_pass, "no passphrase for a keystore");
+    assert!(line.contains("CNODE_PASSPHRASE"), "{line}");
+    let imported = with_pass(&e, "correct horse", &import);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let imported: Value = serde_json::from_slice(&imported.stdout).unwrap();
+    assert_eq!(imported["address"], made["address"]);
+    assert_eq!(imported["protected"], true);
+
     // Node A follows the registry (listening where it registered).
     let mut run = a.spawn_run(&["--listen", &a_tcp]);
     run.wait_api(Duration::from_secs(20));
