@@ -170,6 +170,8 @@ pub(crate) async fn devnet(dir: DataDir, args: DevnetArgs) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
 
+    // Before touching any data directory.
+    cnode_registry::devnet::anvil_bin().map_err(|e| anyhow!("cannot start the devnet: {e}"))?;
     let default_regions = if args.regions.is_empty() {
         vec![parse_region(DEFAULT_REGION)?]
     } else {

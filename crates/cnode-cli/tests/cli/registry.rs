@@ -462,6 +462,86 @@ fn devnet_then_registry_reads_writes_and_reverts() {
         Duration::from_secs(20),
         |r| operators(&r[0]) == [OPERATOR_B, OPERATOR_A],
     );
+    // B (not running) moves, then leaves; withdrawing early is refused.
+    let moved = json_of(
+        &b,
+        &[
+            "registry",
+            "update",
+            "--addr",
+            "/ip4/127.0.0.1/tcp/4998",
+            "--json",
+        ],
+    );
+    assert_eq!(moved["regions"], serde_json::json!(["w5q6"]), "{moved}");
+    json_of(&b, &["registry", "deregister", "--json"]);
+    let early = b.run_cmd(&["registry", "withdraw"]);
+    let line = assert_one_line_error(&early, "withdraw while unbonding");
+    assert!(line.contains("StillUnbonding"), "{line}");
+    let listed = wait_json(
+        &a,
+        &["registry", "nodes", "--json"],
+        Duration::from_secs(20),
+        |v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["operator"] == OPERATOR_B && n["status"] == "unbonding")
+        },
+    );
+    let node_b = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["operator"] == OPERATOR_B)
+        .unwrap();
+    assert_eq!(
+        node_b["multiaddrs"],
+        serde_json::json!(["/ip4/127.0.0.1/tcp/4998"])
+    );
+
+    // A service: proposed by anyone, approved by the steward, listed by A.
+    let package = "11".repeat(32);
+    let published = json_of(
+        &c,
+        &[
+            &[
+                "registry",
+                "publish",
+                "org.cnode.events",
+                "1.0.0",
+                "--package",
+                &package,
+                "--manifest",
+                &package,
+                "--json",
+            ][..],
+            &chain[..],
+        ]
+        .concat(),
+    );
+    assert!(published["service_key"].is_string(), "{published}");
+    json_of(
+        &c,
+        &[
+            &[
+                "registry",
+                "steward",
+                "approve-service",
+                "org.cnode.events@1.0.0",
+                "--json",
+            ][..],
+            &chain[..],
+        ]
+        .concat(),
+    );
+    wait_json(
+        &a,
+        &["registry", "services", "--json"],
+        Duration::from_secs(20),
+        |v| v[0]["id"] == "org.cnode.events" && v[0]["status"] == "approved",
+    );
+
     let not_steward = a.run_cmd(&["registry", "steward", "set-route", "w5q6", OPERATOR_A]);
     let line = assert_one_line_error(&not_steward, "not a steward");
     assert!(line.contains("NotSteward"), "{line}");
