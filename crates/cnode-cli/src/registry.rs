@@ -408,7 +408,7 @@ pub(crate) async fn registry(dir: &DataDir, command: RegistryCommand) -> Result<
             }
             Ok(())
         }
-        RegistryCommand::Key { command } => write::key(dir, command),
+        RegistryCommand::Key { command } => key::command(dir, command),
         RegistryCommand::Register(args) => write::register(dir, args).await,
         RegistryCommand::Update(args) => write::update(dir, args).await,
         RegistryCommand::AddStake { amount, tx } => write::add_stake(dir, &amount, tx).await,

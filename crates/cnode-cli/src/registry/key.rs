@@ -7,6 +7,8 @@
 //! cnode adds the address in clear (`"address"`), so `key show` needs no
 //! passphrase; signing always uses the decrypted key's own address.
 //!
+//! Also the `cnode registry key …` commands.
+//!
 //! An unprotected key is the same format encrypted with the empty
 //! passphrase; it is only written when asked for (`--insecure-no-passphrase`,
 //! and `cnode devnet` for the public development keys). The directory is
@@ -24,7 +26,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use cnode_node::DataDir;
 use zeroize::Zeroizing;
 
-use crate::user::{self, Purpose};
+use super::KeyCommand;
+use crate::{
+    output,
+    user::{self, Purpose},
+};
 
 /// The directory inside the data directory.
 pub(crate) const OPERATOR_DIR: &str = "operator";
@@ -311,6 +317,123 @@ pub(crate) fn read_private_key_file(path: &Path) -> Result<PrivateKeySigner> {
             path.display()
         )
     })
+}
+
+/// `cnode registry key …`.
+pub(crate) fn command(dir: &DataDir, command: KeyCommand) -> Result<()> {
+    match command {
+        KeyCommand::New {
+            insecure_no_passphrase,
+            force,
+            json,
+        } => {
+            refuse_overwrite(dir, force)?;
+            let pass = new_passphrase(insecure_no_passphrase)?;
+            let signer = PrivateKeySigner::random();
+            let path = store(dir, &signer, &pass, force)?;
+            print_stored(json, "created", &signer, &path, !pass.is_empty());
+        }
+        KeyCommand::Import {
+            private_key_file,
+            from_keystore,
+            insecure_no_passphrase,
+            force,
+            json,
+        } => {
+            refuse_overwrite(dir, force)?;
+            let (signer, pass) = match (private_key_file, from_keystore) {
+                (Some(file), _) => (
+                    read_private_key_file(&file)?,
+                    new_passphrase(insecure_no_passphrase)?,
+                ),
+                (None, Some(file)) => {
+                    let (signer, pass) =
+                        unlock_file(&file, &format!("the keystore {}", file.display()))?;
+                    // The key keeps its passphrase, unless asked to drop it; a
+                    // keystore without one gets one like a new key.
+                    let pass = if insecure_no_passphrase {
+                        zeroize::Zeroizing::new(String::new())
+                    } else if pass.is_empty() {
+                        new_passphrase(false)?
+                    } else {
+                        pass
+                    };
+                    (signer, pass)
+                }
+                (None, None) => bail!("give --private-key-file FILE or --from-keystore FILE"),
+            };
+            let path = store(dir, &signer, &pass, force)?;
+            print_stored(json, "imported", &signer, &path, !pass.is_empty());
+        }
+        KeyCommand::Show { json } => {
+            let path = key_path(dir);
+            if !path.exists() {
+                bail!(
+                    "no operator key at {}: create one with `cnode registry key new`, or bring one with `cnode registry key import`",
+                    path.display()
+                );
+            }
+            let address = match stated_address(&path)? {
+                Some(a) => a,
+                None => unlock_file(&path, "the operator key")?.0.address(),
+            };
+            let protected = !is_unprotected(&path)?;
+            if json {
+                output::json(&serde_json::json!({
+                    "address": address.to_string(),
+                    "path": path,
+                    "protected": protected,
+                }));
+            } else {
+                println!("{address}");
+                if !protected {
+                    eprintln!("note: {} is NOT passphrase-protected", path.display());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The passphrase for a key being stored: empty with `--insecure-no-passphrase`,
+/// else CNODE_PASSPHRASE or a prompt (twice).
+fn new_passphrase(insecure: bool) -> Result<zeroize::Zeroizing<String>> {
+    if insecure {
+        return Ok(zeroize::Zeroizing::new(String::new()));
+    }
+    match user::passphrase_from_env()? {
+        Some(p) => Ok(p),
+        None => user::passphrase("the new operator key", Purpose::New),
+    }
+}
+
+fn print_stored(
+    json: bool,
+    verb: &str,
+    signer: &PrivateKeySigner,
+    path: &std::path::Path,
+    protected: bool,
+) {
+    if json {
+        output::json(&serde_json::json!({
+            "address": signer.address().to_string(),
+            "path": path,
+            "protected": protected,
+        }));
+        return;
+    }
+    println!("{verb} operator key {}", signer.address());
+    if protected {
+        println!("stored in {} (passphrase-protected)", path.display());
+    } else {
+        println!(
+            "stored in {} — NOT passphrase-protected: anyone who can read the file can use the key",
+            path.display()
+        );
+    }
+    println!(
+        "fund this address with ETH for gas and stake, then: cnode registry register --stake 1eth --region w5q6"
+    );
 }
 
 #[cfg(test)]

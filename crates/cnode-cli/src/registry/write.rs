@@ -1,6 +1,5 @@
 //! Registry writes: transactions signed with the operator key and sent
-//! straight to the chain (no running node needed), and the operator key
-//! commands.
+//! straight to the chain (no running node needed).
 //!
 //! Every write first checks that the RPC serves the configured chain id and
 //! that the registry is deployed there; the writer then estimates gas, so a
@@ -21,15 +20,11 @@ use cnode_types::{RegionId, RegistryNode, StatusInfo};
 use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 
 use super::{
-    KeyCommand, ProposeCommand, RegisterArgs, StewardCommand, TxArgs, UpdateArgs,
+    ProposeCommand, RegisterArgs, StewardCommand, TxArgs, UpdateArgs,
     amount::{eth, parse_address, parse_amount, parse_hash, parse_proposal_id, parse_region},
     key,
 };
-use crate::{
-    client::ApiClient,
-    output,
-    user::{self, Purpose},
-};
+use crate::{client::ApiClient, output};
 
 /// Most addresses the registry keeps per node (`MAX_MULTIADDRS`).
 const MAX_ADDRS: usize = 8;
@@ -662,123 +657,6 @@ async fn current_params(
             None => c.proposalTtl().call().await.map_err(read)?,
         },
     })
-}
-
-/// `cnode registry key …`.
-pub(super) fn key(dir: &DataDir, command: KeyCommand) -> Result<()> {
-    match command {
-        KeyCommand::New {
-            insecure_no_passphrase,
-            force,
-            json,
-        } => {
-            key::refuse_overwrite(dir, force)?;
-            let pass = new_passphrase(insecure_no_passphrase)?;
-            let signer = PrivateKeySigner::random();
-            let path = key::store(dir, &signer, &pass, force)?;
-            print_stored(json, "created", &signer, &path, !pass.is_empty());
-        }
-        KeyCommand::Import {
-            private_key_file,
-            from_keystore,
-            insecure_no_passphrase,
-            force,
-            json,
-        } => {
-            key::refuse_overwrite(dir, force)?;
-            let (signer, pass) = match (private_key_file, from_keystore) {
-                (Some(file), _) => (
-                    key::read_private_key_file(&file)?,
-                    new_passphrase(insecure_no_passphrase)?,
-                ),
-                (None, Some(file)) => {
-                    let (signer, pass) =
-                        key::unlock_file(&file, &format!("the keystore {}", file.display()))?;
-                    // The key keeps its passphrase, unless asked to drop it; a
-                    // keystore without one gets one like a new key.
-                    let pass = if insecure_no_passphrase {
-                        zeroize::Zeroizing::new(String::new())
-                    } else if pass.is_empty() {
-                        new_passphrase(false)?
-                    } else {
-                        pass
-                    };
-                    (signer, pass)
-                }
-                (None, None) => bail!("give --private-key-file FILE or --from-keystore FILE"),
-            };
-            let path = key::store(dir, &signer, &pass, force)?;
-            print_stored(json, "imported", &signer, &path, !pass.is_empty());
-        }
-        KeyCommand::Show { json } => {
-            let path = key::key_path(dir);
-            if !path.exists() {
-                bail!(
-                    "no operator key at {}: create one with `cnode registry key new`, or bring one with `cnode registry key import`",
-                    path.display()
-                );
-            }
-            let address = match key::stated_address(&path)? {
-                Some(a) => a,
-                None => key::unlock_file(&path, "the operator key")?.0.address(),
-            };
-            let protected = !key::is_unprotected(&path)?;
-            if json {
-                output::json(&serde_json::json!({
-                    "address": address.to_string(),
-                    "path": path,
-                    "protected": protected,
-                }));
-            } else {
-                println!("{address}");
-                if !protected {
-                    eprintln!("note: {} is NOT passphrase-protected", path.display());
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The passphrase for a key being stored: empty with `--insecure-no-passphrase`,
-/// else CNODE_PASSPHRASE or a prompt (twice).
-fn new_passphrase(insecure: bool) -> Result<zeroize::Zeroizing<String>> {
-    if insecure {
-        return Ok(zeroize::Zeroizing::new(String::new()));
-    }
-    match user::passphrase_from_env()? {
-        Some(p) => Ok(p),
-        None => user::passphrase("the new operator key", Purpose::New),
-    }
-}
-
-fn print_stored(
-    json: bool,
-    verb: &str,
-    signer: &PrivateKeySigner,
-    path: &std::path::Path,
-    protected: bool,
-) {
-    if json {
-        output::json(&serde_json::json!({
-            "address": signer.address().to_string(),
-            "path": path,
-            "protected": protected,
-        }));
-        return;
-    }
-    println!("{verb} operator key {}", signer.address());
-    if protected {
-        println!("stored in {} (passphrase-protected)", path.display());
-    } else {
-        println!(
-            "stored in {} — NOT passphrase-protected: anyone who can read the file can use the key",
-            path.display()
-        );
-    }
-    println!(
-        "fund this address with ETH for gas and stake, then: cnode registry register --stake 1eth --region w5q6"
-    );
 }
 
 #[cfg(test)]
