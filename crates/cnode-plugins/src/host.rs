@@ -1,0 +1,770 @@
+//! [`PluginHost`]: loads plugins and calls them, each call in a fresh,
+//! limited instance.
+
+use std::{
+    collections::HashMap,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::Semaphore;
+use wasmtime::{Engine, Store, Trap, component::Component};
+
+use crate::{
+    audit::{AuditEntry, AuditLog},
+    grants::{Grants, NotRequested},
+    kv::{KvLimits, KvOpenError, KvStore},
+    manifest::{Manifest, PluginId},
+    now_ms,
+    runtime::{self, EPOCH_TICK, EpochTicker, PluginState, Shared, bindings},
+    services::{PluginRecord, Request, Response, Services},
+    stats::{Counters, Outcome, PluginStats},
+};
+
+/// The largest component accepted, bytes (a JavaScript component is ~12 MB).
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// How the host runs plugins. [`HostConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The node's data directory; the host keeps its files in `plugins/`
+    /// below it (`kv.sqlite`, `audit.jsonl`, `cache/`).
+    pub data_dir: PathBuf,
+    /// Linear memory one call may use (all of its memories together), bytes.
+    /// Default 64 MiB.
+    pub memory_limit: usize,
+    /// How long one call may run, host calls included. Default 1 s.
+    pub call_timeout: Duration,
+    /// Fuel per call (a deterministic bound on executed instructions, on top
+    /// of the timeout); `None` (the default) leaves fuel off, which is
+    /// faster.
+    pub fuel_per_call: Option<u64>,
+    /// Calls running at once, over all plugins (the size of the instance
+    /// pool). A call waits up to its timeout for a slot. Default 32.
+    pub max_concurrent_calls: u32,
+    /// The largest blob `blobs.get` / `blobs.put` handle, bytes. Default
+    /// 16 MiB.
+    pub max_blob_bytes: u64,
+    /// The largest response body `http.fetch` returns, bytes. Default 4 MiB.
+    pub max_http_response: usize,
+    /// `log.log` messages kept per call. Default 200.
+    pub max_log_lines: u32,
+    /// Bytes of stdout (and of stderr) kept per call. Default 16 KiB.
+    pub max_output_bytes: usize,
+    /// Key-value store limits.
+    pub kv: KvLimits,
+    /// Audit entries kept in memory. Default 1000.
+    pub audit_ring: usize,
+    /// Size at which `audit.jsonl` is rotated, bytes. Default 1 MiB.
+    pub audit_file_max: u64,
+    /// Cache compiled components in `plugins/cache/`. Default on.
+    pub precompile_cache: bool,
+}
+
+impl HostConfig {
+    /// The defaults, keeping files under `data_dir/plugins`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            memory_limit: 64 << 20,
+            call_timeout: Duration::from_secs(1),
+            fuel_per_call: None,
+            max_concurrent_calls: 32,
+            max_blob_bytes: 16 << 20,
+            max_http_response: 4 << 20,
+            max_log_lines: 200,
+            max_output_bytes: 16 << 10,
+            kv: KvLimits::default(),
+            audit_ring: 1000,
+            audit_file_max: 1 << 20,
+            precompile_cache: true,
+        }
+    }
+
+    fn plugins_dir(&self) -> PathBuf {
+        self.data_dir.join("plugins")
+    }
+}
+
+/// The host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostInitError {
+    /// The wasmtime engine or linker could not be set up.
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    /// A file or directory under `<data>/plugins` could not be created.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key-value store could not be opened.
+    #[error(transparent)]
+    Kv(#[from] KvOpenError),
+}
+
+/// A plugin was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A plugin with this id is loaded already (unload it first).
+    #[error("plugin {0} is already loaded")]
+    AlreadyLoaded(PluginId),
+    /// The component is larger than [`MAX_COMPONENT_BYTES`].
+    #[error("plugin {plugin}: the component is {size} bytes, the limit is {MAX_COMPONENT_BYTES}")]
+    TooLarge {
+        /// The plugin.
+        plugin: PluginId,
+        /// Its size.
+        size: usize,
+    },
+    /// The bytes are not a valid WebAssembly component.
+    #[error("plugin {plugin}: not a valid WebAssembly component: {message}")]
+    Malformed {
+        /// The plugin.
+        plugin: PluginId,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// The component does not fit the `cnode:plugin` service world (imports
+    /// the host does not provide, or missing exports).
+    #[error(
+        "plugin {plugin}: the component does not fit the cnode:plugin@0.1.0 service world: {message}"
+    )]
+    Link {
+        /// The plugin.
+        plugin: PluginId,
+        /// What wasmtime said.
+        message: String,
+    },
+    /// A grant is not among the manifest's requested capabilities.
+    #[error("plugin {plugin}: {source}")]
+    Grants {
+        /// The plugin.
+        plugin: PluginId,
+        /// Which grant.
+        #[source]
+        source: NotRequested,
+    },
+}
+
+/// Grants could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// No such plugin is loaded.
+    #[error("no plugin {0} is loaded")]
+    NotLoaded(PluginId),
+    /// A grant the manifest does not request.
+    #[error("plugin {plugin}: {source}")]
+    NotRequested {
+        /// The plugin.
+        plugin: PluginId,
+        /// Which grant.
+        #[source]
+        source: NotRequested,
+    },
+}
+
+/// A call into a plugin failed. The plugin stays loaded: its next call gets
+/// a fresh instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// No such plugin is loaded.
+    #[error("no plugin {0} is loaded")]
+    NotLoaded(PluginId),
+    /// The path is not one of the plugin's routes.
+    #[error("plugin {plugin} has no route for {path}")]
+    NoRoute {
+        /// The plugin.
+        plugin: PluginId,
+        /// The path asked for.
+        path: String,
+    },
+    /// The guest trapped (a panic, `unreachable`, a bad memory access).
+    #[error("plugin {plugin} trapped: {message}")]
+    Trap {
+        /// The plugin.
+        plugin: PluginId,
+        /// The trap, and the guest's last stderr line when there is one
+        /// (a Rust panic message).
+        message: String,
+    },
+    /// The call ran past the time limit and was stopped.
+    #[error("plugin {plugin} stopped: exceeded {}", human_duration(*limit))]
+    Timeout {
+        /// The plugin.
+        plugin: PluginId,
+        /// The limit.
+        limit: Duration,
+    },
+    /// The guest wanted more memory than the cap and was stopped.
+    #[error("plugin {plugin} stopped: memory limit of {} MiB reached", limit >> 20)]
+    MemoryLimit {
+        /// The plugin.
+        plugin: PluginId,
+        /// The cap, bytes.
+        limit: usize,
+    },
+    /// The call used up its fuel.
+    #[error("plugin {plugin} stopped: out of fuel ({fuel})")]
+    OutOfFuel {
+        /// The plugin.
+        plugin: PluginId,
+        /// The fuel it had.
+        fuel: u64,
+    },
+    /// No instance slot came free within the call timeout.
+    #[error("plugin {plugin}: the host is busy (all {slots} instance slots in use)")]
+    Busy {
+        /// The plugin.
+        plugin: PluginId,
+        /// The pool size.
+        slots: u32,
+    },
+    /// The component could not be instantiated (other than by a trap or a
+    /// limit).
+    #[error("plugin {plugin} could not be instantiated: {message}")]
+    Instantiate {
+        /// The plugin.
+        plugin: PluginId,
+        /// What wasmtime said.
+        message: String,
+    },
+}
+
+fn human_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// A loaded plugin.
+struct Loaded {
+    manifest: Manifest,
+    pre: bindings::ServicePre<PluginState>,
+    grants: RwLock<Arc<Grants>>,
+    counters: Arc<Counters>,
+}
+
+impl Loaded {
+    fn grants(&self) -> Arc<Grants> {
+        self.grants.read().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+/// Which export a call runs.
+enum Export {
+    Handle(bindings::Request),
+    OnRecord(bindings::StoredRecord),
+    Tick,
+}
+
+/// What is loaded, for [`PluginHost::plugins`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The current grants.
+    pub grants: Grants,
+}
+
+/// Runs plugins: one wasmtime engine and linker, one `InstancePre` per
+/// plugin, a fresh instance per call. A cheap, cloneable handle.
+///
+/// Dropping the last handle stops the epoch ticker; calls still running then
+/// would no longer time out, so drop the host only after its calls end.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: wasmtime::component::Linker<PluginState>,
+    engine_hash: String,
+    shared: Arc<Shared>,
+    plugins: RwLock<HashMap<PluginId, Arc<Loaded>>>,
+    slots: Semaphore,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.plugin_ids())
+            .field("engine", &self.inner.engine_hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// Starts a host: the engine, the linker, the epoch ticker thread, the
+    /// kv store and the audit log under `config.data_dir/plugins`.
+    pub fn new(config: HostConfig, services: Services) -> Result<Self, HostInitError> {
+        let dir = config.plugins_dir();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| HostInitError::Io { path, source }
+        };
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let kv = KvStore::open(&dir.join("kv.sqlite"), config.kv)?;
+        let audit_path = dir.join("audit.jsonl");
+        let audit = AuditLog::open(Some(&audit_path), config.audit_ring, config.audit_file_max)
+            .map_err(io(&audit_path))?;
+        let engine =
+            runtime::engine(&config).map_err(|e| HostInitError::Engine(format!("{e:#}")))?;
+        let linker =
+            runtime::linker(&engine).map_err(|e| HostInitError::Engine(format!("{e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(io(&dir))?;
+        let slots = Semaphore::new(config.max_concurrent_calls.max(1) as usize);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine_hash: runtime::engine_compat_hash(&engine),
+                engine,
+                linker,
+                shared: Arc::new(Shared {
+                    config,
+                    services,
+                    kv,
+                    audit,
+                }),
+                plugins: RwLock::default(),
+                slots,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.shared.config
+    }
+
+    /// The plugins' key-value store (to clear a plugin's data when it is
+    /// uninstalled).
+    pub fn kv(&self) -> &KvStore {
+        &self.inner.shared.kv
+    }
+
+    /// Compiles (or loads from the cache) `component`, links it against the
+    /// host, and makes it callable as `manifest.id` with `grants` (which
+    /// must be among the manifest's requested capabilities).
+    ///
+    /// Compiling a large component takes seconds; it runs on the blocking
+    /// pool. Cancel-safe: dropping the future loads nothing.
+    pub async fn load(
+        &self,
+        manifest: Manifest,
+        component: &[u8],
+        grants: Grants,
+    ) -> Result<PluginId, LoadError> {
+        let id = manifest.id.clone();
+        if self.get(&id).is_ok() {
+            return Err(LoadError::AlreadyLoaded(id));
+        }
+        grants
+            .check_against(&manifest)
+            .map_err(|source| LoadError::Grants {
+                plugin: id.clone(),
+                source,
+            })?;
+        if component.len() > MAX_COMPONENT_BYTES {
+            return Err(LoadError::TooLarge {
+                plugin: id,
+                size: component.len(),
+            });
+        }
+        let started = Instant::now();
+        let inner = self.inner.clone();
+        let bytes = component.to_vec();
+        let compiled = tokio::task::spawn_blocking(move || inner.compile(&bytes))
+            .await
+            .map_err(|e| LoadError::Malformed {
+                plugin: id.clone(),
+                message: format!("compilation task failed: {e}"),
+            })?;
+        let (component, cached) = compiled.map_err(|e| LoadError::Malformed {
+            plugin: id.clone(),
+            message: format!("{e:#}"),
+        })?;
+        let link = |e: wasmtime::Error| LoadError::Link {
+            plugin: id.clone(),
+            message: format!("{e:#}"),
+        };
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link)?;
+        let pre = bindings::ServicePre::new(pre).map_err(link)?;
+
+        let loaded = Arc::new(Loaded {
+            manifest,
+            pre,
+            grants: RwLock::new(Arc::new(grants)),
+            counters: Arc::default(),
+        });
+        let mut plugins = self
+            .inner
+            .plugins
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if plugins.contains_key(&id) {
+            return Err(LoadError::AlreadyLoaded(id));
+        }
+        plugins.insert(id.clone(), loaded);
+        tracing::info!(plugin = %id, cached, took_ms = started.elapsed().as_millis() as u64, "plugin loaded");
+        Ok(id)
+    }
+
+    /// Calls the plugin's `handle` export. The path must match one of the
+    /// manifest's routes.
+    pub async fn call(&self, id: &PluginId, request: Request) -> Result<Response, CallError> {
+        let plugin = self.get(id)?;
+        if !plugin.manifest.has_route(&request.path) {
+            return Err(CallError::NoRoute {
+                plugin: id.clone(),
+                path: request.path,
+            });
+        }
+        let request = bindings::Request {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+        };
+        let response = self.run(&plugin, Export::Handle(request)).await?;
+        let r = response.unwrap_or(bindings::Response {
+            status: 500,
+            headers: Vec::new(),
+            body: Vec::new(),
+        });
+        Ok(Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
+    }
+
+    /// Delivers a new record to the plugin's `on-record` export, if its
+    /// `records:read` grant covers the record's collection and region.
+    /// Returns whether it was delivered.
+    pub async fn on_record(&self, id: &PluginId, record: &PluginRecord) -> Result<bool, CallError> {
+        let plugin = self.get(id)?;
+        if !plugin.grants().may_read(&record.collection, &record.region) {
+            return Ok(false);
+        }
+        let record = runtime::wit_record(record);
+        self.run(&plugin, Export::OnRecord(record))
+            .await
+            .map(|_| true)
+    }
+
+    /// Calls the plugin's `tick` export.
+    pub async fn tick(&self, id: &PluginId) -> Result<(), CallError> {
+        let plugin = self.get(id)?;
+        self.run(&plugin, Export::Tick).await.map(|_| ())
+    }
+
+    /// Replaces the plugin's grants; calls that start afterwards see them
+    /// (a call already running keeps the grants it started with).
+    pub fn set_grants(&self, id: &PluginId, grants: Grants) -> Result<(), GrantError> {
+        let plugin = self
+            .get(id)
+            .map_err(|_| GrantError::NotLoaded(id.clone()))?;
+        grants
+            .check_against(&plugin.manifest)
+            .map_err(|source| GrantError::NotRequested {
+                plugin: id.clone(),
+                source,
+            })?;
+        *plugin.grants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(grants);
+        tracing::info!(plugin = %id, "plugin grants changed");
+        Ok(())
+    }
+
+    /// Unloads the plugin (calls already running finish). Returns whether
+    /// it was loaded. Its kv data stays (see [`KvStore::clear`]).
+    pub fn unload(&self, id: &PluginId) -> bool {
+        let removed = self
+            .inner
+            .plugins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .is_some();
+        if removed {
+            tracing::info!(plugin = %id, "plugin unloaded");
+        }
+        removed
+    }
+
+    /// The loaded plugins' ids, sorted.
+    pub fn plugin_ids(&self) -> Vec<PluginId> {
+        let mut ids: Vec<_> = self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// A loaded plugin's manifest and grants.
+    pub fn info(&self, id: &PluginId) -> Option<PluginInfo> {
+        let p = self.get(id).ok()?;
+        Some(PluginInfo {
+            manifest: p.manifest.clone(),
+            grants: (*p.grants()).clone(),
+        })
+    }
+
+    /// Counters of every loaded plugin, sorted by id.
+    pub fn stats(&self) -> Vec<PluginStats> {
+        let plugins = self.inner.plugins.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = plugins
+            .iter()
+            .map(|(id, p)| p.counters.snapshot(id))
+            .collect();
+        out.sort_by(|a, b| a.plugin.cmp(&b.plugin));
+        out
+    }
+
+    /// The newest `limit` denied host calls, oldest first.
+    pub fn audit(&self, limit: usize) -> Vec<AuditEntry> {
+        self.inner.shared.audit.recent(limit)
+    }
+
+    fn get(&self, id: &PluginId) -> Result<Arc<Loaded>, CallError> {
+        self.inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| CallError::NotLoaded(id.clone()))
+    }
+
+    /// One call: a slot, a fresh store and instance, the export, then the
+    /// outcome counted and reported.
+    async fn run(
+        &self,
+        plugin: &Loaded,
+        export: Export,
+    ) -> Result<Option<bindings::Response>, CallError> {
+        let inner = &self.inner;
+        let config = &inner.shared.config;
+        let id = &plugin.manifest.id;
+        let started = Instant::now();
+
+        // Bounded concurrency: the pool has exactly this many slots.
+        let Ok(Ok(permit)) = tokio::time::timeout(config.call_timeout, inner.slots.acquire()).await
+        else {
+            plugin.counters.call(Outcome::Busy, started.elapsed());
+            tracing::warn!(plugin = %id, "plugin call refused: no instance slot free");
+            return Err(CallError::Busy {
+                plugin: id.clone(),
+                slots: config.max_concurrent_calls,
+            });
+        };
+
+        let mut store = runtime::new_store(
+            &inner.engine,
+            inner.shared.clone(),
+            id.clone(),
+            plugin.grants(),
+            plugin.counters.clone(),
+        );
+        let mut instantiated = false;
+        let call = async {
+            let service = plugin.pre.instantiate_async(&mut store).await?;
+            instantiated = true;
+            match export {
+                Export::Handle(request) => {
+                    service.call_handle(&mut store, &request).await.map(Some)
+                }
+                Export::OnRecord(record) => service
+                    .call_on_record(&mut store, &record)
+                    .await
+                    .map(|()| None),
+                Export::Tick => service.call_tick(&mut store).await.map(|()| None),
+            }
+        };
+        // The epoch callback stops the guest at the deadline; this outer
+        // bound catches a host call (a fetch, a slow query) that would wait
+        // past it. Dropping the call future abandons the instance.
+        let result = tokio::time::timeout(config.call_timeout + EPOCH_TICK * 5, call).await;
+        let took = started.elapsed();
+
+        let stderr_tail = flush_output(&mut store, id, &inner.shared.audit);
+        let outcome = match result {
+            Ok(Ok(response)) => Ok(response),
+            Err(_elapsed) => Err(CallError::Timeout {
+                plugin: id.clone(),
+                limit: config.call_timeout,
+            }),
+            Ok(Err(e)) => Err(classify(&e, &store, config, id, instantiated, stderr_tail)),
+        };
+        drop(store);
+        drop(permit);
+
+        match &outcome {
+            Ok(_) => plugin.counters.call(Outcome::Ok, took),
+            Err(e) => {
+                let kind = match e {
+                    CallError::Timeout { .. } | CallError::OutOfFuel { .. } => Outcome::Timeout,
+                    CallError::MemoryLimit { .. } => Outcome::MemoryLimit,
+                    _ => Outcome::Trap,
+                };
+                plugin.counters.call(kind, took);
+                tracing::warn!(plugin = %id, took_ms = took.as_millis() as u64, error = %e, "plugin call failed");
+            }
+        }
+        outcome
+    }
+}
+
+impl Inner {
+    /// The compiled component: from the cache when it holds this component
+    /// for this engine, else compiled (and cached). Returns whether it came
+    /// from the cache. Blocking.
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
+        let config = &self.shared.config;
+        if !config.precompile_cache {
+            return Ok((Component::new(&self.engine, bytes)?, false));
+        }
+        let dir = config.plugins_dir().join("cache");
+        let hash = blake3::hash(bytes);
+        let path = dir.join(format!("{}-{}.cwasm", hash.to_hex(), self.engine_hash));
+        if path.exists() {
+            match deserialize_cached(&self.engine, &path) {
+                Ok(component) => return Ok((component, true)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "dropping an unusable compiled-plugin cache entry");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        let compiled = self.engine.precompile_component(bytes)?;
+        if let Err(e) = write_atomically(&dir, &path, &compiled) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot cache a compiled plugin");
+        }
+        // SAFETY: `compiled` was produced just now by this engine's
+        // `precompile_component`.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, &compiled)? };
+        Ok((component, false))
+    }
+}
+
+/// Loads a cache entry.
+#[allow(unsafe_code)]
+fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: wasmtime trusts precompiled code, so only bytes we produced may
+    // be deserialized. Cache files are written only by `Inner::compile`
+    // (atomically, via a temporary file and a rename) into the node's own
+    // data directory, named by the BLAKE3 hash of the source component and
+    // the engine's compatibility hash; wasmtime also checks the header and
+    // engine compatibility. Anyone able to replace them can replace the node
+    // binary in the same directory tree as well.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// Writes the guest's captured stdout/stderr to the log, and the summary of
+/// denials beyond the per-call audit cap to the audit log. Returns the last
+/// stderr line (a panic message, usually).
+fn flush_output(store: &mut Store<PluginState>, id: &PluginId, audit: &AuditLog) -> Option<String> {
+    let state = store.data_mut();
+    let (out, out_dropped) = state.stdout.take();
+    let (err, err_dropped) = state.stderr.take();
+    for line in &out {
+        tracing::info!(target: "cnode_plugins::guest", plugin = %id, stream = "stdout", "{line}");
+    }
+    for line in &err {
+        tracing::warn!(target: "cnode_plugins::guest", plugin = %id, stream = "stderr", "{line}");
+    }
+    if out_dropped + err_dropped > 0 {
+        tracing::warn!(plugin = %id, dropped_bytes = out_dropped + err_dropped, "plugin output over the per-call bound dropped");
+    }
+    let skipped_logs = state
+        .log_lines
+        .saturating_sub(state.shared.config.max_log_lines);
+    if skipped_logs > 0 {
+        tracing::warn!(plugin = %id, skipped = skipped_logs, "plugin log messages over the per-call bound dropped");
+    }
+    if state.unaudited > 0 {
+        audit.record(AuditEntry {
+            at_ms: now_ms(),
+            plugin: id.clone(),
+            call: "(more)".into(),
+            reason: format!(
+                "{} more denied calls in the same call were not logged one by one",
+                state.unaudited
+            ),
+        });
+    }
+    err.last().cloned()
+}
+
+fn classify(
+    e: &wasmtime::Error,
+    store: &Store<PluginState>,
+    config: &HostConfig,
+    id: &PluginId,
+    instantiated: bool,
+    stderr_tail: Option<String>,
+) -> CallError {
+    let plugin = id.clone();
+    if store.data().limits.memory_hit {
+        return CallError::MemoryLimit {
+            plugin,
+            limit: config.memory_limit,
+        };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Timeout {
+            plugin,
+            limit: config.call_timeout,
+        },
+        Some(Trap::OutOfFuel) => CallError::OutOfFuel {
+            plugin,
+            fuel: config.fuel_per_call.unwrap_or(0),
+        },
+        Some(trap) => {
+            tracing::debug!(plugin = %id, error = ?e, "plugin trap");
+            let message = match stderr_tail {
+                Some(line) => format!("{trap} ({line})"),
+                None => trap.to_string(),
+            };
+            CallError::Trap { plugin, message }
+        }
+        None if !instantiated => CallError::Instantiate {
+            plugin,
+            message: format!("{e:#}"),
+        },
+        None => CallError::Trap {
+            plugin,
+            message: format!("{e:#}"),
+        },
+    }
+}
