@@ -190,7 +190,7 @@ pub enum CallError {
     Trap {
         /// The plugin.
         plugin: PluginId,
-        /// The trap, and the guest's last stderr line when there is one
+        /// The trap, and the guest's last stderr lines when there are some
         /// (a Rust panic message).
         message: String,
     },
@@ -692,7 +692,7 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
 
 /// Writes the guest's captured stdout/stderr to the log, and the summary of
 /// denials beyond the per-call audit cap to the audit log. Returns the last
-/// stderr line (a panic message, usually).
+/// stderr lines (a panic message, usually).
 fn flush_output(store: &mut Store<PluginState>, id: &PluginId, audit: &AuditLog) -> Option<String> {
     let state = store.data_mut();
     let (out, out_dropped) = state.stdout.take();
@@ -723,7 +723,14 @@ fn flush_output(store: &mut Store<PluginState>, id: &PluginId, audit: &AuditLog)
             ),
         });
     }
-    err.last().cloned()
+    // A Rust panic prints `panicked at FILE:LINE:COL:`, the message, and a
+    // note about RUST_BACKTRACE: keep the first two.
+    let tail: Vec<&str> = err
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    (!tail.is_empty()).then(|| tail[tail.len().saturating_sub(2)..].join(" "))
 }
 
 fn classify(

@@ -1,0 +1,756 @@
+//! The plugin host against real components: the test guests in
+//! `tests/guests/` are built for `wasm32-wasip2` on first use (cached in
+//! `<target>/plugin-guests`), and the host runs them with in-memory fakes
+//! for records and HTTP.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use cnode_plugins::{
+    Access, CallError, Capability, Grants, HostConfig, HostError, HostRecords, HttpFetcher,
+    LoadError, Manifest, PluginHost, PluginId, PluginRecord, Request, Resource, Response, Services,
+    services::{OutgoingRequest, Publish, RecordPage, RecordQuery},
+};
+
+// ---------------------------------------------------------------- guests
+
+fn workspace_target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+    }
+}
+
+/// Builds `tests/guests/<name>` (once per test process; cargo makes later
+/// builds no-ops) and returns the component bytes.
+fn guest(name: &str) -> Vec<u8> {
+    static BUILT: OnceLock<Mutex<()>> = OnceLock::new();
+    let _one_at_a_time = BUILT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+
+    let sysroot = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("run rustc --print sysroot");
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    assert!(
+        sysroot.join("lib/rustlib/wasm32-wasip2").exists(),
+        "the wasm32-wasip2 Rust target is not installed (needed to build the test plugins): \
+         run scripts/setup-test-deps or `rustup target add wasm32-wasip2`"
+    );
+
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/guests")
+        .join(name)
+        .join("Cargo.toml");
+    let target_dir = workspace_target_dir().join("plugin-guests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // Flags meant for the host build (coverage, sanitizers) do not apply.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("run cargo to build a test guest");
+    assert!(
+        out.status.success(),
+        "building test guest {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wasm = target_dir.join(format!(
+        "wasm32-wasip2/release/cnode_test_guest_{name}.wasm"
+    ));
+    std::fs::read(&wasm).unwrap_or_else(|e| panic!("read {}: {e}", wasm.display()))
+}
+
+// ----------------------------------------------------------------- fakes
+
+/// Records in a vector; `publish` stores, `query` filters by collection and
+/// region.
+#[derive(Default)]
+struct FakeRecords {
+    records: Mutex<Vec<PluginRecord>>,
+}
+
+#[async_trait]
+impl HostRecords for FakeRecords {
+    async fn query(&self, _: &PluginId, q: RecordQuery) -> Result<RecordPage, HostError> {
+        let records = self.records.lock().unwrap();
+        let records = records
+            .iter()
+            .rev()
+            .filter(|r| q.collection.as_ref().is_none_or(|c| *c == r.collection))
+            .filter(|r| {
+                q.region
+                    .as_ref()
+                    .is_none_or(|g| r.region.starts_with(g.as_str()))
+            })
+            .take(q.limit.max(1) as usize)
+            .cloned()
+            .collect();
+        Ok(RecordPage {
+            records,
+            next_cursor: None,
+        })
+    }
+
+    async fn publish(&self, _: &PluginId, p: Publish) -> Result<String, HostError> {
+        let id = blake3::hash(p.body.to_string().as_bytes())
+            .to_hex()
+            .to_string();
+        self.records.lock().unwrap().push(PluginRecord {
+            id: id.clone(),
+            author: "did:key:plugin-publisher".into(),
+            collection: p.collection,
+            key: p.key,
+            region: p.region,
+            created_at: 1,
+            expires_at: p.expires_at,
+            deleted: false,
+            body: p.body,
+        });
+        Ok(id)
+    }
+}
+
+/// Answers 200 to every request it gets, and remembers the URLs.
+#[derive(Default)]
+struct FakeHttp {
+    urls: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl HttpFetcher for FakeHttp {
+    async fn fetch(
+        &self,
+        _: &PluginId,
+        r: OutgoingRequest,
+        _: usize,
+    ) -> Result<Response, HostError> {
+        self.urls.lock().unwrap().push(r.url.to_string());
+        Ok(Response {
+            status: 200,
+            headers: vec![],
+            body: b"fake".to_vec(),
+        })
+    }
+}
+
+struct Harness {
+    host: PluginHost,
+    records: Arc<FakeRecords>,
+    http: Arc<FakeHttp>,
+    dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    harness_in(dir)
+}
+
+fn harness_in(dir: tempfile::TempDir) -> Harness {
+    let records = Arc::new(FakeRecords::default());
+    let http = Arc::new(FakeHttp::default());
+    let services = Services {
+        records: records.clone(),
+        http: http.clone(),
+        ..Services::default()
+    };
+    let host = PluginHost::new(HostConfig::new(dir.path()), services).unwrap();
+    Harness {
+        host,
+        records,
+        http,
+        dir,
+    }
+}
+
+fn manifest(id: &str, extra: &str) -> Manifest {
+    Manifest::from_toml(&format!(
+        "id = \"{id}\"\nname = \"{id}\"\nversion = \"0.1.0\"\napi-version = \"0.1\"\nroutes = [\"/*\"]\n{extra}"
+    ))
+    .unwrap()
+}
+
+const ECHO_CAPS: &str = r#"
+[[capabilities]]
+resource = "kv"
+access = "write"
+
+[[capabilities]]
+resource = "records"
+access = "write"
+scope = { collections = ["org.test.echo"], regions = ["u33d"] }
+
+[[capabilities]]
+resource = "log"
+access = "write"
+"#;
+
+async fn load_echo(h: &Harness) -> PluginId {
+    let m = manifest("org.test.echo", ECHO_CAPS);
+    let grants = Grants::all_requested(&m);
+    h.host.load(m, &guest("echo"), grants).await.unwrap()
+}
+
+async fn load_plain(h: &Harness, name: &str) -> PluginId {
+    let m = manifest(&format!("org.test.{name}"), "");
+    h.host.load(m, &guest(name), Grants::none()).await.unwrap()
+}
+
+async fn assert_echo_serves(h: &Harness, echo: &PluginId) {
+    let r = h
+        .host
+        .call(echo, Request::post("/echo?still=here", "alive"))
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"alive"[..]));
+}
+
+fn text(r: &Response) -> &str {
+    std::str::from_utf8(&r.body).unwrap()
+}
+
+// ----------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_round_trip_is_fast() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+
+    let r = h
+        .host
+        .call(&echo, Request::post("/echo?a=1", "hello"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"hello");
+    assert_eq!(r.header("x-method"), Some("POST"));
+    assert_eq!(r.header("x-query"), Some("a=1"));
+
+    // A fresh instance per call from the InstancePre: cheap even in a debug
+    // build of the host (the guest itself is compiled by Cranelift).
+    let mut times = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        h.host.call(&echo, Request::get("/echo")).await.unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let (p50, p99) = (times[100], times[198]);
+    eprintln!("echo: instantiate + handle p50 {p50:?}, p99 {p99:?}");
+    assert!(p50 < Duration::from_millis(20), "p50 {p50:?}");
+
+    let stats = &h.host.stats()[0];
+    assert_eq!((stats.calls, stats.ok), (201, 201));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_uses_the_host_interfaces() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+    let call = |path: &str, body: &str| h.host.call(&echo, Request::post(path, body));
+
+    // kv
+    assert_eq!(
+        text(&call("/kv/set?key=greeting", "hi there").await.unwrap()),
+        "ok"
+    );
+    assert_eq!(
+        text(&call("/kv/get?key=greeting", "").await.unwrap()),
+        "hi there"
+    );
+    assert_eq!(call("/kv/get?key=nothing", "").await.unwrap().status, 404);
+    call("/kv/set?key=greeting2", "x").await.unwrap();
+    assert_eq!(
+        text(&call("/kv/keys?prefix=greet", "").await.unwrap()),
+        "greeting,greeting2"
+    );
+
+    // log (and stdout captured into the log), clock, random
+    assert_eq!(
+        text(&call("/log", "a message from the guest").await.unwrap()),
+        "logged"
+    );
+    let now: u64 = text(&call("/clock", "").await.unwrap()).parse().unwrap();
+    let host_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(host_now.abs_diff(now) < 5_000);
+    assert_eq!(text(&call("/random", "").await.unwrap()), "16");
+
+    // records: publish (inside the grant), then query it back
+    let r = call(
+        "/publish?collection=org.test.echo&region=u33dc0",
+        "{\"title\":\"picnic\"}",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(text(&r).len(), 64);
+    assert_eq!(
+        h.records.records.lock().unwrap()[0].collection,
+        "org.test.echo"
+    );
+    // The grant has no records:read... but records:write includes read.
+    let r = call("/query?collection=org.test.echo&region=u33d", "")
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "{\"title\":\"picnic\"}");
+    // A body that is not JSON is refused as invalid, not denied.
+    let r = call(
+        "/publish?collection=org.test.echo&region=u33dc0",
+        "not json",
+    )
+    .await
+    .unwrap();
+    assert!(
+        text(&r).starts_with("invalid: body is not JSON"),
+        "{}",
+        text(&r)
+    );
+    // Outside the region: denied.
+    let r = call("/publish?collection=org.test.echo&region=gcpvj0", "{}")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", text(&r));
+
+    // tick and on-record
+    h.host.tick(&echo).await.unwrap();
+    h.host.tick(&echo).await.unwrap();
+    let ticks = h
+        .host
+        .kv()
+        .get(&echo, "ticks".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ticks.len(), 2);
+    let record = h.records.records.lock().unwrap()[0].clone();
+    assert!(h.host.on_record(&echo, &record).await.unwrap());
+    let last = h
+        .host
+        .kv()
+        .get(&echo, "last-record".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last, record.id.as_bytes());
+    let elsewhere = PluginRecord {
+        region: "gcpvj0".into(),
+        ..record
+    };
+    assert!(
+        !h.host.on_record(&echo, &elsewhere).await.unwrap(),
+        "outside the grant: not delivered"
+    );
+
+    let stats = &h.host.stats()[0];
+    assert_eq!(stats.host_calls["records"].denied, 1);
+    assert!(stats.host_calls["kv"].allowed >= 6);
+    assert_eq!(stats.host_calls["log"].allowed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_is_stopped_within_a_second() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+    let looper = load_plain(&h, "looper").await;
+
+    let t = Instant::now();
+    let err = h.host.call(&looper, Request::get("/")).await.unwrap_err();
+    let took = t.elapsed();
+    assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "plugin org.test.looper stopped: exceeded 1 s"
+    );
+    assert!(took < Duration::from_millis(1500), "stopped after {took:?}");
+    eprintln!("looper stopped after {took:?}");
+
+    // The host keeps serving, the looper too (with a fresh instance).
+    assert_echo_serves(&h, &echo).await;
+    let stats = h.host.stats();
+    let looper_stats = stats.iter().find(|s| s.plugin == looper).unwrap();
+    assert_eq!((looper_stats.calls, looper_stats.timeouts), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_plugins_are_served_while_one_loops() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+    let looper = load_plain(&h, "looper").await;
+
+    // Two loopers hold both worker threads' worth of guests; echo calls
+    // still complete because a looping guest yields at every epoch tick.
+    let spin = |host: PluginHost, id: PluginId| {
+        tokio::spawn(async move { host.call(&id, Request::get("/")).await })
+    };
+    let a = spin(h.host.clone(), looper.clone());
+    let b = spin(h.host.clone(), looper.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    for _ in 0..10 {
+        assert_echo_serves(&h, &echo).await;
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(700),
+        "echo took {:?} beside the loopers",
+        t.elapsed()
+    );
+    assert!(matches!(a.await.unwrap(), Err(CallError::Timeout { .. })));
+    assert!(matches!(b.await.unwrap(), Err(CallError::Timeout { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_hog_is_trapped_at_the_cap() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+    let hog = load_plain(&h, "hog").await;
+
+    let t = Instant::now();
+    let err = h.host.call(&hog, Request::get("/")).await.unwrap_err();
+    assert_eq!(
+        err,
+        CallError::MemoryLimit {
+            plugin: hog.clone(),
+            limit: 64 << 20
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "plugin org.test.hog stopped: memory limit of 64 MiB reached"
+    );
+    eprintln!("hog stopped after {:?}", t.elapsed());
+
+    assert_echo_serves(&h, &echo).await;
+    let err = h.host.call(&hog, Request::get("/")).await.unwrap_err();
+    assert!(
+        matches!(err, CallError::MemoryLimit { .. }),
+        "a fresh instance, the same fate"
+    );
+    let stats = h.host.stats();
+    assert_eq!(
+        stats
+            .iter()
+            .find(|s| s.plugin == hog)
+            .unwrap()
+            .memory_limits,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ungranted_calls_fail_inside_the_guest_and_are_audited() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+    let m = manifest(
+        "org.test.sneaky",
+        r#"
+[[capabilities]]
+resource = "records"
+access = "write"
+scope = { collections = ["org.test.sneaky"] }
+
+[[capabilities]]
+resource = "http"
+access = "read"
+scope = { hosts = ["api.example.com"] }
+"#,
+    );
+    let grants = Grants::all_requested(&m);
+    let sneaky = h.host.load(m, &guest("sneaky"), grants).await.unwrap();
+
+    let r = h.host.call(&sneaky, Request::get("/")).await.unwrap();
+    assert_eq!(text(&r), "publish=denied;fetch=denied;allowed=fetched 200");
+    assert!(
+        h.records.records.lock().unwrap().is_empty(),
+        "nothing was published"
+    );
+    assert_eq!(
+        *h.http.urls.lock().unwrap(),
+        ["https://api.example.com/ok"],
+        "only the allowed host was fetched"
+    );
+
+    let audit = h.host.audit(10);
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(
+        (audit[0].plugin.as_str(), audit[0].call.as_str()),
+        ("org.test.sneaky", "records.publish")
+    );
+    assert!(
+        audit[0].reason.contains("org.evil.spam"),
+        "{}",
+        audit[0].reason
+    );
+    assert_eq!(audit[1].call, "http.fetch");
+    assert!(
+        audit[1].reason.contains("evil.example.net"),
+        "{}",
+        audit[1].reason
+    );
+
+    // The same entries are in <data>/plugins/audit.jsonl.
+    let file = std::fs::read_to_string(h.dir.path().join("plugins/audit.jsonl")).unwrap();
+    let lines: Vec<cnode_plugins::AuditEntry> = file
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, audit);
+
+    let stats = h.host.stats();
+    let s = stats.iter().find(|s| s.plugin == sneaky).unwrap();
+    assert_eq!(
+        (
+            s.host_calls["records"].denied,
+            s.host_calls["http"].denied,
+            s.host_calls["http"].allowed
+        ),
+        (1, 1, 1)
+    );
+    assert_echo_serves(&h, &echo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_grant_takes_effect_on_the_next_call() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+    assert_eq!(
+        text(
+            &h.host
+                .call(&echo, Request::post("/kv/set?key=a", "1"))
+                .await
+                .unwrap()
+        ),
+        "ok"
+    );
+
+    let without_kv: Vec<Capability> = h
+        .host
+        .info(&echo)
+        .unwrap()
+        .grants
+        .capabilities()
+        .iter()
+        .filter(|c| c.resource != Resource::Kv)
+        .cloned()
+        .collect();
+    h.host.set_grants(&echo, Grants::new(without_kv)).unwrap();
+    let r = h
+        .host
+        .call(&echo, Request::post("/kv/set?key=a", "2"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(text(&r), "denied: kv:write is not granted");
+    let r = h
+        .host
+        .call(&echo, Request::get("/kv/get?key=a"))
+        .await
+        .unwrap();
+    assert_eq!(text(&r), "denied: kv:read is not granted");
+    assert_eq!(h.host.audit(10).len(), 2);
+
+    // Granting it back works the same way; the value was never changed.
+    let m = h.host.info(&echo).unwrap().manifest;
+    h.host.set_grants(&echo, Grants::all_requested(&m)).unwrap();
+    assert_eq!(
+        text(
+            &h.host
+                .call(&echo, Request::get("/kv/get?key=a"))
+                .await
+                .unwrap()
+        ),
+        "1"
+    );
+
+    // Only requested capabilities can be granted.
+    let err = h
+        .host
+        .set_grants(
+            &echo,
+            Grants::new([Capability::new(Resource::Blobs, Access::Read)]),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin org.test.echo: grants[0] (blobs:read) is not one of the capabilities the manifest requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_is_reported_and_the_next_call_gets_a_fresh_instance() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+    let err = h.host.call(&echo, Request::get("/trap")).await.unwrap_err();
+    let CallError::Trap { message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(
+        message.contains("asked to trap"),
+        "the panic message is kept: {message}"
+    );
+    assert_echo_serves(&h, &echo).await;
+    assert_eq!(h.host.stats()[0].traps, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_components_are_refused() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("empty", Vec::new()),
+        ("garbage", b"this is not wasm at all".to_vec()),
+        ("core module", b"\0asm\x01\0\0\0".to_vec()),
+        ("truncated component", guest("echo")[..1000].to_vec()),
+    ];
+    for (i, (what, bytes)) in cases.into_iter().enumerate() {
+        let m = manifest(&format!("org.test.bad{i}"), "");
+        let err = h.host.load(m, &bytes, Grants::none()).await.unwrap_err();
+        assert!(
+            matches!(err, LoadError::Malformed { .. }),
+            "{what}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "plugin org.test.bad{i}: not a valid WebAssembly component: "
+            )),
+            "{msg}"
+        );
+        eprintln!("{what}: {msg}");
+        assert_echo_serves(&h, &echo).await;
+    }
+    assert_eq!(h.host.plugin_ids(), [echo.clone()]);
+
+    // Loading the same id twice, and grants the manifest does not request.
+    let err = load_echo_again(&h).await;
+    assert_eq!(err.to_string(), "plugin org.test.echo is already loaded");
+    let m = manifest("org.test.greedy", "");
+    let err = h
+        .host
+        .load(
+            m,
+            &guest("echo"),
+            Grants::new([Capability::new(Resource::Kv, Access::Write)]),
+        )
+        .await;
+    assert!(matches!(err, Err(LoadError::Grants { .. })), "{err:?}");
+    assert_echo_serves(&h, &echo).await;
+}
+
+async fn load_echo_again(h: &Harness) -> LoadError {
+    let m = manifest("org.test.echo", ECHO_CAPS);
+    h.host
+        .load(m, &guest("echo"), Grants::none())
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_manifests_are_refused_with_clear_errors() {
+    let h = harness();
+    let echo = load_echo(&h).await;
+    let base = "id = \"org.test.x\"\nname = \"x\"\nversion = \"0.1.0\"\napi-version = \"0.1\"\n";
+    let cases = [
+        (
+            format!("{base}homepage = \"https://x\"\n"),
+            "unknown field `homepage`",
+        ),
+        (
+            base.replace("org.test.x", "Not_An_Id"),
+            "plugin.toml: id: \"Not_An_Id\" has 1 labels",
+        ),
+        (
+            base.replace("org.test.x", "org..x"),
+            "plugin.toml: id: \"org..x\" has an empty label",
+        ),
+        (
+            base.replace("api-version = \"0.1\"", "api-version = \"2.0\""),
+            "plugin.toml: api-version: \"2.0\" is not supported; this node implements plugin API \"0.1\"",
+        ),
+        (
+            format!("{base}[[capabilities]]\nresource = \"kv\"\naccess = \"root\"\n"),
+            "plugin.toml: capabilities[0].access: expected read, write or admin",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = Manifest::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains(want), "got {err:?}, want {want:?}");
+        assert_echo_serves(&h, &echo).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_unload_and_the_compile_cache() {
+    let h = harness();
+    let m = manifest("org.test.echo", ECHO_CAPS);
+    let m = Manifest {
+        routes: vec!["/echo".to_owned().try_into().unwrap()],
+        ..m
+    };
+    let echo = h
+        .host
+        .load(m, &guest("echo"), Grants::none())
+        .await
+        .unwrap();
+    let err = h
+        .host
+        .call(&echo, Request::get("/kv/get?key=a"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin org.test.echo has no route for /kv/get"
+    );
+    assert_echo_serves(&h, &echo).await;
+
+    // The compiled component was cached; a second host on the same data
+    // directory loads it from there.
+    let cache: Vec<_> = std::fs::read_dir(h.dir.path().join("plugins/cache"))
+        .unwrap()
+        .collect();
+    assert_eq!(cache.len(), 1);
+    assert!(h.host.unload(&echo));
+    assert!(!h.host.unload(&echo));
+    assert_eq!(
+        h.host.call(&echo, Request::get("/echo")).await.unwrap_err(),
+        CallError::NotLoaded(echo.clone())
+    );
+
+    let Harness { host, dir, .. } = h;
+    drop(host);
+    let h = harness_in(dir);
+    let t = Instant::now();
+    let echo = load_echo(&h).await;
+    eprintln!("load from the cache: {:?}", t.elapsed());
+    assert_echo_serves(&h, &echo).await;
+    assert_eq!(
+        std::fs::read_dir(h.dir.path().join("plugins/cache"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
