@@ -43,6 +43,8 @@ pub struct RecordsSection {
     pub regions: Vec<cnode_types::RegionId>,
     /// Seconds between reconciliations with peers of each region.
     pub sync_interval_secs: u64,
+    /// Reconcile with a peer of the region soon after it connects.
+    pub sync_on_connect: bool,
     /// Receive and forward new records by gossip (off: reconciliation only).
     pub gossip: bool,
 }
@@ -52,6 +54,7 @@ impl Default for RecordsSection {
         Self {
             regions: Vec::new(),
             sync_interval_secs: 30,
+            sync_on_connect: true,
             gossip: true,
         }
     }
@@ -297,6 +300,8 @@ impl ConfigFile {
              regions = []\n\
              # Seconds between reconciliations with other nodes of each region.\n\
              sync_interval_secs = 30\n\
+             # Also reconcile with a region peer as soon as it connects.\n\
+             sync_on_connect = true\n\
              gossip = true\n\n\
              # The on-chain registry (routing table, API list) to follow; without it the\n\
              # node uses its last registry snapshot. `cnode devnet` writes this for a local chain.\n\
@@ -347,6 +352,8 @@ pub struct NodeConfig {
     pub regions: Vec<cnode_types::RegionId>,
     /// Time between reconciliations with each region's peers.
     pub sync_interval: std::time::Duration,
+    /// Reconcile with a region peer soon after it connects.
+    pub sync_on_connect: bool,
     /// Take part in the regions' gossip.
     pub record_gossip: bool,
     /// The registry to follow.
@@ -400,6 +407,7 @@ impl NodeConfig {
             max_upload_bytes_per_sec: file.blobs.max_upload_bytes_per_sec,
             regions: file.records.regions,
             sync_interval: std::time::Duration::from_secs(file.records.sync_interval_secs.max(1)),
+            sync_on_connect: file.records.sync_on_connect,
             record_gossip: file.records.gossip,
             chain: file.chain,
         }

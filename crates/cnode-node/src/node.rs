@@ -131,6 +131,7 @@ impl NodeBuilder {
                 regions: self.config.regions.clone(),
                 gossip: self.config.record_gossip,
                 sync_interval: self.config.sync_interval,
+                sync_on_connect: self.config.sync_on_connect,
                 regions_file: data_dir.path("regions"),
             },
             registry.sub_registry_with_prefix("cnode"),

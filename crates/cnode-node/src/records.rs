@@ -59,6 +59,9 @@ pub struct RecordsConfig {
     pub gossip: bool,
     /// How often to reconcile with peers of each region.
     pub sync_interval: Duration,
+    /// Reconcile with a region peer soon after it connects (off: only every
+    /// `sync_interval`).
+    pub sync_on_connect: bool,
     /// Where the regions joined at run time are remembered.
     pub regions_file: PathBuf,
 }
@@ -492,6 +495,9 @@ impl RecordService {
 
     /// A peer connected: reconcile the regions it serves with it, shortly.
     pub fn on_peer_connected(&self, peer: PeerId) {
+        if !self.inner.config.sync_on_connect {
+            return;
+        }
         let this = self.clone();
         tokio::spawn(
             async move {

@@ -59,6 +59,8 @@ pub struct NodeOptions {
     pub record_gossip: bool,
     /// Time between reconciliations (default 2 s in tests).
     pub sync_interval: Option<std::time::Duration>,
+    /// Reconcile with a region peer when it connects (default true).
+    pub sync_on_connect: bool,
     /// The chain registry to follow.
     pub chain: Option<cnode_node::cnode_registry::ChainConfig>,
 }
@@ -79,6 +81,7 @@ impl Default for NodeOptions {
             record_gossip: true,
             chain: None,
             sync_interval: None,
+            sync_on_connect: true,
         }
     }
 }
@@ -149,6 +152,7 @@ impl TestNode {
         config.regions = opts.regions;
         config.record_gossip = opts.record_gossip;
         config.chain = opts.chain;
+        config.sync_on_connect = opts.sync_on_connect;
         config.sync_interval = opts
             .sync_interval
             .unwrap_or(std::time::Duration::from_secs(2));

@@ -36,6 +36,11 @@ pub struct SyncReport {
     pub stored: usize,
     /// Bytes sent and received.
     pub wire_bytes: usize,
+    /// From the start until the set difference was known (the last
+    /// negentropy round).
+    pub reconcile_time: std::time::Duration,
+    /// From the start until the last record was fetched and validated.
+    pub fetch_time: std::time::Duration,
 }
 
 impl RecordService {
@@ -77,6 +82,7 @@ impl RecordService {
         let (need_tx, mut need_rx) = tokio::sync::mpsc::channel::<Vec<RecordId>>(8);
         let (valid_tx, mut valid_rx) = tokio::sync::mpsc::channel::<Vec<(RecordId, Record)>>(2);
 
+        let started = std::time::Instant::now();
         let reconcile = async move {
             let (mut wire, mut rounds, mut needed) = (0usize, 0usize, 0usize);
             let (mut reconciler, mut msg) = sync::Reconciler::start(snapshot)?;
@@ -99,7 +105,7 @@ impl RecordService {
                     _ => break,
                 }
             }
-            Ok::<_, SyncFailure>((wire, rounds, needed))
+            Ok::<_, SyncFailure>((wire, rounds, needed, started.elapsed()))
         };
 
         let fetch = async move {
@@ -146,7 +152,7 @@ impl RecordService {
                     break;
                 }
             }
-            Ok::<_, SyncFailure>(wire)
+            Ok::<_, SyncFailure>((wire, started.elapsed()))
         };
 
         let store = async move {
@@ -158,14 +164,16 @@ impl RecordService {
         };
 
         let (reconciled, fetched, stored) = tokio::join!(reconcile, fetch, store);
-        let (wire_a, rounds, needed) = reconciled?;
-        let wire_b = fetched?;
+        let (wire_a, rounds, needed, reconcile_time) = reconciled?;
+        let (wire_b, fetch_time) = fetched?;
         let stored = stored?;
         let report = SyncReport {
             rounds,
             needed,
             stored,
             wire_bytes: wire_a + wire_b,
+            reconcile_time,
+            fetch_time,
         };
         self.inner.metrics.sync_pulled.inc_by(stored as u64);
         self.inner
