@@ -64,7 +64,10 @@ impl Event {
     /// collection, a body that does not parse).
     pub fn from_record(record: &Record) -> Result<Self, String> {
         if record.collection != COLLECTION {
-            return Err(format!("record {} is in {}, not {COLLECTION}", record.id, record.collection));
+            return Err(format!(
+                "record {} is in {}, not {COLLECTION}",
+                record.id, record.collection
+            ));
         }
         if record.deleted {
             return Err(format!("record {} is a tombstone", record.id));
@@ -92,7 +95,9 @@ impl Event {
     /// event without a length counts as lasting 1 ms so it still falls on
     /// its day.
     fn span_end(&self) -> u64 {
-        self.ends_at.unwrap_or(self.starts_at).max(self.starts_at.saturating_add(1))
+        self.ends_at
+            .unwrap_or(self.starts_at)
+            .max(self.starts_at.saturating_add(1))
     }
 
     /// Whether any of the event lies in `[from, until)`.
@@ -114,9 +119,7 @@ impl Event {
 /// Orders events by start, then title, then id (a stable order for equal
 /// starts, so repeated requests give identical answers).
 pub fn sort(events: &mut [Event]) {
-    events.sort_by(|a, b| {
-        (a.starts_at, &a.title, &a.id).cmp(&(b.starts_at, &b.title, &b.id))
-    });
+    events.sort_by(|a, b| (a.starts_at, &a.title, &a.id).cmp(&(b.starts_at, &b.title, &b.id)));
 }
 
 #[cfg(test)]
@@ -138,7 +141,9 @@ mod tests {
 
     fn event(starts_at: u64, ends_at: Option<u64>) -> Event {
         let body = match ends_at {
-            Some(end) => format!(r#"{{"title":"t","starts_at":{starts_at},"ends_at":{end},"place":"p"}}"#),
+            Some(end) => {
+                format!(r#"{{"title":"t","starts_at":{starts_at},"ends_at":{end},"place":"p"}}"#)
+            }
             None => format!(r#"{{"title":"t","starts_at":{starts_at},"place":"p"}}"#),
         };
         Event::from_record(&record("e", &body)).expect("event")
@@ -151,19 +156,35 @@ mod tests {
             r#"{"title":"Market","starts_at":5,"ends_at":9,"place":"Gate","description":"d","url":"https://x.org","image":"bafkr4i"}"#,
         ))
         .expect("full body");
-        assert_eq!((e.title.as_str(), e.starts_at, e.ends_at, e.place.as_str()), ("Market", 5, Some(9), "Gate"));
+        assert_eq!(
+            (e.title.as_str(), e.starts_at, e.ends_at, e.place.as_str()),
+            ("Market", 5, Some(9), "Gate")
+        );
         assert_eq!(e.url.as_deref(), Some("https://x.org"));
-        let e = Event::from_record(&record("e2", r#"{"title":"x","starts_at":5,"ends_at":4,"place":""}"#))
-            .expect("end before start");
+        let e = Event::from_record(&record(
+            "e2",
+            r#"{"title":"x","starts_at":5,"ends_at":4,"place":""}"#,
+        ))
+        .expect("end before start");
         assert_eq!(e.ends_at, None);
 
-        for body in ["null", "{}", r#"{"title":"x"}"#, r#"{"title":"x","starts_at":-1}"#, "not json"] {
+        for body in [
+            "null",
+            "{}",
+            r#"{"title":"x"}"#,
+            r#"{"title":"x","starts_at":-1}"#,
+            "not json",
+        ] {
             let e = Event::from_record(&record("bad", body)).expect_err(body);
             assert!(e.contains("not an event body"), "{e}");
         }
         let mut tomb = record("t", "null");
         tomb.deleted = true;
-        assert!(Event::from_record(&tomb).expect_err("tombstone").contains("tombstone"));
+        assert!(
+            Event::from_record(&tomb)
+                .expect_err("tombstone")
+                .contains("tombstone")
+        );
         let mut other = record("o", r#"{"title":"x","starts_at":1,"place":""}"#);
         other.collection = "org.cnode.notices".into();
         assert!(Event::from_record(&other).is_err());
@@ -184,8 +205,14 @@ mod tests {
         assert!(event(now + 1, None).is_upcoming(now));
         assert!(event(now, None).is_upcoming(now), "starts right now");
         assert!(!event(now - 1, None).is_upcoming(now));
-        assert!(event(now - DAY_MS, Some(now + 1)).is_upcoming(now), "under way");
-        assert!(!event(now - DAY_MS, Some(now)).is_upcoming(now), "ends right now");
+        assert!(
+            event(now - DAY_MS, Some(now + 1)).is_upcoming(now),
+            "under way"
+        );
+        assert!(
+            !event(now - DAY_MS, Some(now)).is_upcoming(now),
+            "ends right now"
+        );
     }
 
     #[test]
@@ -195,19 +222,39 @@ mod tests {
         assert!(event(day + DAY_MS - 1, None).is_on_day(day), "last ms");
         assert!(!event(day + DAY_MS, None).is_on_day(day), "next midnight");
         assert!(!event(day - 1, None).is_on_day(day));
-        assert!(event(day - 3_600_000, Some(day + 3_600_000)).is_on_day(day), "over midnight, into the day");
-        assert!(event(day - 3_600_000, Some(day + 3_600_000)).is_on_day(day - DAY_MS), "and out of the one before");
-        assert!(!event(day - 3_600_000, Some(day)).is_on_day(day), "ends at midnight");
-        assert!(event(day - DAY_MS, Some(day + 2 * DAY_MS)).is_on_day(day), "spans the whole day");
+        assert!(
+            event(day - 3_600_000, Some(day + 3_600_000)).is_on_day(day),
+            "over midnight, into the day"
+        );
+        assert!(
+            event(day - 3_600_000, Some(day + 3_600_000)).is_on_day(day - DAY_MS),
+            "and out of the one before"
+        );
+        assert!(
+            !event(day - 3_600_000, Some(day)).is_on_day(day),
+            "ends at midnight"
+        );
+        assert!(
+            event(day - DAY_MS, Some(day + 2 * DAY_MS)).is_on_day(day),
+            "spans the whole day"
+        );
     }
 
     #[test]
     fn order() {
         let mk = |id: &str, title: &str, start: u64| {
-            Event::from_record(&record(id, &format!(r#"{{"title":"{title}","starts_at":{start},"place":""}}"#)))
-                .expect("event")
+            Event::from_record(&record(
+                id,
+                &format!(r#"{{"title":"{title}","starts_at":{start},"place":""}}"#),
+            ))
+            .expect("event")
         };
-        let mut events = vec![mk("c", "b", 5), mk("b", "a", 5), mk("a", "z", 1), mk("d", "a", 5)];
+        let mut events = vec![
+            mk("c", "b", 5),
+            mk("b", "a", 5),
+            mk("a", "z", 1),
+            mk("d", "a", 5),
+        ];
         sort(&mut events);
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "d", "c"]);

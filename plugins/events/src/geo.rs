@@ -45,7 +45,9 @@ mod tests {
     fn regions() {
         assert!(is_region("w5q6"));
         assert!(is_region("u33d"));
-        for bad in ["", "w5q", "w5q6u", "W5Q6", "w5qa", "w5qi", "w5ql", "w5qo", "ก5q6"] {
+        for bad in [
+            "", "w5q", "w5q6u", "W5Q6", "w5qa", "w5qi", "w5ql", "w5qo", "ก5q6",
+        ] {
             assert!(!is_region(bad), "{bad}");
         }
     }
@@ -54,10 +56,16 @@ mod tests {
     fn points() {
         // The classic example: ezs42 ≈ (42.6, -5.6); at 6 characters:
         let (lat, lon) = point("ezs42e").expect("valid");
-        assert!((lat - 42.605).abs() < 0.01 && (lon - -5.603).abs() < 0.01, "{lat} {lon}");
+        assert!(
+            (lat - 42.605).abs() < 0.01 && (lon - -5.603).abs() < 0.01,
+            "{lat} {lon}"
+        );
         // Berlin's Alexanderplatz is in u33dc1.
         let (lat, lon) = point("u33dc1").expect("valid");
-        assert!((lat - 52.52).abs() < 0.01 && (lon - 13.41).abs() < 0.02, "{lat} {lon}");
+        assert!(
+            (lat - 52.52).abs() < 0.01 && (lon - 13.41).abs() < 0.02,
+            "{lat} {lon}"
+        );
         assert_eq!(point("u33d"), None);
         assert_eq!(point("u33dca"), None);
         assert_eq!(point("u33dcA"), None);

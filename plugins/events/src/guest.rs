@@ -1,6 +1,9 @@
 //! The WebAssembly side: `cnode:plugin` bindings from `wit-bindgen`, a
 //! [`Host`] over the imports, and the `service` world's exports.
 
+// The generated glue passes flattened records as many arguments.
+#![allow(clippy::too_many_arguments)]
+
 wit_bindgen::generate!({ world: "service", path: "../../wit" });
 
 use cnode::plugin::{clock, log, records, types};
@@ -71,9 +74,17 @@ struct Events;
 
 impl Guest for Events {
     fn handle(request: Request) -> Response {
-        let request = crate::host::Request { method: request.method, path: request.path, query: request.query };
+        let request = crate::host::Request {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+        };
         let response = crate::service::handle(&Imports, &request);
-        Response { status: response.status, headers: response.headers, body: response.body }
+        Response {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        }
     }
 
     /// Nothing to do: every request reads the records afresh.

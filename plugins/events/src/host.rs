@@ -32,7 +32,11 @@ pub struct Response {
 impl Response {
     /// A response with one `content-type` header.
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
-        Self { status, headers: vec![("content-type".into(), content_type.into())], body: body.into() }
+        Self {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+        }
     }
 
     /// A JSON response.

@@ -102,10 +102,19 @@ impl Calendar {
 
 /// The whole `.ics` document for `events`, in the order given.
 pub fn calendar(info: &CalendarInfo<'_>, events: &[Event]) -> String {
-    let mut cal = Calendar { out: String::with_capacity(256 + events.len() * 400) };
+    let mut cal = Calendar {
+        out: String::with_capacity(256 + events.len() * 400),
+    };
     cal.line("BEGIN", "VCALENDAR");
     cal.line("VERSION", "2.0");
-    cal.line("PRODID", concat!("-//cnode//org.cnode.events plugin ", env!("CARGO_PKG_VERSION"), "//EN"));
+    cal.line(
+        "PRODID",
+        concat!(
+            "-//cnode//org.cnode.events plugin ",
+            env!("CARGO_PKG_VERSION"),
+            "//EN"
+        ),
+    );
     cal.line("CALSCALE", "GREGORIAN");
     cal.line("METHOD", "PUBLISH");
     // Widely used, not in the RFC: the name calendar apps show.
@@ -223,7 +232,11 @@ mod tests {
         let expected = [
             "BEGIN:VCALENDAR",
             "VERSION:2.0",
-            concat!("PRODID:-//cnode//org.cnode.events plugin ", env!("CARGO_PKG_VERSION"), "//EN"),
+            concat!(
+                "PRODID:-//cnode//org.cnode.events plugin ",
+                env!("CARGO_PKG_VERSION"),
+                "//EN"
+            ),
             "CALSCALE:GREGORIAN",
             "METHOD:PUBLISH",
             "X-WR-CALNAME:Events in w5q6",
@@ -257,7 +270,10 @@ mod tests {
         let unfolded = unfold(&ics);
         let first = unfolded.split("BEGIN:VEVENT").nth(1).expect("first event");
         for absent in ["DTEND", "DESCRIPTION", "URL", "LOCATION", "GEO"] {
-            assert!(!first.contains(&format!("\r\n{absent}:")), "{absent} in {first}");
+            assert!(
+                !first.contains(&format!("\r\n{absent}:")),
+                "{absent} in {first}"
+            );
         }
         assert!(first.contains(&format!("SUMMARY:{}\r\n", e.title)));
         assert_eq!(unfolded.matches("BEGIN:VEVENT").count(), 2);

@@ -21,8 +21,9 @@ use std::collections::HashSet;
 
 use crate::{
     event::{self, COLLECTION, Event},
-    geo, ics,
+    geo,
     host::{ErrorCode, Host, HostError, Level, Query, Request, Response},
+    ics,
     time::{self, DAY_MS},
 };
 
@@ -47,7 +48,10 @@ struct Refusal {
 }
 
 fn bad_request(message: impl Into<String>) -> Refusal {
-    Refusal { status: 400, message: message.into() }
+    Refusal {
+        status: 400,
+        message: message.into(),
+    }
 }
 
 impl From<Refusal> for Response {
@@ -60,18 +64,28 @@ impl From<Refusal> for Response {
 pub fn handle(host: &impl Host, request: &Request) -> Response {
     let head = request.method == "HEAD";
     if request.method != "GET" && !head {
-        return Response::error(405, &format!("{} is not allowed here: the events plugin only reads (GET)", request.method))
-            .with_header("allow", "GET, HEAD");
+        return Response::error(
+            405,
+            &format!(
+                "{} is not allowed here: the events plugin only reads (GET)",
+                request.method
+            ),
+        )
+        .with_header("allow", "GET, HEAD");
     }
     let result = match request.path.as_str() {
         "/" => list(host, &request.query),
         "/calendar.ics" => calendar(host, &request.query),
         path => match path.strip_prefix("/day/") {
             Some(day) => on_day(host, day, &request.query),
-            None if path == "/day" => Err(bad_request("expected /day/YYYY-MM-DD (a UTC day, like /day/2025-11-24)")),
+            None if path == "/day" => Err(bad_request(
+                "expected /day/YYYY-MM-DD (a UTC day, like /day/2025-11-24)",
+            )),
             None => Err(Refusal {
                 status: 404,
-                message: "no such page: the events plugin answers /, /day/YYYY-MM-DD and /calendar.ics".into(),
+                message:
+                    "no such page: the events plugin answers /, /day/YYYY-MM-DD and /calendar.ics"
+                        .into(),
             }),
         },
     };
@@ -89,7 +103,11 @@ fn list(host: &impl Host, query: &str) -> Result<Response, Refusal> {
     let limit = params.limit()?;
     let now = host.now_ms();
     let scan = scan(host, &region)?;
-    let mut events: Vec<Event> = scan.events.into_iter().filter(|e| e.is_upcoming(now)).collect();
+    let mut events: Vec<Event> = scan
+        .events
+        .into_iter()
+        .filter(|e| e.is_upcoming(now))
+        .collect();
     event::sort(&mut events);
     events.truncate(limit);
     Ok(partial(Response::json(200, &events), scan.partial))
@@ -102,7 +120,11 @@ fn on_day(host: &impl Host, day: &str, query: &str) -> Result<Response, Refusal>
     let region = params.region()?;
     let limit = params.limit()?;
     let scan = scan(host, &region)?;
-    let mut events: Vec<Event> = scan.events.into_iter().filter(|e| e.is_on_day(day_start)).collect();
+    let mut events: Vec<Event> = scan
+        .events
+        .into_iter()
+        .filter(|e| e.is_on_day(day_start))
+        .collect();
     event::sort(&mut events);
     events.truncate(limit);
     Ok(partial(Response::json(200, &events), scan.partial))
@@ -114,17 +136,27 @@ fn calendar(host: &impl Host, query: &str) -> Result<Response, Refusal> {
     let region = params.region()?;
     let since = host.now_ms().saturating_sub(CALENDAR_PAST_MS);
     let scan = scan(host, &region)?;
-    let mut events: Vec<Event> = scan.events.into_iter().filter(|e| e.is_upcoming(since)).collect();
+    let mut events: Vec<Event> = scan
+        .events
+        .into_iter()
+        .filter(|e| e.is_upcoming(since))
+        .collect();
     event::sort(&mut events);
     events.truncate(MAX_CALENDAR_EVENTS);
     let body = ics::calendar(&ics::CalendarInfo { region: &region }, &events);
-    let response = Response::new(200, "text/calendar; charset=utf-8", body)
-        .with_header("content-disposition", &format!("inline; filename=\"events-{region}.ics\""));
+    let response = Response::new(200, "text/calendar; charset=utf-8", body).with_header(
+        "content-disposition",
+        &format!("inline; filename=\"events-{region}.ics\""),
+    );
     Ok(partial(response, scan.partial))
 }
 
 fn partial(response: Response, partial: bool) -> Response {
-    if partial { response.with_header("x-events-partial", "true") } else { response }
+    if partial {
+        response.with_header("x-events-partial", "true")
+    } else {
+        response
+    }
 }
 
 /// The region's events as read through the host.
@@ -145,11 +177,18 @@ fn scan(host: &impl Host, region: &str) -> Result<Scan, Refusal> {
     let mut first_skip = None;
     let mut cursor = None;
     loop {
-        let query = Query { region: region.into(), collection: COLLECTION.into(), limit: PAGE_SIZE, cursor };
+        let query = Query {
+            region: region.into(),
+            collection: COLLECTION.into(),
+            limit: PAGE_SIZE,
+            cursor,
+        };
         let page = host.query(&query).map_err(host_failed)?;
         scanned += page.records.len();
         for record in &page.records {
-            if !record.region.starts_with(region) || !slots.insert((record.author.clone(), record.key.clone())) {
+            if !record.region.starts_with(region)
+                || !slots.insert((record.author.clone(), record.key.clone()))
+            {
                 continue;
             }
             match Event::from_record(record) {
@@ -165,7 +204,12 @@ fn scan(host: &impl Host, region: &str) -> Result<Scan, Refusal> {
             break;
         }
         if scanned >= MAX_SCANNED {
-            host.log(Level::Warn, &format!("region {region}: stopped after {scanned} event records; answer is partial"));
+            host.log(
+                Level::Warn,
+                &format!(
+                    "region {region}: stopped after {scanned} event records; answer is partial"
+                ),
+            );
             return finish(host, events, true, skipped, first_skip);
         }
     }
@@ -180,17 +224,27 @@ fn finish(
     first_skip: Option<String>,
 ) -> Result<Scan, Refusal> {
     if let Some(why) = first_skip {
-        host.log(Level::Warn, &format!("skipped {skipped} records that are not events, the first: {why}"));
+        host.log(
+            Level::Warn,
+            &format!("skipped {skipped} records that are not events, the first: {why}"),
+        );
     }
     Ok(Scan { events, partial })
 }
 
 fn host_failed(e: HostError) -> Refusal {
     let (status, message) = match e.code {
-        ErrorCode::Denied => {
-            (403, format!("this node does not let the events plugin read {COLLECTION} records here: {}", e.message))
-        }
-        ErrorCode::Unavailable => (503, format!("the node cannot look up records right now: {}", e.message)),
+        ErrorCode::Denied => (
+            403,
+            format!(
+                "this node does not let the events plugin read {COLLECTION} records here: {}",
+                e.message
+            ),
+        ),
+        ErrorCode::Unavailable => (
+            503,
+            format!("the node cannot look up records right now: {}", e.message),
+        ),
         _ => (500, format!("the records query failed: {}", e.message)),
     };
     Refusal { status, message }
@@ -211,13 +265,18 @@ impl Params {
 
     /// The first value of `name`.
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `region`, required: a 4-character geohash (case-insensitive).
     fn region(&self) -> Result<String, Refusal> {
         let Some(region) = self.get("region") else {
-            return Err(bad_request("region is required: add ?region= and a 4-character geohash, like ?region=w5q6"));
+            return Err(bad_request(
+                "region is required: add ?region= and a 4-character geohash, like ?region=w5q6",
+            ));
         };
         let lower = region.trim().to_ascii_lowercase();
         if !geo::is_region(&lower) {
@@ -235,7 +294,9 @@ impl Params {
             None => Ok(DEFAULT_LIMIT),
             Some(text) => match text.parse::<usize>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-                _ => Err(bad_request(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+                _ => Err(bad_request(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                ))),
             },
         }
     }

@@ -150,13 +150,25 @@ mod tests {
             let e = parse_day(text).expect_err(text);
             assert!(e.to_string().contains("YYYY-MM-DD"), "{text}: {e}");
         }
-        for text in ["2025-13-01", "2025-00-10", "2025-02-29", "1900-02-29", "2025-04-31", "2025-01-00"] {
+        for text in [
+            "2025-13-01",
+            "2025-00-10",
+            "2025-02-29",
+            "1900-02-29",
+            "2025-04-31",
+            "2025-01-00",
+        ] {
             let e = parse_day(text).expect_err(text);
             assert_eq!(e.to_string(), format!("{text} is not a calendar date"));
         }
         assert!(parse_day("2024-02-29").is_ok());
         assert!(parse_day("2000-02-29").is_ok());
-        assert!(parse_day("1969-12-31").expect_err("before").to_string().contains("before 1970"));
+        assert!(
+            parse_day("1969-12-31")
+                .expect_err("before")
+                .to_string()
+                .contains("before 1970")
+        );
         let long = "x".repeat(1000);
         assert!(parse_day(&long).expect_err("long").to_string().len() < 120);
     }

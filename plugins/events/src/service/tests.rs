@@ -33,14 +33,24 @@ impl Host for FakeHost {
     fn query(&self, query: &Query) -> Result<Page, HostError> {
         self.queries.borrow_mut().push(query.clone());
         if let Some(code) = self.deny {
-            return Err(HostError { code, message: "no grant".into() });
+            return Err(HostError {
+                code,
+                message: "no grant".into(),
+            });
         }
         let matching: Vec<&Record> = self
             .records
             .iter()
-            .filter(|r| r.collection == query.collection && r.region.starts_with(&query.region) && !r.deleted)
+            .filter(|r| {
+                r.collection == query.collection
+                    && r.region.starts_with(&query.region)
+                    && !r.deleted
+            })
             .collect();
-        let start: usize = query.cursor.as_deref().map_or(0, |c| c.parse().expect("cursor"));
+        let start: usize = query
+            .cursor
+            .as_deref()
+            .map_or(0, |c| c.parse().expect("cursor"));
         let size = (query.limit as usize).min(self.page_cap.get());
         let end = (start + size).min(matching.len());
         Ok(Page {
@@ -59,7 +69,8 @@ impl Host for FakeHost {
 }
 
 fn event(id: &str, title: &str, starts_at: u64, ends_at: Option<u64>) -> Record {
-    let mut body = serde_json::json!({ "title": title, "starts_at": starts_at, "place": "Tha Phae Gate" });
+    let mut body =
+        serde_json::json!({ "title": title, "starts_at": starts_at, "place": "Tha Phae Gate" });
     if let Some(end) = ends_at {
         body["ends_at"] = end.into();
     }
@@ -77,7 +88,14 @@ fn event(id: &str, title: &str, starts_at: u64, ends_at: Option<u64>) -> Record 
 
 fn get(host: &FakeHost, url: &str) -> Response {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    handle(host, &Request { method: "GET".into(), path: path.into(), query: query.into() })
+    handle(
+        host,
+        &Request {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+        },
+    )
 }
 
 fn json(response: &Response) -> Value {
@@ -85,7 +103,12 @@ fn json(response: &Response) -> Value {
 }
 
 fn ids(response: &Response) -> Vec<String> {
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
     json(response)
         .as_array()
         .expect("array")
@@ -95,13 +118,22 @@ fn ids(response: &Response) -> Vec<String> {
 }
 
 fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
-    response.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    response
+        .headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn sample() -> FakeHost {
     FakeHost::new(vec![
         event("later", "Concert", NOW + 2 * DAY_MS, None),
-        event("past", "Yesterday's market", NOW - DAY_MS, Some(NOW - DAY_MS + 2 * HOUR)),
+        event(
+            "past",
+            "Yesterday's market",
+            NOW - DAY_MS,
+            Some(NOW - DAY_MS + 2 * HOUR),
+        ),
         event("running", "Fair", NOW - HOUR, Some(NOW + HOUR)),
         event("soon", "Talk", NOW + HOUR, Some(NOW + 2 * HOUR)),
         event("old", "Last month", NOW - 40 * DAY_MS, None),
@@ -127,18 +159,32 @@ fn lists_upcoming_sorted_by_start() {
 
 #[test]
 fn region_is_case_insensitive_and_decoded() {
-    assert_eq!(ids(&get(&sample(), "/?region=W5Q6")), ["running", "soon", "later"]);
-    assert_eq!(ids(&get(&sample(), "/?other=1&region=%77%35q6")), ["running", "soon", "later"]);
+    assert_eq!(
+        ids(&get(&sample(), "/?region=W5Q6")),
+        ["running", "soon", "later"]
+    );
+    assert_eq!(
+        ids(&get(&sample(), "/?other=1&region=%77%35q6")),
+        ["running", "soon", "later"]
+    );
     assert_eq!(ids(&get(&sample(), "/?region=u33d")), Vec::<String>::new());
 }
 
 #[test]
 fn limit() {
-    assert_eq!(ids(&get(&sample(), "/?region=w5q6&limit=2")), ["running", "soon"]);
+    assert_eq!(
+        ids(&get(&sample(), "/?region=w5q6&limit=2")),
+        ["running", "soon"]
+    );
     for bad in ["0", "501", "-1", "two", ""] {
         let response = get(&sample(), &format!("/?region=w5q6&limit={bad}"));
         assert_eq!(response.status, 400, "{bad}");
-        assert!(json(&response)["error"].as_str().expect("error").contains("limit"));
+        assert!(
+            json(&response)["error"]
+                .as_str()
+                .expect("error")
+                .contains("limit")
+        );
     }
 }
 
@@ -172,10 +218,16 @@ fn bad_regions_are_400() {
 fn one_day() {
     let host = sample();
     // NOW is 2025-11-24T10:00Z: "running", "soon" that day, "later" on the 26th.
-    assert_eq!(ids(&get(&host, "/day/2025-11-24?region=w5q6")), ["running", "soon"]);
+    assert_eq!(
+        ids(&get(&host, "/day/2025-11-24?region=w5q6")),
+        ["running", "soon"]
+    );
     assert_eq!(ids(&get(&host, "/day/2025-11-26?region=w5q6")), ["later"]);
     assert_eq!(ids(&get(&host, "/day/2025-11-23?region=w5q6")), ["past"]);
-    assert_eq!(ids(&get(&host, "/day/2025-11-25?region=w5q6")), Vec::<String>::new());
+    assert_eq!(
+        ids(&get(&host, "/day/2025-11-25?region=w5q6")),
+        Vec::<String>::new()
+    );
     for (url, expected) in [
         ("/day/2025-13-01?region=w5q6", "not a calendar date"),
         ("/day/24-11-2025?region=w5q6", "YYYY-MM-DD"),
@@ -185,7 +237,13 @@ fn one_day() {
     ] {
         let response = get(&host, url);
         assert_eq!(response.status, 400, "{url}");
-        assert!(json(&response)["error"].as_str().expect("error").contains(expected), "{url}");
+        assert!(
+            json(&response)["error"]
+                .as_str()
+                .expect("error")
+                .contains(expected),
+            "{url}"
+        );
     }
 }
 
@@ -194,13 +252,28 @@ fn calendar_export() {
     let host = sample();
     let response = get(&host, "/calendar.ics?region=w5q6");
     assert_eq!(response.status, 200);
-    assert_eq!(header(&response, "content-type"), Some("text/calendar; charset=utf-8"));
-    assert_eq!(header(&response, "content-disposition"), Some("inline; filename=\"events-w5q6.ics\""));
+    assert_eq!(
+        header(&response, "content-type"),
+        Some("text/calendar; charset=utf-8")
+    );
+    assert_eq!(
+        header(&response, "content-disposition"),
+        Some("inline; filename=\"events-w5q6.ics\"")
+    );
     let text = String::from_utf8(response.body).expect("utf-8");
     // Ended within 30 days ("past") stays; 40 days ago ("old") does not.
-    let uids: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("UID:")).map(str::trim_end).collect();
-    assert_eq!(uids, ["past@cnode", "running@cnode", "soon@cnode", "later@cnode"]);
-    assert!(text.contains("DTSTART:20251124T090000Z\r\nDTEND:20251124T110000Z\r\nSUMMARY:Fair\r\n"));
+    let uids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("UID:"))
+        .map(str::trim_end)
+        .collect();
+    assert_eq!(
+        uids,
+        ["past@cnode", "running@cnode", "soon@cnode", "later@cnode"]
+    );
+    assert!(
+        text.contains("DTSTART:20251124T090000Z\r\nDTEND:20251124T110000Z\r\nSUMMARY:Fair\r\n")
+    );
 }
 
 #[test]
@@ -208,22 +281,45 @@ fn other_paths_and_methods() {
     let host = sample();
     let response = get(&host, "/nope?region=w5q6");
     assert_eq!(response.status, 404);
-    let post = handle(&host, &Request { method: "POST".into(), path: "/".into(), query: "region=w5q6".into() });
+    let post = handle(
+        &host,
+        &Request {
+            method: "POST".into(),
+            path: "/".into(),
+            query: "region=w5q6".into(),
+        },
+    );
     assert_eq!(post.status, 405);
     assert_eq!(header(&post, "allow"), Some("GET, HEAD"));
-    let head = handle(&host, &Request { method: "HEAD".into(), path: "/".into(), query: "region=w5q6".into() });
+    let head = handle(
+        &host,
+        &Request {
+            method: "HEAD".into(),
+            path: "/".into(),
+            query: "region=w5q6".into(),
+        },
+    );
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
 }
 
 #[test]
 fn host_errors() {
-    for (code, status) in [(ErrorCode::Denied, 403), (ErrorCode::Unavailable, 503), (ErrorCode::Internal, 500)] {
+    for (code, status) in [
+        (ErrorCode::Denied, 403),
+        (ErrorCode::Unavailable, 503),
+        (ErrorCode::Internal, 500),
+    ] {
         let mut host = sample();
         host.deny = Some(code);
         let response = get(&host, "/?region=w5q6");
         assert_eq!(response.status, status, "{code:?}");
-        assert!(json(&response)["error"].as_str().expect("error").contains("no grant"));
+        assert!(
+            json(&response)["error"]
+                .as_str()
+                .expect("error")
+                .contains("no grant")
+        );
     }
 }
 
@@ -247,19 +343,31 @@ fn pages_slots_and_junk() {
     assert_eq!(all[0], "e0001");
     assert!(all.contains(&"e0000-v2".to_owned()));
     assert!(!all.contains(&"e0000".to_owned()));
-    assert_eq!(host.queries.borrow().len(), 5, "1202 records in pages of 300");
+    assert_eq!(
+        host.queries.borrow().len(),
+        5,
+        "1202 records in pages of 300"
+    );
     let logs = host.logs.borrow();
     assert_eq!(logs.len(), 1);
-    assert!(logs[0].contains("skipped 1 records") && logs[0].contains("junk"), "{logs:?}");
+    assert!(
+        logs[0].contains("skipped 1 records") && logs[0].contains("junk"),
+        "{logs:?}"
+    );
 }
 
 #[test]
 fn scan_stops_at_its_bound() {
-    let records = (0..(MAX_SCANNED as u64 + 600)).map(|i| event(&format!("e{i}"), "E", NOW + i, None)).collect();
+    let records = (0..(MAX_SCANNED as u64 + 600))
+        .map(|i| event(&format!("e{i}"), "E", NOW + i, None))
+        .collect();
     let host = FakeHost::new(records);
     let response = get(&host, "/?region=w5q6&limit=1");
     assert_eq!(response.status, 200);
     assert_eq!(header(&response, "x-events-partial"), Some("true"));
-    assert_eq!(host.queries.borrow().len(), MAX_SCANNED / PAGE_SIZE as usize);
+    assert_eq!(
+        host.queries.borrow().len(),
+        MAX_SCANNED / PAGE_SIZE as usize
+    );
     assert!(host.logs.borrow()[0].contains("partial"));
 }
