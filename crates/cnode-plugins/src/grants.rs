@@ -159,3 +159,72 @@ impl Grants {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants() -> Grants {
+        Grants::new([
+            Capability::new(Resource::Records, Access::Read)
+                .collections(["org.cnode.events"])
+                .regions(["u33d"]),
+            Capability::new(Resource::Records, Access::Write).collections(["org.cnode.notices"]),
+            Capability::new(Resource::Http, Access::Read).hosts(["api.example.com"]),
+            Capability::new(Resource::Kv, Access::Read),
+        ])
+    }
+
+    #[test]
+    fn records_read_needs_the_scope_named() {
+        let g = grants();
+        assert!(
+            g.check_query(Some("org.cnode.events"), Some("u33d"))
+                .is_ok()
+        );
+        // Write includes read, and that grant has no region limit.
+        assert!(g.check_query(Some("org.cnode.notices"), None).is_ok());
+        assert!(
+            g.check_query(Some("org.cnode.events"), None).is_err(),
+            "region-limited grant, no region"
+        );
+        assert!(
+            g.check_query(None, Some("u33d")).is_err(),
+            "collection-limited grants, no collection"
+        );
+        assert!(
+            g.check_query(Some("org.cnode.events"), Some("u3")).is_err(),
+            "a wider region than granted"
+        );
+        assert!(g.may_read("org.cnode.events", "u33dc0"));
+        assert!(!g.may_read("org.cnode.events", "gcpv"));
+        assert!(g.may_read("org.cnode.notices", "gcpv"));
+        assert!(Grants::none().check_query(None, None).is_err());
+    }
+
+    #[test]
+    fn publish_http_and_plain_resources() {
+        let g = grants();
+        assert!(g.check_publish("org.cnode.notices", "u33dc0").is_ok());
+        let e = g.check_publish("org.cnode.events", "u33dc0").unwrap_err();
+        assert_eq!(
+            e,
+            "records:write is not granted for collection \"org.cnode.events\" in region \"u33dc0\""
+        );
+        assert!(g.check_http("GET", "api.example.com", 443).is_ok());
+        assert_eq!(
+            g.check_http("POST", "api.example.com", 443).unwrap_err(),
+            "http:write is not granted (needed for POST)"
+        );
+        assert_eq!(
+            g.check_http("GET", "evil.example.net", 443).unwrap_err(),
+            "http to evil.example.net:443 is not granted"
+        );
+        assert!(g.check(Resource::Kv, Access::Read).is_ok());
+        assert_eq!(
+            g.check(Resource::Kv, Access::Write).unwrap_err(),
+            "kv:write is not granted"
+        );
+        assert!(g.check(Resource::Blobs, Access::Read).is_err());
+    }
+}

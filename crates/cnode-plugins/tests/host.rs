@@ -3,6 +3,8 @@
 //! `<target>/plugin-guests`), and the host runs them with in-memory fakes
 //! for records and HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -168,6 +170,11 @@ fn harness() -> Harness {
 }
 
 fn harness_in(dir: tempfile::TempDir) -> Harness {
+    let config = HostConfig::new(dir.path());
+    harness_with(dir, config)
+}
+
+fn harness_with(dir: tempfile::TempDir, config: HostConfig) -> Harness {
     let records = Arc::new(FakeRecords::default());
     let http = Arc::new(FakeHttp::default());
     let services = Services {
@@ -175,7 +182,7 @@ fn harness_in(dir: tempfile::TempDir) -> Harness {
         http: http.clone(),
         ..Services::default()
     };
-    let host = PluginHost::new(HostConfig::new(dir.path()), services).unwrap();
+    let host = PluginHost::new(config, services).unwrap();
     Harness {
         host,
         records,
@@ -423,6 +430,52 @@ async fn other_plugins_are_served_while_one_loops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_stops_a_loop_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HostConfig {
+        fuel_per_call: Some(20_000_000),
+        ..HostConfig::new(dir.path())
+    };
+    let h = harness_with(dir, config);
+    let echo = load_echo(&h).await;
+    let looper = load_plain(&h, "looper").await;
+
+    let t = Instant::now();
+    let err = h.host.call(&looper, Request::get("/")).await.unwrap_err();
+    assert_eq!(
+        err,
+        CallError::OutOfFuel {
+            plugin: looper.clone(),
+            fuel: 20_000_000
+        }
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "fuel ran out after {:?}",
+        t.elapsed()
+    );
+    assert_echo_serves(&h, &echo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smaller_memory_cap_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HostConfig {
+        memory_limit: 8 << 20,
+        ..HostConfig::new(dir.path())
+    };
+    let h = harness_with(dir, config);
+    let echo = load_echo(&h).await;
+    let hog = load_plain(&h, "hog").await;
+    let err = h.host.call(&hog, Request::get("/")).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin org.test.hog stopped: memory limit of 8 MiB reached"
+    );
+    assert_echo_serves(&h, &echo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_hog_is_trapped_at_the_cap() {
     let h = harness();
     let echo = load_echo(&h).await;
@@ -643,7 +696,7 @@ async fn malformed_components_are_refused() {
         eprintln!("{what}: {msg}");
         assert_echo_serves(&h, &echo).await;
     }
-    assert_eq!(h.host.plugin_ids(), [echo.clone()]);
+    assert_eq!(h.host.plugin_ids(), std::slice::from_ref(&echo));
 
     // Loading the same id twice, and grants the manifest does not request.
     let err = load_echo_again(&h).await;
