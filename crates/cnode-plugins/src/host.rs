@@ -43,7 +43,10 @@ pub struct HostConfig {
     /// faster.
     pub fuel_per_call: Option<u64>,
     /// Calls running at once, over all plugins (the size of the instance
-    /// pool). A call waits up to its timeout for a slot. Default 32.
+    /// pool). A call waits up to its timeout for a slot. Default 32. The
+    /// pool reserves address space up front (4 GiB plus guard per linear
+    /// memory, four memories per slot): virtual only, nothing is committed
+    /// until used.
     pub max_concurrent_calls: u32,
     /// The largest blob `blobs.get` / `blobs.put` handle, bytes. Default
     /// 16 MiB.
@@ -266,7 +269,7 @@ enum Export {
     Tick,
 }
 
-/// What is loaded, for [`PluginHost::plugins`].
+/// A loaded plugin, as [`PluginHost::info`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginInfo {
     /// The manifest.

@@ -19,6 +19,11 @@
 //! - [`audit`]: denied host calls, in memory and in
 //!   `<data>/plugins/audit.jsonl`.
 //!
+//! Host calls are async (`wasmtime_wasi::p2::add_to_linker_async` and
+//! async bindings): the node's records and blobs services are async, and a
+//! guest running on a fiber yields to the executor at every epoch tick, so
+//! a long computation never holds a runtime thread for the whole call.
+//!
 //! Threads and tasks: one `cnode-plugins-epoch` thread advances the engine's
 //! epoch every 10 ms (a thread, not a task, so a guest spinning on every
 //! runtime thread is still interrupted); it stops when the last
