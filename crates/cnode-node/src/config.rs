@@ -43,7 +43,8 @@ pub struct RecordsSection {
     pub regions: Vec<cnode_types::RegionId>,
     /// Seconds between reconciliations with peers of each region.
     pub sync_interval_secs: u64,
-    /// Reconcile with a peer of the region soon after it connects.
+    /// Reconcile with a peer of the region soon after it connects, and with
+    /// the region's peers right after joining it.
     pub sync_on_connect: bool,
     /// Receive and forward new records by gossip (off: reconciliation only).
     pub gossip: bool,
@@ -300,7 +301,7 @@ impl ConfigFile {
              regions = []\n\
              # Seconds between reconciliations with other nodes of each region.\n\
              sync_interval_secs = 30\n\
-             # Also reconcile with a region peer as soon as it connects.\n\
+             # Also reconcile with a region peer as soon as it connects (and after a join).\n\
              sync_on_connect = true\n\
              gossip = true\n\n\
              # The on-chain registry (routing table, API list) to follow; without it the\n\

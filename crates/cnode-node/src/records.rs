@@ -59,7 +59,8 @@ pub struct RecordsConfig {
     pub gossip: bool,
     /// How often to reconcile with peers of each region.
     pub sync_interval: Duration,
-    /// Reconcile with a region peer soon after it connects (off: only every
+    /// Reconcile with a region peer soon after it connects, and with the
+    /// region's peers right after joining it (off: only every
     /// `sync_interval`).
     pub sync_on_connect: bool,
     /// Where the regions joined at run time are remembered.
@@ -330,8 +331,10 @@ impl RecordService {
                     debug!(%region, "cannot announce the region yet: {e}");
                 }
                 this.connect_region_peers(region).await;
-                for peer in this.region_peers(region).await {
-                    this.spawn_sync(peer, region);
+                if this.inner.config.sync_on_connect {
+                    for peer in this.region_peers(region).await {
+                        this.spawn_sync(peer, region);
+                    }
                 }
             }
             .in_current_span(),

@@ -22,6 +22,9 @@ const FETCH_BATCH: usize = sync::MAX_FETCH_IDS;
 const FETCHES_IN_FLIGHT: usize = 3;
 /// The most ids one session pulls; the rest waits for the next session.
 const MAX_NEED_PER_SESSION: usize = 2_000_000;
+/// The most records stored in one transaction during a session.
+const STORE_BATCH: usize = 4096;
+
 /// Inbound sync requests one peer may make per second (burst = 4 s worth).
 const SYNC_REQUESTS_PER_SEC: f64 = 200.0;
 
@@ -157,7 +160,16 @@ impl RecordService {
 
         let store = async move {
             let mut stored = 0usize;
-            while let Some(batch) = valid_rx.recv().await {
+            while let Some(mut batch) = valid_rx.recv().await {
+                // Whatever else is already waiting goes in the same
+                // transaction: fewer commits, each page of the indexes
+                // written once for more records.
+                while batch.len() < STORE_BATCH {
+                    match valid_rx.try_recv() {
+                        Ok(more) => batch.extend(more),
+                        Err(_) => break,
+                    }
+                }
                 stored += self.store_many(batch, now_ms()).await?;
             }
             Ok::<_, SyncFailure>(stored)
