@@ -9,7 +9,9 @@
 //! - with a registry (a `[chain]` configured, or a snapshot from an earlier
 //!   run), its follower task (in `cnode-registry`) and the bootstrap task
 //!   (here, `chain`), which dials the service nodes the routing table lists
-//!   for the regions this node serves.
+//!   for the regions this node serves;
+//! - the plugin service's record fan-out and tick tasks (`plugins`), which
+//!   hand new records to service plugins and run their periodic jobs.
 //!
 //! Shutdown order, in [`Node::shutdown`]: cancel the event task, stop the swarm
 //! actor (connections close), then the store closes when the last handle drops.
@@ -21,6 +23,7 @@ mod chain;
 mod config;
 mod datadir;
 mod node;
+pub mod plugins;
 mod records;
 
 pub use blobs::{
@@ -38,6 +41,7 @@ pub use datadir::{
     TOKEN_FILE, default_data_dir, new_token,
 };
 pub use node::{Node, NodeBuilder, NodeError};
+pub use plugins::{PluginError, PluginService, PluginView};
 pub use records::{
     MAX_GOSSIP_IN_FLIGHT, Posted, RecordError, RecordMetrics, RecordService, RecordsConfig,
     RegionInfo, SyncFailure, SyncReport,

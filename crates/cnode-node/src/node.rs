@@ -48,6 +48,10 @@ pub enum NodeError {
     /// snapshot and retries).
     #[error("registry: {0}")]
     Registry(#[from] cnode_registry::SpawnError),
+    /// The plugin host could not start (installed plugins that fail to load
+    /// are reported, not fatal).
+    #[error("plugins: {0}")]
+    Plugins(#[from] cnode_plugins::HostInitError),
 }
 
 /// Builds a [`Node`] from a [`NodeConfig`].
@@ -154,6 +158,9 @@ impl NodeBuilder {
                 .in_current_span(),
             ));
         }
+        let plugins = crate::PluginService::new(data_dir.root(), records.clone(), blobs.clone())?;
+        plugins.load_installed().await;
+        tasks.extend(plugins.start(records.subscribe(), cancel.child_token()));
         let inbound_task = tokio::spawn(
             inbound_task(
                 spawned.inbound,
@@ -222,6 +229,7 @@ impl NodeBuilder {
                 cancel,
                 blobs,
                 records,
+                plugins,
                 chain,
                 tasks: Mutex::new(Some((spawned.handle, {
                     tasks.extend([event_task, inbound_task]);
@@ -258,6 +266,7 @@ struct Inner {
     cancel: CancellationToken,
     blobs: crate::BlobService,
     records: crate::RecordService,
+    plugins: crate::PluginService,
     chain: Option<cnode_registry::RegistryHandle>,
     tasks: Mutex<Option<(NetHandle, Vec<JoinHandle<()>>)>>,
 }
@@ -272,6 +281,11 @@ impl Node {
     /// The records service (regions, posting, queries, sync).
     pub fn records(&self) -> &crate::RecordService {
         &self.inner.records
+    }
+
+    /// Service plugins: installed plugins, calls, grants, audit.
+    pub fn plugins(&self) -> &crate::PluginService {
+        &self.inner.plugins
     }
 
     /// The chain registry, when one is configured or a snapshot exists.

@@ -1,0 +1,1051 @@
+//! The node's plugin service: installed service plugins, run by a
+//! [`cnode_plugins::PluginHost`] over the node's records and blobs.
+//!
+//! - Installed plugins live under `<data>/plugins/installed/<id>/`:
+//!   `plugin.toml`, `component.wasm`, `grants.json` (the approved
+//!   capabilities) and `state.json` (`{"enabled": true}`). They are loaded
+//!   at node start; a plugin that fails to load is reported (in
+//!   [`PluginService::list`] and the log) and the node keeps running.
+//! - Records: plugins query the node's record store; a record a plugin
+//!   publishes is signed by the node's *publishing user* — the data
+//!   directory's default user (`<data>/users`), unlocked without a
+//!   passphrase (an insecure key) or with `CNODE_PASSPHRASE`. Without one,
+//!   `records.publish` answers `unavailable` with a message saying so.
+//! - Blobs: `get` reads a complete local blob (bounded by the host's
+//!   limit), `put` imports the bytes (unpinned).
+//! - Tasks: one fan-out task takes new records from
+//!   [`crate::RecordService::subscribe`] and hands each to every enabled
+//!   plugin's `on-record` through a bounded queue (a full queue drops the
+//!   record and counts it); the same task runs every plugin's `tick` every
+//!   [`TICK_EVERY`]. Both stop when the node shuts down.
+//!
+//! Capabilities on the command line and in the API are written
+//! `resource:access[:key=v1,v2…]`, e.g. `records:read`,
+//! `records:write:collections=org.cnode.notices`,
+//! `records:read:collections=org.cnode.events:regions=w5q6`,
+//! `http:read:hosts=api.example.com:8443` (see [`parse_capability`]).
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use cnode_identity::{UserKey, keystore::Keystore};
+pub use cnode_plugins;
+use cnode_plugins::{
+    AuditEntry, CallError, Capability, Grants, HostBlobs, HostConfig, HostError, HostInitError,
+    HostRecords, Manifest, PluginHost, PluginId, PluginRecord, PluginStats, Request, Resource,
+    Response, Scope, Services,
+    services::{Publish, RecordPage, RecordQuery},
+};
+use cnode_records::{
+    RecordId, UnsignedRecord,
+    store::{Near, Query, StoredRecord},
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::{BlobService, RecordError, RecordService};
+
+/// How often every enabled plugin's `tick` runs.
+pub const TICK_EVERY: Duration = Duration::from_secs(10);
+/// New records waiting for plugins' `on-record`; more are dropped (counted).
+pub const RECORD_QUEUE: usize = 256;
+/// The environment variable with the publishing user's passphrase.
+pub const PASSPHRASE_ENV: &str = "CNODE_PASSPHRASE";
+/// The largest `plugin.toml` read, bytes.
+const MAX_MANIFEST_BYTES: u64 = 64 << 10;
+
+/// A plugin operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// No such plugin is installed.
+    #[error("no plugin {0} is installed")]
+    NotInstalled(String),
+    /// A plugin with this id is installed already.
+    #[error("plugin {0} is already installed; remove it first (`cnode plugin rm {0}`)")]
+    AlreadyInstalled(PluginId),
+    /// The package (manifest, component, path) is not usable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The host refused to load the component.
+    #[error(transparent)]
+    Load(#[from] cnode_plugins::LoadError),
+    /// Reading or writing the plugin's files failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PluginError + '_ {
+    move |source| PluginError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Which capabilities to approve at install time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantChoice {
+    /// Everything the manifest requests.
+    All,
+    /// These (each must be requested by the manifest; see [`select`]).
+    Some(Vec<Capability>),
+}
+
+/// An installed plugin as listed by the API and the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PluginView {
+    /// The plugin id (reverse-domain).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The plugin API version it was built for.
+    pub api_version: String,
+    /// What it does.
+    pub description: String,
+    /// The paths it answers below `/v1/services/{id}`.
+    pub routes: Vec<String>,
+    /// The capabilities the manifest requests (`resource:access[:scope]`).
+    pub requested: Vec<String>,
+    /// The capabilities the user granted.
+    pub granted: Vec<String>,
+    /// Whether it is enabled (loaded at start, served).
+    pub enabled: bool,
+    /// Whether the host has it loaded right now.
+    pub loaded: bool,
+    /// Why it could not be loaded, if it could not.
+    pub error: Option<String>,
+    /// The host's counters (calls, traps, timeouts, host calls).
+    #[schema(value_type = Object)]
+    pub stats: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+struct Installed {
+    manifest: Manifest,
+    grants: Grants,
+    enabled: bool,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    enabled: bool,
+}
+
+/// The node's plugins. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PluginService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    host: PluginHost,
+    dir: PathBuf,
+    installed: Mutex<BTreeMap<PluginId, Installed>>,
+    /// Serialises install/enable/disable/remove (they touch files and the host).
+    changes: tokio::sync::Mutex<()>,
+    queue: mpsc::Sender<Arc<StoredRecord>>,
+    queue_rx: Mutex<Option<mpsc::Receiver<Arc<StoredRecord>>>>,
+    dropped_records: AtomicU64,
+    delivered_records: AtomicU64,
+}
+
+impl PluginService {
+    /// Starts the plugin host under `data_dir/plugins` with the node's
+    /// records and blobs. Plugins are loaded by [`PluginService::load_installed`].
+    pub fn new(
+        data_dir: &Path,
+        records: RecordService,
+        blobs: BlobService,
+    ) -> Result<Self, HostInitError> {
+        Self::with_config(HostConfig::new(data_dir), records, blobs)
+    }
+
+    /// [`PluginService::new`] with explicit host limits.
+    pub fn with_config(
+        config: HostConfig,
+        records: RecordService,
+        blobs: BlobService,
+    ) -> Result<Self, HostInitError> {
+        let dir = config.data_dir.join("plugins").join("installed");
+        fs::create_dir_all(&dir).map_err(|source| HostInitError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let users = config.data_dir.join("users");
+        let services = Services {
+            records: Arc::new(NodeRecords {
+                records,
+                users,
+                signer: Mutex::new(None),
+            }),
+            blobs: Arc::new(NodeBlobs { blobs }),
+            ..Services::default()
+        };
+        let host = PluginHost::new(config, services)?;
+        let (queue, queue_rx) = mpsc::channel(RECORD_QUEUE);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                host,
+                dir,
+                installed: Mutex::new(BTreeMap::new()),
+                changes: tokio::sync::Mutex::new(()),
+                queue,
+                queue_rx: Mutex::new(Some(queue_rx)),
+                dropped_records: AtomicU64::new(0),
+                delivered_records: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The wasmtime host.
+    pub fn host(&self) -> &PluginHost {
+        &self.inner.host
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PluginId, Installed>> {
+        self.inner
+            .installed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Loads every plugin installed under `<data>/plugins/installed`
+    /// (enabled ones into the host). Failures are logged and kept in the
+    /// plugin's [`PluginView::error`]; they never stop the node.
+    pub async fn load_installed(&self) {
+        let _g = self.inner.changes.lock().await;
+        let entries = match fs::read_dir(&self.inner.dir) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!("cannot list installed plugins: {e}");
+                return;
+            }
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let manifest = match read_manifest(&dir.join("plugin.toml")) {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(plugin = %name, "installed plugin skipped: {e}");
+                    continue;
+                }
+            };
+            let id = manifest.id.clone();
+            let grants: Grants = fs::read(dir.join("grants.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let enabled = fs::read(dir.join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<StateFile>(&b).ok())
+                .is_none_or(|s| s.enabled);
+            let mut error = None;
+            if enabled {
+                let loaded = match fs::read(dir.join("component.wasm")) {
+                    Ok(bytes) => self
+                        .inner
+                        .host
+                        .load(manifest.clone(), &bytes, grants.clone())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("cannot read component.wasm: {e}")),
+                };
+                if let Err(e) = loaded {
+                    warn!(plugin = %id, "plugin not loaded: {e}");
+                    error = Some(e);
+                }
+            }
+            self.lock().insert(
+                id,
+                Installed {
+                    manifest,
+                    grants,
+                    enabled,
+                    error,
+                },
+            );
+        }
+        let n = self.lock().len();
+        if n > 0 {
+            info!(plugins = n, "installed plugins loaded");
+        }
+    }
+
+    /// Installs a package found at `path` (see [`resolve_package`]).
+    pub async fn install_path(
+        &self,
+        path: &Path,
+        grants: GrantChoice,
+    ) -> Result<PluginView, PluginError> {
+        let (manifest_path, wasm_path) = resolve_package(path)?;
+        let text = fs::read_to_string(&manifest_path).map_err(io_err(&manifest_path))?;
+        let component = tokio::fs::read(&wasm_path)
+            .await
+            .map_err(io_err(&wasm_path))?;
+        self.install(&text, &component, grants).await
+    }
+
+    /// Installs a plugin: validates the manifest and the grants, loads the
+    /// component into the host (refusing a malformed one), then writes it
+    /// under `<data>/plugins/installed/<id>/`.
+    pub async fn install(
+        &self,
+        manifest_text: &str,
+        component: &[u8],
+        grants: GrantChoice,
+    ) -> Result<PluginView, PluginError> {
+        let manifest =
+            Manifest::from_toml(manifest_text).map_err(|e| PluginError::Invalid(e.to_string()))?;
+        let grants = match grants {
+            GrantChoice::All => Grants::all_requested(&manifest),
+            GrantChoice::Some(list) => select(&manifest, &list)?,
+        };
+        let id = manifest.id.clone();
+        let _g = self.inner.changes.lock().await;
+        if self.lock().contains_key(&id) {
+            return Err(PluginError::AlreadyInstalled(id));
+        }
+        self.inner
+            .host
+            .load(manifest.clone(), component, grants.clone())
+            .await?;
+        let dir = self.inner.dir.join(id.as_str());
+        let written = (|| {
+            let tmp = self.inner.dir.join(format!(".{id}.tmp"));
+            let _ = fs::remove_dir_all(&tmp);
+            fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+            write(&tmp.join("plugin.toml"), manifest_text.as_bytes())?;
+            write(&tmp.join("component.wasm"), component)?;
+            write(&tmp.join("grants.json"), &json_bytes(&grants))?;
+            write(
+                &tmp.join("state.json"),
+                &json_bytes(&StateFile { enabled: true }),
+            )?;
+            let _ = fs::remove_dir_all(&dir);
+            fs::rename(&tmp, &dir).map_err(io_err(&dir))
+        })();
+        if let Err(e) = written {
+            self.inner.host.unload(&id);
+            return Err(e);
+        }
+        info!(plugin = %id, version = %manifest.version, "plugin installed");
+        self.lock().insert(
+            id.clone(),
+            Installed {
+                manifest,
+                grants,
+                enabled: true,
+                error: None,
+            },
+        );
+        self.view(&id)
+            .ok_or_else(|| PluginError::NotInstalled(id.to_string()))
+    }
+
+    fn id(&self, id: &str) -> Result<PluginId, PluginError> {
+        let id: PluginId = id
+            .parse()
+            .map_err(|_| PluginError::NotInstalled(id.to_owned()))?;
+        if self.lock().contains_key(&id) {
+            Ok(id)
+        } else {
+            Err(PluginError::NotInstalled(id.to_string()))
+        }
+    }
+
+    /// Replaces the plugin's grants (each must be requested by its
+    /// manifest); the next call sees them.
+    pub async fn set_grants(
+        &self,
+        id: &str,
+        grants: GrantChoice,
+    ) -> Result<PluginView, PluginError> {
+        let id = self.id(id)?;
+        let _g = self.inner.changes.lock().await;
+        let manifest = self
+            .lock()
+            .get(&id)
+            .map(|p| p.manifest.clone())
+            .ok_or_else(|| PluginError::NotInstalled(id.to_string()))?;
+        let grants = match grants {
+            GrantChoice::All => Grants::all_requested(&manifest),
+            GrantChoice::Some(list) => select(&manifest, &list)?,
+        };
+        write(
+            &self.inner.dir.join(id.as_str()).join("grants.json"),
+            &json_bytes(&grants),
+        )?;
+        if self.inner.host.info(&id).is_some()
+            && let Err(e) = self.inner.host.set_grants(&id, grants.clone())
+        {
+            return Err(PluginError::Invalid(e.to_string()));
+        }
+        if let Some(p) = self.lock().get_mut(&id) {
+            p.grants = grants;
+        }
+        self.view(&id)
+            .ok_or_else(|| PluginError::NotInstalled(id.to_string()))
+    }
+
+    /// Enables or disables a plugin (a disabled one is unloaded and not
+    /// loaded at start).
+    pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<PluginView, PluginError> {
+        let id = self.id(id)?;
+        let _g = self.inner.changes.lock().await;
+        let dir = self.inner.dir.join(id.as_str());
+        write(&dir.join("state.json"), &json_bytes(&StateFile { enabled }))?;
+        let mut error = None;
+        if enabled {
+            if self.inner.host.info(&id).is_none() {
+                let (manifest, grants) = {
+                    let l = self.lock();
+                    let p = l
+                        .get(&id)
+                        .ok_or_else(|| PluginError::NotInstalled(id.to_string()))?;
+                    (p.manifest.clone(), p.grants.clone())
+                };
+                let path = dir.join("component.wasm");
+                let bytes = fs::read(&path).map_err(io_err(&path))?;
+                if let Err(e) = self.inner.host.load(manifest, &bytes, grants).await {
+                    error = Some(e.to_string());
+                }
+            }
+        } else {
+            self.inner.host.unload(&id);
+        }
+        if let Some(p) = self.lock().get_mut(&id) {
+            p.enabled = enabled;
+            p.error = error.clone();
+        }
+        info!(plugin = %id, enabled, "plugin state changed");
+        match error {
+            Some(e) => Err(PluginError::Invalid(e)),
+            None => self
+                .view(&id)
+                .ok_or_else(|| PluginError::NotInstalled(id.to_string())),
+        }
+    }
+
+    /// Unloads the plugin and deletes its files (its kv data is cleared too).
+    pub async fn remove(&self, id: &str) -> Result<(), PluginError> {
+        let id = self.id(id)?;
+        let _g = self.inner.changes.lock().await;
+        self.inner.host.unload(&id);
+        self.lock().remove(&id);
+        let dir = self.inner.dir.join(id.as_str());
+        fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        if let Err(e) = self.inner.host.kv().clear(&id).await {
+            warn!(plugin = %id, "cannot clear the plugin's kv data: {e}");
+        }
+        info!(plugin = %id, "plugin removed");
+        Ok(())
+    }
+
+    /// Calls the plugin's `handle`. An installed but disabled plugin
+    /// answers [`CallError::NotLoaded`].
+    pub async fn call(&self, id: &PluginId, request: Request) -> Result<Response, CallError> {
+        self.inner.host.call(id, request).await
+    }
+
+    /// Whether `id` is installed.
+    pub fn is_installed(&self, id: &PluginId) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// Every installed plugin, sorted by id.
+    pub fn list(&self) -> Vec<PluginView> {
+        let ids: Vec<PluginId> = self.lock().keys().cloned().collect();
+        ids.iter().filter_map(|id| self.view(id)).collect()
+    }
+
+    /// One installed plugin.
+    pub fn info(&self, id: &str) -> Option<PluginView> {
+        let id: PluginId = id.parse().ok()?;
+        self.view(&id)
+    }
+
+    fn view(&self, id: &PluginId) -> Option<PluginView> {
+        let p = self.lock().get(id).cloned()?;
+        let loaded = self.inner.host.info(id).is_some();
+        let stats: Option<PluginStats> = self
+            .inner
+            .host
+            .stats()
+            .into_iter()
+            .find(|s| &s.plugin == id);
+        let m = &p.manifest;
+        Some(PluginView {
+            id: id.to_string(),
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            api_version: m.api_version.clone(),
+            description: m.description.clone(),
+            routes: m.routes.iter().map(|r| r.as_str().to_owned()).collect(),
+            requested: m.capabilities.iter().map(format_capability).collect(),
+            granted: p
+                .grants
+                .capabilities()
+                .iter()
+                .map(format_capability)
+                .collect(),
+            enabled: p.enabled,
+            loaded,
+            error: p.error,
+            stats: stats.and_then(|s| serde_json::to_value(s).ok()),
+        })
+    }
+
+    /// The newest `limit` denied host calls, oldest first.
+    pub fn audit(&self, limit: usize) -> Vec<AuditEntry> {
+        self.inner.host.audit(limit)
+    }
+
+    /// New records dropped because the plugins were behind.
+    pub fn dropped_records(&self) -> u64 {
+        self.inner.dropped_records.load(Relaxed)
+    }
+
+    /// New records handed to plugins' `on-record` (per plugin delivery).
+    pub fn delivered_records(&self) -> u64 {
+        self.inner.delivered_records.load(Relaxed)
+    }
+
+    /// Starts the record fan-out and tick task (once).
+    pub(crate) fn start(
+        &self,
+        mut new_records: broadcast::Receiver<Arc<StoredRecord>>,
+        cancel: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(mut rx) = self
+            .inner
+            .queue_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            return Vec::new();
+        };
+        // Receiver side of the node's broadcast: never blocks the records
+        // service; a full queue drops (counted).
+        let this = self.clone();
+        let c = cancel.clone();
+        let intake = tokio::spawn(
+            async move {
+                loop {
+                    let rec = tokio::select! {
+                        biased;
+                        _ = c.cancelled() => break,
+                        r = new_records.recv() => r,
+                    };
+                    match rec {
+                        Ok(rec) => {
+                            if this.inner.installed_enabled()
+                                && this.inner.queue.try_send(rec).is_err()
+                            {
+                                this.inner.dropped_records.fetch_add(1, Relaxed);
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            this.inner.dropped_records.fetch_add(n, Relaxed);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        let this = self.clone();
+        let worker = tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(TICK_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => break,
+                        r = rx.recv() => match r {
+                            Some(rec) => this.deliver(&rec).await,
+                            None => break,
+                        },
+                        _ = tick.tick() => this.tick_all().await,
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        vec![intake, worker]
+    }
+
+    async fn deliver(&self, rec: &StoredRecord) {
+        let record = plugin_record(rec);
+        for id in self.inner.host.plugin_ids() {
+            match self.inner.host.on_record(&id, &record).await {
+                Ok(true) => {
+                    self.inner.delivered_records.fetch_add(1, Relaxed);
+                }
+                Ok(false) => {}
+                Err(e) => debug!(plugin = %id, "on-record failed: {e}"),
+            }
+        }
+    }
+
+    async fn tick_all(&self) {
+        for id in self.inner.host.plugin_ids() {
+            if let Err(e) = self.inner.host.tick(&id).await {
+                debug!(plugin = %id, "tick failed: {e}");
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn installed_enabled(&self) -> bool {
+        self.installed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .any(|p| p.enabled)
+    }
+}
+
+fn json_bytes(v: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec_pretty(v).unwrap_or_default()
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(io_err(path))
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest, PluginError> {
+    let len = fs::metadata(path).map_err(io_err(path))?.len();
+    if len > MAX_MANIFEST_BYTES {
+        return Err(PluginError::Invalid(format!(
+            "{}: {len} bytes, the limit is {MAX_MANIFEST_BYTES}",
+            path.display()
+        )));
+    }
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    Manifest::from_toml(&text).map_err(|e| PluginError::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Finds a package's `plugin.toml` and component: `path` is a directory
+/// holding `plugin.toml` and exactly one `*.wasm` (a `component.wasm` is
+/// preferred if there are several), or a `.wasm` file with `plugin.toml`
+/// beside it.
+pub fn resolve_package(path: &Path) -> Result<(PathBuf, PathBuf), PluginError> {
+    let meta = fs::metadata(path).map_err(io_err(path))?;
+    let (dir, wasm) = if meta.is_dir() {
+        let mut wasms: Vec<PathBuf> = fs::read_dir(path)
+            .map_err(io_err(path))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        wasms.sort();
+        let wasm = match wasms.len() {
+            0 => {
+                return Err(PluginError::Invalid(format!(
+                    "{} has no .wasm component (build the plugin first, e.g. scripts/build-plugins)",
+                    path.display()
+                )));
+            }
+            1 => wasms.remove(0),
+            _ => match wasms
+                .iter()
+                .find(|p| p.file_name().is_some_and(|n| n == "component.wasm"))
+            {
+                Some(p) => p.clone(),
+                None => {
+                    return Err(PluginError::Invalid(format!(
+                        "{} has several .wasm files; give the path of the one to install",
+                        path.display()
+                    )));
+                }
+            },
+        };
+        (path.to_path_buf(), wasm)
+    } else if path.extension().is_some_and(|e| e == "wasm") {
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        (dir, path.to_path_buf())
+    } else {
+        return Err(PluginError::Invalid(format!(
+            "{}: expected a plugin directory (plugin.toml + a .wasm component) or a .wasm file with plugin.toml beside it",
+            path.display()
+        )));
+    };
+    let manifest = dir.join("plugin.toml");
+    if !manifest.is_file() {
+        return Err(PluginError::Invalid(format!(
+            "no plugin.toml in {}",
+            dir.display()
+        )));
+    }
+    Ok((manifest, wasm))
+}
+
+/// Reads and validates a package's manifest (for showing what it asks for
+/// before installing).
+pub fn read_package_manifest(path: &Path) -> Result<Manifest, PluginError> {
+    let (manifest, _) = resolve_package(path)?;
+    read_manifest(&manifest)
+}
+
+// ------------------------------------------------------------ capabilities
+
+/// Writes a capability as `resource:access[:collections=a,b][:regions=…][:hosts=…]`.
+pub fn format_capability(c: &Capability) -> String {
+    let mut s = format!("{}:{}", c.resource, c.access);
+    for (key, list) in [
+        ("collections", &c.scope.collections),
+        ("regions", &c.scope.regions),
+        ("hosts", &c.scope.hosts),
+    ] {
+        if !list.is_empty() {
+            s.push_str(&format!(":{key}={}", list.join(",")));
+        }
+    }
+    s
+}
+
+/// Parses `resource:access[:key=v1,v2…]…` with keys `collections`,
+/// `regions` and `hosts` (a host may carry `:port`). Examples:
+/// `records:read`, `records:write:collections=org.cnode.notices`,
+/// `http:read:hosts=api.example.com:8443`.
+pub fn parse_capability(s: &str) -> Result<Capability, String> {
+    let s = s.trim();
+    let mut parts = s.splitn(3, ':');
+    let resource = parts.next().unwrap_or_default();
+    let access = parts
+        .next()
+        .ok_or_else(|| format!("{s:?}: expected resource:access, like records:read"))?;
+    let resource: Resource = serde_json::from_value(serde_json::Value::String(resource.into()))
+        .map_err(|_| {
+            format!(
+                "{s:?}: unknown resource {resource:?} (one of {})",
+                Resource::ALL.map(|r| r.as_str()).join(", ")
+            )
+        })?;
+    let access = serde_json::from_value(serde_json::Value::String(access.into()))
+        .map_err(|_| format!("{s:?}: unknown access {access:?} (one of read, write, admin)"))?;
+    let mut scope = Scope::default();
+    if let Some(rest) = parts.next() {
+        // Segments split on ':'; one without '=' continues the previous
+        // value (a host's port).
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for seg in rest.split(':') {
+            match seg.split_once('=') {
+                Some((k, v)) => pairs.push((k.to_owned(), v.to_owned())),
+                None => match pairs.last_mut() {
+                    Some((_, v)) => {
+                        v.push(':');
+                        v.push_str(seg);
+                    }
+                    None => return Err(format!("{s:?}: expected key=value after resource:access")),
+                },
+            }
+        }
+        for (k, v) in pairs {
+            let values: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let list = match k.as_str() {
+                "collections" => &mut scope.collections,
+                "regions" => &mut scope.regions,
+                "hosts" => &mut scope.hosts,
+                _ => {
+                    return Err(format!(
+                        "{s:?}: unknown scope {k:?} (collections, regions or hosts)"
+                    ));
+                }
+            };
+            list.extend(values);
+        }
+    }
+    Ok(Capability {
+        resource,
+        access,
+        scope,
+    })
+}
+
+/// Whether `spec` names `requested`: same resource and access, and the
+/// same scope when `spec` gives one.
+pub fn capability_matches(spec: &Capability, requested: &Capability) -> bool {
+    spec.resource == requested.resource
+        && spec.access == requested.access
+        && (spec.scope == Scope::default() || spec.scope == requested.scope)
+}
+
+/// The manifest's requested capabilities that `specs` name (each spec must
+/// name at least one).
+pub fn select(manifest: &Manifest, specs: &[Capability]) -> Result<Grants, PluginError> {
+    let mut out: Vec<Capability> = Vec::new();
+    for spec in specs {
+        let matched: Vec<&Capability> = manifest
+            .capabilities
+            .iter()
+            .filter(|r| capability_matches(spec, r))
+            .collect();
+        if matched.is_empty() {
+            return Err(PluginError::Invalid(format!(
+                "{} is not a capability plugin {} requests (it requests: {})",
+                format_capability(spec),
+                manifest.id,
+                manifest
+                    .capabilities
+                    .iter()
+                    .map(format_capability)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        for c in matched {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+    }
+    Ok(Grants::new(out))
+}
+
+// ---------------------------------------------------------------- adapters
+
+fn plugin_record(s: &StoredRecord) -> PluginRecord {
+    let r = &s.record;
+    PluginRecord {
+        id: s.id.to_hex(),
+        author: r.author.to_string(),
+        collection: r.collection.clone(),
+        key: r.key.clone(),
+        region: r.region.clone(),
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        deleted: r.deleted,
+        body: r.body.clone(),
+    }
+}
+
+struct NodeRecords {
+    records: RecordService,
+    users: PathBuf,
+    /// The unlocked publishing key, once unlocked.
+    signer: Mutex<Option<UserKey>>,
+}
+
+impl NodeRecords {
+    fn signer(&self) -> Result<UserKey, HostError> {
+        let mut cached = self
+            .signer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(k) = cached.as_ref() {
+            return Ok(k.clone());
+        }
+        let unavailable = |why: String| {
+            HostError::unavailable(format!("this node cannot sign records for plugins: {why}"))
+        };
+        let ks = Keystore::open(&self.users).map_err(|e| unavailable(e.to_string()))?;
+        let did = ks
+            .default_user()
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| {
+                unavailable(
+                    "the data directory has no user; create one with `cnode id init`".into(),
+                )
+            })?;
+        let pass = std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty());
+        let key = ks.unlock(&did, pass.as_deref()).map_err(|e| {
+            unavailable(format!(
+                "{e} (start the node with {PASSPHRASE_ENV} set to unlock the default user)"
+            ))
+        })?;
+        *cached = Some(key.clone());
+        Ok(key)
+    }
+}
+
+fn record_error(e: RecordError) -> HostError {
+    match e {
+        RecordError::Rejected(r) => HostError::invalid(format!("record rejected: {r}")),
+        RecordError::RegionNotServed(_) => HostError::unavailable(e.to_string()),
+        RecordError::Store(cnode_records::store::RecordStoreError::Query(q)) => {
+            HostError::invalid(q.to_string())
+        }
+        RecordError::Closed => HostError::unavailable(e.to_string()),
+        RecordError::Store(e) => HostError::internal(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl HostRecords for NodeRecords {
+    async fn query(&self, _plugin: &PluginId, q: RecordQuery) -> Result<RecordPage, HostError> {
+        let region = match q.region {
+            Some(r) => Some(
+                r.parse()
+                    .map_err(|_| HostError::invalid(format!("bad region {r:?}")))?,
+            ),
+            None => None,
+        };
+        let author = match q.author {
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| HostError::invalid(format!("bad author DID {a:?}")))?,
+            ),
+            None => None,
+        };
+        let query = Query {
+            region,
+            near: q.near.map(|n| Near {
+                lat: n.lat,
+                lon: n.lon,
+                radius_m: n.radius_m,
+            }),
+            text: q.text,
+            collection: q.collection,
+            author,
+            since_ms: q.since_ms,
+            until_ms: q.until_ms,
+            limit: q.limit,
+            cursor: q.cursor,
+            ..Query::default()
+        };
+        let page = self.records.query(query).await.map_err(record_error)?;
+        Ok(RecordPage {
+            records: page.records.iter().map(plugin_record).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn publish(&self, _plugin: &PluginId, p: Publish) -> Result<String, HostError> {
+        let key = self.signer()?;
+        let record = UnsignedRecord {
+            key: p.key,
+            body: p.body,
+            author: key.did(),
+            region: p.region,
+            deleted: false,
+            collection: p.collection,
+            created_at: cnode_records::now_ms(),
+            expires_at: p.expires_at,
+        }
+        .sign(&key);
+        let id: RecordId = match self.records.post(record).await.map_err(record_error)? {
+            crate::Posted::Stored { id }
+            | crate::Posted::Unchanged { id }
+            | crate::Posted::Forwarded { id } => id,
+        };
+        Ok(id.to_hex())
+    }
+}
+
+struct NodeBlobs {
+    blobs: BlobService,
+}
+
+#[async_trait]
+impl HostBlobs for NodeBlobs {
+    async fn get(&self, _plugin: &PluginId, cid: &str, max_len: u64) -> Result<Vec<u8>, HostError> {
+        let hash: cnode_types::BlobHash = cid
+            .parse()
+            .map_err(|_| HostError::invalid(format!("not a blob CID: {cid:?}")))?;
+        let store = self.blobs.store();
+        let info = store
+            .info(hash)
+            .await
+            .map_err(|e| HostError::internal(e.to_string()))?
+            .filter(|i| i.complete)
+            .ok_or_else(|| HostError::not_found(format!("blob {cid} is not on this node")))?;
+        if info.size > max_len {
+            return Err(HostError::too_large(format!(
+                "blob {cid} is {} bytes, the limit is {max_len}",
+                info.size
+            )));
+        }
+        match store.read_at(hash, 0, info.size as usize).await {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Err(HostError::not_found(format!("blob {cid} is incomplete"))),
+            Err(e) => Err(HostError::internal(e.to_string())),
+        }
+    }
+
+    async fn put(&self, _plugin: &PluginId, bytes: Vec<u8>) -> Result<String, HostError> {
+        let hash = self
+            .blobs
+            .store()
+            .import_bytes(bytes, false, cnode_blobs::BlobKind::Raw)
+            .await
+            .map_err(|e| match e {
+                cnode_blobs::BlobError::Quota { .. } => HostError::too_large(e.to_string()),
+                e => HostError::internal(e.to_string()),
+            })?;
+        self.blobs.announce(hash).await;
+        Ok(hash.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_syntax_round_trips() {
+        for s in [
+            "records:read",
+            "records:write:collections=org.cnode.notices",
+            "records:read:collections=org.cnode.events,org.x.*:regions=w5q6",
+            "http:read:hosts=api.example.com:8443,*.example.org",
+            "kv:write",
+        ] {
+            let c = parse_capability(s).expect(s);
+            assert_eq!(format_capability(&c), s);
+        }
+        assert_eq!(
+            parse_capability("http:read:hosts=a.org:8443").map(|c| c.scope.hosts),
+            Ok(vec!["a.org:8443".to_string()])
+        );
+        assert!(parse_capability("records").is_err());
+        assert!(parse_capability("disk:read").is_err());
+        assert!(parse_capability("records:own").is_err());
+        assert!(parse_capability("records:read:colors=x").is_err());
+    }
+}
