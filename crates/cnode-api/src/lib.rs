@@ -9,6 +9,7 @@
 
 mod blobs;
 mod error;
+pub mod plugins;
 pub mod records;
 mod registry;
 mod routes;
@@ -21,7 +22,7 @@ use axum::{
     http::header::AUTHORIZATION,
     middleware::{self, Next},
     response::Response,
-    routing::{get, post, put},
+    routing::{any, get, post, put},
 };
 use cnode_node::Node;
 pub use error::{ApiError, ErrorBody};
@@ -99,7 +100,23 @@ pub fn router_with_shutdown(node: Node, shutdown: CancellationToken) -> Router {
             "/v1/regions/{region}",
             put(records::join).delete(records::leave),
         )
+        .route("/v1/plugins", get(plugins::list))
+        .route("/v1/plugins/audit", get(plugins::audit))
+        .route(
+            "/v1/plugins/{id}",
+            get(plugins::info).delete(plugins::remove),
+        )
+        .route("/v1/plugins/{id}/grants", put(plugins::set_grants))
+        .route("/v1/plugins/{id}/disable", post(plugins::disable))
+        .route("/v1/plugins/{id}/enable", post(plugins::enable))
         .layer(timeout());
+    // Plugins: installing compiles the component (seconds for a large one);
+    // a service call is bounded by the plugin host's own call timeout.
+    let plugin_calls = Router::new()
+        .route("/v1/plugins", post(plugins::install))
+        .route("/v1/services/{id}", any(plugins::service))
+        .route("/v1/services/{id}/", any(plugins::service))
+        .route("/v1/services/{id}/{*path}", any(plugins::service));
     // Transfers: as long as the data takes (each bounds its own waits).
     let transfers = Router::new()
         .route(
@@ -116,6 +133,7 @@ pub fn router_with_shutdown(node: Node, shutdown: CancellationToken) -> Router {
         .route("/v1/records/stream", get(records::stream));
     let protected = quick
         .merge(transfers)
+        .merge(plugin_calls)
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(routes::healthz))
@@ -316,6 +334,9 @@ mod tests {
             "/v1/peers",
             "/v1/dht/{key}",
             "/metrics",
+            "/v1/plugins",
+            "/v1/plugins/{id}",
+            "/v1/services/{id}/{path}",
         ] {
             assert!(paths.contains_key(p), "missing {p}");
         }

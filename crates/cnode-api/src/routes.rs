@@ -27,10 +27,14 @@ const MAX_DHT_KEY: usize = 256;
         crate::blobs::remove, crate::blobs::gc, crate::blobs::events, crate::blobs::get,
         crate::records::post_record, crate::records::query, crate::records::get_record,
         crate::records::stream, crate::records::regions, crate::records::join, crate::records::leave,
-        crate::registry::status, crate::registry::nodes, crate::registry::routes, crate::registry::services),
+        crate::registry::status, crate::registry::nodes, crate::registry::routes, crate::registry::services,
+        crate::plugins::service, crate::plugins::list, crate::plugins::info, crate::plugins::install,
+        crate::plugins::set_grants, crate::plugins::disable, crate::plugins::enable, crate::plugins::remove,
+        crate::plugins::audit),
     components(schemas(StatusInfo, PeerInfo, DhtValue, ErrorBody, crate::blobs::AddResult, crate::blobs::BlobStatus, crate::blobs::DownloadResult,
         crate::records::RecordView, crate::records::PostResult, crate::records::RecordPage, crate::records::RegionChange, cnode_node::RegionInfo,
-        cnode_types::RegistryInfo, cnode_types::RegistryNode, cnode_types::RegistryRoute, cnode_types::RegistryService)),
+        cnode_types::RegistryInfo, cnode_types::RegistryNode, cnode_types::RegistryRoute, cnode_types::RegistryService,
+        cnode_node::PluginView, crate::plugins::InstallBody, crate::plugins::GrantsBody, crate::plugins::GrantsSpec, crate::plugins::AuditView)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
