@@ -8,36 +8,32 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    net::TcpListener,
+    path::Path,
     time::{Duration, Instant},
 };
 
 use alloy::providers::{Provider, ProviderBuilder};
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use cnode_registry::{
     Address, ChainConfig, FollowError, NodeStatus, Params, PrivateKeySigner, ProposalAction,
     Registry, RegistryHandle, RegistryService, RpcError, ServiceStatus, Source, TxError, U256,
-    Writer, artifact::RegistryInit, bindings::RegistryErrors, check_chain, service_key,
+    Writer,
+    artifact::RegistryInit,
+    bindings::RegistryErrors,
+    check_chain,
+    devnet::{self, AnvilOptions},
+    service_key,
 };
 use cnode_types::{Keypair, RegionId};
 use tokio_util::sync::CancellationToken;
 
 /// anvil's default chain id.
-const CHAIN_ID: u64 = 31337;
+const CHAIN_ID: u64 = devnet::DEVNET_CHAIN_ID;
 
-/// anvil's well-known development keys (mnemonic "test test … junk").
-const KEYS: [&str; 5] = [
-    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-    "47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-];
-
+/// anvil's well-known development keys.
 fn key(i: usize) -> PrivateKeySigner {
-    KEYS[i].parse().expect("anvil key")
+    devnet::dev_key(i)
 }
 
 fn ether(n: u64) -> U256 {
@@ -48,23 +44,7 @@ fn w5q6() -> RegionId {
     "w5q6".parse().expect("region")
 }
 
-fn anvil_bin() -> Result<PathBuf> {
-    let tools = std::env::var_os("CNODE_CHAIN_TOOLS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cnode/chain-tools"))
-        })
-        .context("neither CNODE_CHAIN_TOOLS nor HOME is set")?;
-    let bin = tools.join("bin/anvil");
-    if !bin.exists() {
-        bail!(
-            "anvil not found at {}: run scripts/setup-chain-tools (installs forge, anvil and solc from npm)",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
+/// A port nothing listens on (bound, then released).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -72,58 +52,30 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One anvil process on 127.0.0.1, optionally persisting its chain to a
-/// state file so a restart continues the same chain.
-struct Anvil {
-    child: Option<Child>,
-    port: u16,
-    state: Option<PathBuf>,
-}
+/// One anvil on 127.0.0.1 (`cnode_registry::devnet`), optionally persisting
+/// its chain to a state file so a restart continues the same chain, with the
+/// raw JSON-RPC calls the tests need.
+struct Anvil(devnet::Anvil);
 
 impl Anvil {
     fn start(state: Option<&Path>) -> Result<Self> {
-        let mut a = Self {
-            child: None,
-            port: free_port(),
+        Ok(Self(devnet::Anvil::start(AnvilOptions {
             state: state.map(Path::to_owned),
-        };
-        a.restart()?;
-        Ok(a)
+            ..AnvilOptions::default()
+        })?))
     }
 
     fn restart(&mut self) -> Result<()> {
-        let mut cmd = Command::new(anvil_bin()?);
-        cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--chain-id", &CHAIN_ID.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(s) = &self.state {
-            cmd.arg("--state").arg(s);
-        }
-        self.child = Some(cmd.spawn().context("start anvil")?);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("anvil did not listen on port {} within 15 s", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+        Ok(self.0.restart()?)
     }
 
     /// Stops anvil with SIGTERM, so it writes its state file.
     fn stop(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()?;
-            child.wait()?;
-        }
-        Ok(())
+        Ok(self.0.stop()?)
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     async fn rpc<R: serde::de::DeserializeOwned>(
@@ -137,17 +89,7 @@ impl Anvil {
     }
 
     async fn mine(&self, blocks: u64) -> Result<()> {
-        let _: serde_json::Value = self.rpc("anvil_mine", serde_json::json!([blocks])).await?;
-        Ok(())
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        Ok(devnet::mine(&self.url(), blocks).await?)
     }
 }
 
