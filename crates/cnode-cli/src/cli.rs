@@ -120,6 +120,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::registry::RegistryCommand,
     },
+    /// Service plugins: install, grant and revoke capabilities, call.
+    #[command(long_about = crate::plugin::LONG_ABOUT)]
+    Plugin {
+        #[command(subcommand)]
+        command: crate::plugin::PluginCommand,
+    },
     /// Run a local development chain (anvil) with the registry, and register
     /// the given nodes on it.
     #[command(long_about = crate::devnet::LONG_ABOUT)]

@@ -11,6 +11,7 @@ mod client;
 mod config_edit;
 mod devnet;
 mod output;
+mod plugin;
 mod records;
 mod registry;
 mod run;
@@ -152,6 +153,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Records { command }) => records::records(&dir, command).await,
         Some(Command::Region { command }) => records::region(&dir, command).await,
         Some(Command::Registry { command }) => registry::registry(&dir, command).await,
+        Some(Command::Plugin { command }) => plugin::plugin(&dir, command).await,
         Some(Command::Devnet(args)) => devnet::devnet(dir, args).await,
         Some(Command::Dht { command }) => {
             let client = ApiClient::from_data_dir(&dir)?;
