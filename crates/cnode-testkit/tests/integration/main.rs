@@ -5,5 +5,6 @@
 mod api;
 mod blobs;
 mod net;
+mod plugins;
 mod records;
 mod registry;
