@@ -66,7 +66,7 @@ impl ApiClient {
 
     /// Sends a request to `url` with the token, after `build` added what it
     /// needs (body, headers, a longer timeout).
-    async fn send_with(
+    pub(crate) async fn send_with(
         &self,
         method: Method,
         url: Url,
@@ -198,12 +198,29 @@ impl ApiClient {
         Self::json_of(resp).await
     }
 
-    /// A request without a body, parse a JSON answer.
+    /// A request with an optional JSON body, parse a JSON answer. Allowed
+    /// 10 minutes: installing a plugin compiles it on the node.
     pub(crate) async fn send_json<T: DeserializeOwned>(
         &self,
         method: Method,
         segments: &[&str],
+        body: Option<&serde_json::Value>,
     ) -> Result<T> {
-        Self::json_of(self.send(method, segments, None).await?).await
+        let resp = self
+            .send_with(method, self.url(segments), |req| {
+                let req = req.timeout(std::time::Duration::from_secs(600));
+                match body {
+                    Some(b) => req.json(b),
+                    None => req,
+                }
+            })
+            .await?;
+        Self::json_of(resp).await
+    }
+
+    /// The API URL of a path relative to the node's API root (may carry a
+    /// query), e.g. `v1/services/org.cnode.events/?region=w5q6`.
+    pub(crate) fn join(&self, relative: &str) -> Result<Url> {
+        self.base.join(relative).context("bad path")
     }
 }

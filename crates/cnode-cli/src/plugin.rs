@@ -15,8 +15,7 @@ use cnode_node::{
     DataDir, PluginView,
     plugins::{capability_matches, format_capability, parse_capability, read_package_manifest},
 };
-use reqwest::{Method, StatusCode, Url};
-use serde::de::DeserializeOwned;
+use reqwest::{Method, StatusCode};
 
 use crate::{client::ApiClient, output};
 
@@ -137,98 +136,6 @@ pub(crate) enum PluginCommand {
     },
 }
 
-/// A thin API client with the methods `cnode plugin` needs.
-struct Api {
-    base: Url,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(dir: &DataDir) -> Result<Self> {
-        // Same checks and messages as the other client commands.
-        ApiClient::from_data_dir(dir)?;
-        let info = dir
-            .read_api_info()
-            .ok_or_else(|| anyhow!("the node is not running; start it with `cnode run`"))?;
-        let token = dir.load_token().context("cannot read the API token")?;
-        let base = Url::parse(&format!("http://{}/", info.addr)).context("bad API address")?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Self { base, token, http })
-    }
-
-    fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty();
-            path.extend(segments);
-        }
-        url
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        url: Url,
-        json: Option<&serde_json::Value>,
-    ) -> Result<reqwest::Response> {
-        let mut req = self
-            .http
-            .request(method, url.clone())
-            .bearer_auth(&self.token)
-            .timeout(std::time::Duration::from_secs(600));
-        if let Some(j) = json {
-            req = req.json(j);
-        }
-        req.send().await.map_err(|e| {
-            if e.is_connect() {
-                anyhow!(
-                    "the node is not running (nothing answers at {}); start it with `cnode run`",
-                    self.base
-                )
-            } else {
-                anyhow!("request to {url} failed: {e}")
-            }
-        })
-    }
-
-    async fn error_of(resp: reqwest::Response) -> anyhow::Error {
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        anyhow!("{msg} (HTTP {})", status.as_u16())
-    }
-
-    async fn json<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        segments: &[&str],
-        body: Option<&serde_json::Value>,
-    ) -> Result<T> {
-        let resp = self.send(method, self.url(segments), body).await?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        resp.json()
-            .await
-            .context("the node's answer is not the JSON expected")
-    }
-
-    async fn empty(&self, method: Method, segments: &[&str]) -> Result<()> {
-        let resp = self.send(method, self.url(segments), None).await?;
-        if !resp.status().is_success() {
-            return Err(Self::error_of(resp).await);
-        }
-        Ok(())
-    }
-}
-
 fn print_view(v: &PluginView) {
     let state = match (v.enabled, v.loaded) {
         (true, true) => "enabled",
@@ -282,8 +189,8 @@ pub(crate) async fn plugin(dir: &DataDir, command: PluginCommand) -> Result<()> 
     match command {
         PluginCommand::Install { path, yes, json } => install(dir, &path, yes, json).await,
         PluginCommand::Ls { json } => {
-            let list: Vec<PluginView> = Api::new(dir)?
-                .json(Method::GET, &["v1", "plugins"], None)
+            let list: Vec<PluginView> = ApiClient::from_data_dir(dir)?
+                .send_json(Method::GET, &["v1", "plugins"], None)
                 .await?;
             if json {
                 output::json(&list);
@@ -304,8 +211,8 @@ pub(crate) async fn plugin(dir: &DataDir, command: PluginCommand) -> Result<()> 
             Ok(())
         }
         PluginCommand::Info { id, json } => {
-            let v: PluginView = Api::new(dir)?
-                .json(Method::GET, &["v1", "plugins", &id], None)
+            let v: PluginView = ApiClient::from_data_dir(dir)?
+                .send_json(Method::GET, &["v1", "plugins", &id], None)
                 .await?;
             if json {
                 output::json(&v);
@@ -325,22 +232,22 @@ pub(crate) async fn plugin(dir: &DataDir, command: PluginCommand) -> Result<()> 
             json,
         } => change_grants(dir, &id, &capabilities, false, json).await,
         PluginCommand::Disable { id } => {
-            let _: PluginView = Api::new(dir)?
-                .json(Method::POST, &["v1", "plugins", &id, "disable"], None)
+            let _: PluginView = ApiClient::from_data_dir(dir)?
+                .send_json(Method::POST, &["v1", "plugins", &id, "disable"], None)
                 .await?;
             println!("disabled {id}");
             Ok(())
         }
         PluginCommand::Enable { id } => {
-            let _: PluginView = Api::new(dir)?
-                .json(Method::POST, &["v1", "plugins", &id, "enable"], None)
+            let _: PluginView = ApiClient::from_data_dir(dir)?
+                .send_json(Method::POST, &["v1", "plugins", &id, "enable"], None)
                 .await?;
             println!("enabled {id}");
             Ok(())
         }
         PluginCommand::Rm { id } => {
-            Api::new(dir)?
-                .empty(Method::DELETE, &["v1", "plugins", &id])
+            ApiClient::from_data_dir(dir)?
+                .send_empty(Method::DELETE, &["v1", "plugins", &id])
                 .await?;
             println!("removed {id}");
             Ok(())
@@ -353,15 +260,9 @@ pub(crate) async fn plugin(dir: &DataDir, command: PluginCommand) -> Result<()> 
             body_file,
         } => call(dir, &id, &path, method, body, body_file).await,
         PluginCommand::Audit { limit, json } => {
-            let api = Api::new(dir)?;
-            let mut url = api.url(&["v1", "plugins", "audit"]);
-            url.query_pairs_mut()
-                .append_pair("limit", &limit.to_string());
-            let resp = api.send(Method::GET, url, None).await?;
-            if !resp.status().is_success() {
-                return Err(Api::error_of(resp).await);
-            }
-            let entries: Vec<serde_json::Value> = resp.json().await?;
+            let entries: Vec<serde_json::Value> = ApiClient::from_data_dir(dir)?
+                .get_json_query(&["v1", "plugins", "audit"], &[("limit", limit.to_string())])
+                .await?;
             if json {
                 output::json(&entries);
             } else if entries.is_empty() {
@@ -386,7 +287,7 @@ async fn install(dir: &DataDir, path: &Path, yes: bool, json: bool) -> Result<()
     let path =
         std::fs::canonicalize(path).with_context(|| format!("cannot find {}", path.display()))?;
     let manifest = read_package_manifest(&path)?;
-    let api = Api::new(dir)?;
+    let api = ApiClient::from_data_dir(dir)?;
     if !yes {
         eprintln!(
             "{} {} ({}) asks for:",
@@ -408,7 +309,7 @@ async fn install(dir: &DataDir, path: &Path, yes: bool, json: bool) -> Result<()
         "approve": true,
     });
     let v: PluginView = api
-        .json(Method::POST, &["v1", "plugins"], Some(&body))
+        .send_json(Method::POST, &["v1", "plugins"], Some(&body))
         .await?;
     if json {
         output::json(&v);
@@ -425,8 +326,10 @@ async fn change_grants(
     add: bool,
     json: bool,
 ) -> Result<()> {
-    let api = Api::new(dir)?;
-    let v: PluginView = api.json(Method::GET, &["v1", "plugins", id], None).await?;
+    let api = ApiClient::from_data_dir(dir)?;
+    let v: PluginView = api
+        .send_json(Method::GET, &["v1", "plugins", id], None)
+        .await?;
     let parse = |s: &String| parse_capability(s).map_err(|e| anyhow!(e));
     let requested = v.requested.iter().map(parse).collect::<Result<Vec<_>>>()?;
     let mut granted = v.granted.iter().map(parse).collect::<Result<Vec<_>>>()?;
@@ -481,7 +384,7 @@ async fn change_grants(
     let list: Vec<String> = granted.iter().map(format_capability).collect();
     let body = serde_json::json!({ "grants": list });
     let v: PluginView = api
-        .json(Method::PUT, &["v1", "plugins", id, "grants"], Some(&body))
+        .send_json(Method::PUT, &["v1", "plugins", id, "grants"], Some(&body))
         .await?;
     if json {
         output::json(&v);
@@ -499,7 +402,7 @@ async fn call(
     body: Option<String>,
     body_file: Option<PathBuf>,
 ) -> Result<()> {
-    let api = Api::new(dir)?;
+    let api = ApiClient::from_data_dir(dir)?;
     let body: Option<Vec<u8>> = match (body, body_file) {
         (Some(b), _) => Some(b.into_bytes()),
         (None, Some(f)) if f.as_os_str() == "-" => {
@@ -524,24 +427,18 @@ async fn call(
     } else {
         format!("/{path}")
     };
-    let url = api
-        .base
-        .join(&format!("v1/services/{id}{path}"))
-        .context("bad path")?;
-    let mut req = api
-        .http
-        .request(method, url)
-        .bearer_auth(&api.token)
-        .timeout(std::time::Duration::from_secs(60));
-    if let Some(b) = body {
-        req = req
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(b);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| anyhow!("the call failed: {e}"))?;
+    let url = api.join(&format!("v1/services/{id}{path}"))?;
+    let resp = api
+        .send_with(method, url, |req| {
+            let req = req.timeout(std::time::Duration::from_secs(60));
+            match body {
+                Some(b) => req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b),
+                None => req,
+            }
+        })
+        .await?;
     let status = resp.status();
     let ctype = resp
         .headers()

@@ -370,7 +370,7 @@ pub(crate) async fn region(dir: &DataDir, cmd: RegionCommand) -> Result<()> {
     match cmd {
         RegionCommand::Join { region, json } => {
             let change: RegionChange = client
-                .send_json(Method::PUT, &["v1", "regions", &region])
+                .send_json(Method::PUT, &["v1", "regions", &region], None)
                 .await?;
             if json {
                 output::json(&change);
@@ -386,7 +386,7 @@ pub(crate) async fn region(dir: &DataDir, cmd: RegionCommand) -> Result<()> {
         }
         RegionCommand::Leave { region, json } => {
             let change: RegionChange = client
-                .send_json(Method::DELETE, &["v1", "regions", &region])
+                .send_json(Method::DELETE, &["v1", "regions", &region], None)
                 .await?;
             if json {
                 output::json(&change);
