@@ -45,6 +45,8 @@ pub mod manifest;
 mod runtime;
 pub mod services;
 pub mod stats;
+#[doc(hidden)]
+pub mod test_guests;
 
 pub use audit::AuditEntry;
 pub use grants::Grants;

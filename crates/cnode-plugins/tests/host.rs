@@ -6,9 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -21,66 +19,10 @@ use cnode_plugins::{
 
 // ---------------------------------------------------------------- guests
 
-fn workspace_target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-    }
-}
-
-/// Builds `tests/guests/<name>` (once per test process; cargo makes later
-/// builds no-ops) and returns the component bytes.
+/// Builds `tests/guests/<name>` (cargo makes later builds no-ops) and
+/// returns the component bytes.
 fn guest(name: &str) -> Vec<u8> {
-    static BUILT: OnceLock<Mutex<()>> = OnceLock::new();
-    let _one_at_a_time = BUILT
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-
-    let sysroot = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .args(["--print", "sysroot"])
-        .output()
-        .expect("run rustc --print sysroot");
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    assert!(
-        sysroot.join("lib/rustlib/wasm32-wasip2").exists(),
-        "the wasm32-wasip2 Rust target is not installed (needed to build the test plugins): \
-         run scripts/setup-test-deps or `rustup target add wasm32-wasip2`"
-    );
-
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/guests")
-        .join(name)
-        .join("Cargo.toml");
-    let target_dir = workspace_target_dir().join("plugin-guests");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // Flags meant for the host build (coverage, sanitizers) do not apply.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run cargo to build a test guest");
-    assert!(
-        out.status.success(),
-        "building test guest {name} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let wasm = target_dir.join(format!(
-        "wasm32-wasip2/release/cnode_test_guest_{name}.wasm"
-    ));
+    let wasm = cnode_plugins::test_guests::build(name).unwrap_or_else(|e| panic!("{e}"));
     std::fs::read(&wasm).unwrap_or_else(|e| panic!("read {}: {e}", wasm.display()))
 }
 

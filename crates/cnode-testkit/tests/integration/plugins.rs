@@ -27,16 +27,7 @@ fn root() -> PathBuf {
 }
 
 fn require_wasm_target() {
-    let sysroot = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .args(["--print", "sysroot"])
-        .output()
-        .expect("run rustc --print sysroot");
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    assert!(
-        sysroot.join("lib/rustlib/wasm32-wasip2").exists(),
-        "the wasm32-wasip2 Rust target is not installed (needed to build the example plugins): \
-         run scripts/setup-test-deps or `rustup target add wasm32-wasip2`"
-    );
+    cnode_plugins::test_guests::require_wasm_target().unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `scripts/build-plugins events` (a no-op when up to date); returns
@@ -62,36 +53,7 @@ fn build_events() -> PathBuf {
 /// Builds cnode-plugins' `looper` test guest (shared cache with its tests)
 /// into `dir` with a manifest beside it.
 fn build_looper(dir: &Path) -> PathBuf {
-    require_wasm_target();
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => root().join("target"),
-    }
-    .join("plugin-guests");
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(root().join("crates/cnode-plugins/tests/guests/looper/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run cargo to build the looper guest");
-    assert!(
-        out.status.success(),
-        "building the looper guest failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let built = target_dir.join("wasm32-wasip2/release/cnode_test_guest_looper.wasm");
+    let built = cnode_plugins::test_guests::build("looper").unwrap_or_else(|e| panic!("{e}"));
     let pkg = dir.join("looper");
     std::fs::create_dir_all(&pkg).unwrap();
     std::fs::copy(&built, pkg.join("looper.wasm")).unwrap();
