@@ -7,6 +7,13 @@
 //! `content-security-policy`, so a plugin's page cannot act as the API's
 //! origin. A plugin that traps or runs out of memory answers 502, one
 //! stopped at its time limit 504, with a JSON error body.
+//!
+//! A service this node does not have installed is forwarded over
+//! `/cnode/rpc/1` to a node that runs it ([`cnode_node::plugins::rpc`]); its
+//! answer carries `x-cnode-served-by: <peer id>`. 404 only when no node
+//! serves it; 502 when every node asked failed, 504 when none answered in
+//! time, 413 for a body over the 1 MiB limit. A service installed here but
+//! disabled answers 503 and is not forwarded.
 
 use axum::{
     Json,
@@ -19,6 +26,7 @@ use cnode_node::{
     PluginError, PluginView,
     plugins::{GrantChoice, cnode_plugins, parse_capability},
 };
+use cnode_node::plugins::rpc::{ErrorCode, ForwardError, RemoteError};
 use cnode_plugins::{CallError, PluginId, Request};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -99,26 +107,77 @@ fn call_error(state: &AppState, e: CallError) -> PluginApiError {
     PluginApiError(status, e.to_string())
 }
 
+/// The answer header naming the node that ran a forwarded call.
+pub const SERVED_BY_HEADER: &str = "x-cnode-served-by";
+
+fn forward_error(e: ForwardError) -> PluginApiError {
+    let status = match &e {
+        ForwardError::NotServed { service, .. } => {
+            return PluginApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no service {service} on this node, and no node it can reach serves it ({e})"
+                ),
+            );
+        }
+        ForwardError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ForwardError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+        ForwardError::AllFailed { .. } => StatusCode::BAD_GATEWAY,
+    };
+    PluginApiError(status, e.to_string())
+}
+
+fn remote_error(e: RemoteError) -> Response {
+    let status = match e.code {
+        ErrorCode::NoRoute => StatusCode::NOT_FOUND,
+        ErrorCode::TimeLimit => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let peer = e.peer;
+    let mut out = PluginApiError(status, e.to_string()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&peer.to_string()) {
+        out.headers_mut().insert(SERVED_BY_HEADER, v);
+    }
+    out
+}
+
 /// Calls a service plugin: the rest of the path, the query, safe request
-/// headers and the body go to its `handle`; its answer comes back.
+/// headers and the body go to its `handle`; its answer comes back. A service
+/// not installed here is forwarded to a node that runs it.
 #[utoipa::path(get, path = "/v1/services/{id}/{path}",
     params(("id" = String, Path, description = "The service (plugin) id, e.g. org.cnode.events"),
            ("path" = String, Path, description = "The path below the service (any method is passed on)")),
     request_body(content = String, content_type = "application/octet-stream", description = "Passed to the plugin as is"),
     responses(
         (status = 200, description = "The plugin's answer (its status, safe headers and body)"),
-        (status = 404, description = "No such service, or not one of its routes", body = ErrorBody),
-        (status = 502, description = "The plugin trapped or hit its memory limit", body = ErrorBody),
+        (status = 404, description = "No node serves the service, or not one of its routes", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
+        (status = 502, description = "The plugin trapped or hit its memory limit, or every node asked failed", body = ErrorBody),
         (status = 503, description = "Installed but disabled, or the host is busy", body = ErrorBody),
-        (status = 504, description = "The plugin ran past its time limit", body = ErrorBody),
+        (status = 504, description = "The plugin ran past its time limit, or no node answered in time", body = ErrorBody),
 ))]
 pub(crate) async fn service(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, PluginApiError> {
+    let body = body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            PluginApiError(
+                status,
+                format!(
+                    "the request body is over the {} MiB limit for service calls",
+                    crate::MAX_BODY_BYTES >> 20
+                ),
+            )
+        } else {
+            PluginApiError(status, e.body_text())
+        }
+    })?;
     let rest = uri.path().strip_prefix("/v1/services/").unwrap_or_default();
     let (id, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -141,12 +200,26 @@ pub(crate) async fn service(
             .collect(),
         body: body.to_vec(),
     };
-    let answer = state
-        .node
-        .plugins()
-        .call(&id, request)
-        .await
-        .map_err(|e| call_error(&state, e))?;
+    let (answer, served_by) = if state.node.plugins().is_installed(&id) {
+        let answer = state
+            .node
+            .plugins()
+            .call(&id, request)
+            .await
+            .map_err(|e| call_error(&state, e))?;
+        (answer, None)
+    } else {
+        let forwarded = state
+            .node
+            .services()
+            .forward(&id, request)
+            .await
+            .map_err(forward_error)?;
+        match forwarded.answer {
+            Ok(answer) => (answer, Some(forwarded.peer)),
+            Err(e) => return Ok(remote_error(e)),
+        }
+    };
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut out = (status, answer.body).into_response();
     let h = out.headers_mut();
@@ -181,6 +254,13 @@ pub(crate) async fn service(
         "x-cnode-service",
         HeaderValue::from_str(id.as_str()).unwrap_or(HeaderValue::from_static("")),
     );
+    // Only the node says who served a call, never the plugin.
+    h.remove(SERVED_BY_HEADER);
+    if let Some(peer) = served_by
+        && let Ok(v) = HeaderValue::from_str(&peer.to_string())
+    {
+        h.insert(SERVED_BY_HEADER, v);
+    }
     Ok(out)
 }
 

@@ -26,6 +26,12 @@ pub const BLOBS_PROTOCOL: &str = "/cnode/blobs/1";
 /// Record set reconciliation of `cnode-records`.
 pub const SYNC_PROTOCOL: &str = "/cnode/sync/1";
 
+/// Forwarded service calls (`cnode-node`'s plugin RPC).
+pub const RPC_PROTOCOL: &str = "/cnode/rpc/1";
+
+/// How long a `/cnode/rpc/1` request may take, the plugin's work included.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Gossip topics under this prefix carry records: the node validates every
 /// message before gossipsub forwards it (see `NetClient::report_gossip`).
 /// Messages on other topics are accepted as they arrive.
@@ -52,6 +58,7 @@ pub(crate) struct Behaviour {
     pub(crate) blocked: libp2p::allow_block_list::Behaviour<libp2p::allow_block_list::BlockedPeers>,
     pub(crate) blobs: request_response::Behaviour<BytesCodec>,
     pub(crate) sync: request_response::Behaviour<BytesCodec>,
+    pub(crate) rpc: request_response::Behaviour<BytesCodec>,
 }
 
 fn build_behaviour(
@@ -205,6 +212,21 @@ fn build_behaviour(
             )],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(16),
+        ),
+        // A forwarded call runs a plugin (its own call timeout is 1 s by
+        // default); a few at a time per connection is plenty.
+        rpc: request_response::Behaviour::with_codec(
+            BytesCodec {
+                max_request: limits.max_rpc_request,
+                max_response: limits.max_rpc_response,
+            },
+            [(
+                StreamProtocol::new(RPC_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(RPC_TIMEOUT)
                 .with_max_concurrent_streams(16),
         ),
     })

@@ -96,6 +96,8 @@ pub enum ReqProtocol {
     Blobs,
     /// `/cnode/sync/1`: record set reconciliation.
     Sync,
+    /// `/cnode/rpc/1`: service calls forwarded to a node that runs the service.
+    Rpc,
 }
 
 /// Identifies a gossip message waiting for validation (see

@@ -57,6 +57,12 @@ pub struct NetLimits {
     pub max_sync_request: usize,
     /// The largest `/cnode/sync/1` response accepted.
     pub max_sync_response: usize,
+    /// The largest `/cnode/rpc/1` request accepted (a forwarded service
+    /// call: up to 1 MiB of body plus its header).
+    pub max_rpc_request: usize,
+    /// The largest `/cnode/rpc/1` response accepted (up to 4 MiB of body
+    /// plus its header).
+    pub max_rpc_response: usize,
     /// Inbound requests waiting for the node to answer; more are refused.
     pub max_pending_inbound: usize,
 }
@@ -77,6 +83,8 @@ impl Default for NetLimits {
             max_blob_response: 5 * 1024 * 1024,
             max_sync_request: 8 * 1024 * 1024 + 4096,
             max_sync_response: 8 * 1024 * 1024 + 512 * 1024,
+            max_rpc_request: 1024 * 1024 + 64 * 1024,
+            max_rpc_response: 4 * 1024 * 1024 + 64 * 1024,
             max_pending_inbound: 256,
         }
     }

@@ -450,6 +450,7 @@ impl EventLoop {
                         self.swarm.behaviour_mut().blobs.send_request(&peer, data)
                     }
                     ReqProtocol::Sync => self.swarm.behaviour_mut().sync.send_request(&peer, data),
+                    ReqProtocol::Rpc => self.swarm.behaviour_mut().rpc.send_request(&peer, data),
                 };
                 self.pending_requests.insert(id, (peer, reply));
             }
@@ -463,6 +464,7 @@ impl EventLoop {
                 let _ = match protocol {
                     ReqProtocol::Blobs => behaviour.blobs.send_response(channel, data),
                     ReqProtocol::Sync => behaviour.sync.send_response(channel, data),
+                    ReqProtocol::Rpc => behaviour.rpc.send_response(channel, data),
                 };
             }
             Command::ReportGossip { id, verdict } => {
@@ -857,6 +859,7 @@ impl EventLoop {
             }
             BehaviourEvent::Blobs(ev) => self.on_request_event(ReqProtocol::Blobs, ev),
             BehaviourEvent::Sync(ev) => self.on_request_event(ReqProtocol::Sync, ev),
+            BehaviourEvent::Rpc(ev) => self.on_request_event(ReqProtocol::Rpc, ev),
             BehaviourEvent::Limits(never) => match never {},
             BehaviourEvent::Blocked(never) => match never {},
             BehaviourEvent::Memory(never) => match never {},

@@ -25,7 +25,10 @@ mod switch;
 use std::time::{Duration, Instant};
 
 pub use addr::transport_of;
-pub use behaviour::{ANNOUNCE_TOPIC, BLOBS_PROTOCOL, SYNC_PROTOCOL, VALIDATED_TOPIC_PREFIX};
+pub use behaviour::{
+    ANNOUNCE_TOPIC, BLOBS_PROTOCOL, RPC_PROTOCOL, RPC_TIMEOUT, SYNC_PROTOCOL,
+    VALIDATED_TOPIC_PREFIX,
+};
 pub use client::{
     Closed, DhtError, DhtRecord, DialError, GossipError, GossipId, GossipVerdict, InboundRequest,
     ListenError, NetClient, ReqProtocol, RequestError,

@@ -161,12 +161,20 @@ impl NodeBuilder {
         let plugins = crate::PluginService::new(data_dir.root(), records.clone(), blobs.clone())?;
         plugins.load_installed().await;
         tasks.extend(plugins.start(records.subscribe(), cancel.child_token()));
+        let services = crate::plugins::rpc::ServiceRouter::new(
+            plugins.clone(),
+            spawned.client.clone(),
+            crate::plugins::rpc::RpcConfig::default(),
+            registry.sub_registry_with_prefix("cnode"),
+        );
+        tasks.push(services.start(cancel.child_token()));
         let inbound_task = tokio::spawn(
             inbound_task(
                 spawned.inbound,
                 spawned.client.clone(),
                 blob_server,
                 records.clone(),
+                services.clone(),
                 cancel.child_token(),
             )
             .in_current_span(),
@@ -230,6 +238,7 @@ impl NodeBuilder {
                 blobs,
                 records,
                 plugins,
+                services,
                 chain,
                 tasks: Mutex::new(Some((spawned.handle, {
                     tasks.extend([event_task, inbound_task]);
@@ -267,6 +276,7 @@ struct Inner {
     blobs: crate::BlobService,
     records: crate::RecordService,
     plugins: crate::PluginService,
+    services: crate::plugins::rpc::ServiceRouter,
     chain: Option<cnode_registry::RegistryHandle>,
     tasks: Mutex<Option<(NetHandle, Vec<JoinHandle<()>>)>>,
 }
@@ -286,6 +296,12 @@ impl Node {
     /// Service plugins: installed plugins, calls, grants, audit.
     pub fn plugins(&self) -> &crate::PluginService {
         &self.inner.plugins
+    }
+
+    /// Service calls between nodes: forwarding to nodes that run a service
+    /// (`/cnode/rpc/1`), serving theirs, announcing ours.
+    pub fn services(&self) -> &crate::plugins::rpc::ServiceRouter {
+        &self.inner.services
     }
 
     /// The chain registry, when one is configured or a snapshot exists.
@@ -399,6 +415,7 @@ async fn inbound_task(
     net: NetClient,
     blobs: cnode_blobs::BlobServer,
     records: crate::RecordService,
+    services: crate::plugins::rpc::ServiceRouter,
     cancel: CancellationToken,
 ) {
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_TASKS));
@@ -417,12 +434,16 @@ async fn inbound_task(
         let net = net.clone();
         let blobs = blobs.clone();
         let records = records.clone();
+        let services = services.clone();
         tokio::spawn(
             async move {
                 let answer = match req.protocol {
                     cnode_net::ReqProtocol::Blobs => blobs.handle(&req.data).await,
                     cnode_net::ReqProtocol::Sync => {
                         records.handle_request(req.peer, &req.data).await
+                    }
+                    cnode_net::ReqProtocol::Rpc => {
+                        services.handle_inbound(req.peer, &req.data).await
                     }
                 };
                 let _ = net.respond(req.protocol, req.channel, answer).await;

@@ -50,13 +50,14 @@ use cnode_records::{
     store::{Near, Query, StoredRecord},
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::{BlobService, RecordError, RecordService};
 
 mod capability;
+pub mod rpc;
 
 pub use capability::{capability_matches, format_capability, parse_capability, select};
 
@@ -171,6 +172,8 @@ struct Inner {
     queue_rx: Mutex<Option<mpsc::Receiver<Arc<StoredRecord>>>>,
     dropped_records: AtomicU64,
     delivered_records: AtomicU64,
+    /// Bumped whenever the set of loaded plugins may have changed.
+    changed: watch::Sender<u64>,
 }
 
 impl PluginService {
@@ -217,8 +220,19 @@ impl PluginService {
                 queue_rx: Mutex::new(Some(queue_rx)),
                 dropped_records: AtomicU64::new(0),
                 delivered_records: AtomicU64::new(0),
+                changed: watch::Sender::new(0),
             }),
         })
+    }
+
+    /// Sees a change whenever plugins are loaded or unloaded (install,
+    /// enable, disable, remove, load at start).
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
+    fn notify_changed(&self) {
+        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The wasmtime host.
@@ -303,6 +317,7 @@ impl PluginService {
         if n > 0 {
             info!(plugins = n, "installed plugins loaded");
         }
+        self.notify_changed();
     }
 
     /// Installs a package found at `path` (see [`resolve_package`]).
@@ -372,6 +387,7 @@ impl PluginService {
                 error: None,
             },
         );
+        self.notify_changed();
         self.view(&id)
             .ok_or_else(|| PluginError::NotInstalled(id.to_string()))
     }
@@ -452,6 +468,7 @@ impl PluginService {
             p.error = error.clone();
         }
         info!(plugin = %id, enabled, "plugin state changed");
+        self.notify_changed();
         match error {
             Some(e) => Err(PluginError::Invalid(e)),
             None => self
@@ -466,6 +483,7 @@ impl PluginService {
         let _g = self.inner.changes.lock().await;
         self.inner.host.unload(&id);
         self.lock().remove(&id);
+        self.notify_changed();
         let dir = self.inner.dir.join(id.as_str());
         fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         if let Err(e) = self.inner.host.kv().clear(&id).await {
