@@ -13,6 +13,9 @@
 //!   `records.publish` answers `unavailable` with a message saying so.
 //! - Blobs: `get` reads a complete local blob (bounded by the host's
 //!   limit), `put` imports the bytes (unpinned).
+//! - HTTP: [`cnode_plugins::HttpClient`] (no redirects, no proxy, bounded
+//!   bodies); the host checks each request against the plugin's `http`
+//!   grant (host and port) first.
 //! - Tasks: one fan-out task takes new records from
 //!   [`crate::RecordService::subscribe`] and hands each to every enabled
 //!   plugin's `on-record` through a bounded queue (a full queue drops the
@@ -207,6 +210,19 @@ impl PluginService {
             }),
             blobs: Arc::new(NodeBlobs { blobs }),
             ..Services::default()
+        };
+        // Outgoing HTTP for plugins (hosts checked against each plugin's
+        // grant by the host; no redirects followed). Without a TLS setup the
+        // node still runs and `http.fetch` answers `unavailable`.
+        let services = match cnode_plugins::HttpClient::new(config.http_timeout) {
+            Ok(client) => Services {
+                http: Arc::new(client),
+                ..services
+            },
+            Err(e) => {
+                warn!(error = %e, "plugins get no outgoing HTTP");
+                services
+            }
         };
         let host = PluginHost::new(config, services)?;
         let (queue, queue_rx) = mpsc::channel(RECORD_QUEUE);

@@ -53,6 +53,14 @@ pub struct HostConfig {
     pub max_blob_bytes: u64,
     /// The largest response body `http.fetch` returns, bytes. Default 4 MiB.
     pub max_http_response: usize,
+    /// The largest request body `http.fetch` sends, bytes. Default 1 MiB.
+    pub max_http_request: usize,
+    /// How long one `http.fetch` may take, at most (it also ends at the
+    /// call's own deadline, whichever comes first). Default 10 s.
+    pub http_timeout: Duration,
+    /// `http.fetch` calls one plugin may have in flight at once (over all
+    /// of its running calls); more wait, within their time limit. Default 4.
+    pub max_fetches_per_plugin: u32,
     /// `log.log` messages kept per call. Default 200.
     pub max_log_lines: u32,
     /// Bytes of stdout (and of stderr) kept per call. Default 16 KiB.
@@ -78,6 +86,9 @@ impl HostConfig {
             max_concurrent_calls: 32,
             max_blob_bytes: 16 << 20,
             max_http_response: 4 << 20,
+            max_http_request: 1 << 20,
+            http_timeout: Duration::from_secs(10),
+            max_fetches_per_plugin: 4,
             max_log_lines: 200,
             max_output_bytes: 16 << 10,
             kv: KvLimits::default(),
@@ -254,6 +265,8 @@ struct Loaded {
     pre: bindings::ServicePre<PluginState>,
     grants: RwLock<Arc<Grants>>,
     counters: Arc<Counters>,
+    /// Bounds the plugin's `http.fetch` calls in flight.
+    fetches: Arc<Semaphore>,
 }
 
 impl Loaded {
@@ -413,6 +426,9 @@ impl PluginHost {
             pre,
             grants: RwLock::new(Arc::new(grants)),
             counters: Arc::default(),
+            fetches: Arc::new(Semaphore::new(
+                self.inner.shared.config.max_fetches_per_plugin.max(1) as usize,
+            )),
         });
         let mut plugins = self
             .inner
@@ -588,6 +604,7 @@ impl PluginHost {
             id.clone(),
             plugin.grants(),
             plugin.counters.clone(),
+            plugin.fetches.clone(),
         );
         let mut instantiated = false;
         let call = async {

@@ -15,6 +15,8 @@
 //! - [`services`]: the traits the node implements to give plugins records,
 //!   blobs and outgoing HTTP ([`HostRecords`], [`HostBlobs`],
 //!   [`HttpFetcher`]); this crate does not depend on the node.
+//! - [`http`]: [`HttpClient`], the outgoing HTTP client the node gives
+//!   plugins (no redirects, bounded bodies).
 //! - [`kv`]: the plugins' private key-value store (`<data>/plugins/kv.sqlite`).
 //! - [`audit`]: denied host calls, in memory and in
 //!   `<data>/plugins/audit.jsonl`.
@@ -40,6 +42,7 @@
 pub mod audit;
 pub mod grants;
 mod host;
+pub mod http;
 pub mod kv;
 pub mod manifest;
 mod runtime;
@@ -50,6 +53,7 @@ pub mod test_guests;
 
 pub use audit::AuditEntry;
 pub use grants::Grants;
+pub use http::{HttpClient, HttpClientError};
 pub use host::{
     CallError, GrantError, HostConfig, HostInitError, LoadError, MAX_COMPONENT_BYTES, PluginHost,
     PluginInfo,
@@ -61,7 +65,7 @@ pub use services::{
     ErrorCode, HostBlobs, HostError, HostRecords, HttpFetcher, PluginRecord, Request, Response,
     Services,
 };
-pub use stats::PluginStats;
+pub use stats::{FetchCounts, LatencySummary, PluginStats};
 
 /// Now, ms since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {

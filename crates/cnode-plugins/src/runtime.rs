@@ -186,6 +186,8 @@ pub(crate) struct PluginState {
     pub(crate) plugin: PluginId,
     pub(crate) grants: Arc<Grants>,
     pub(crate) counters: Arc<Counters>,
+    /// The plugin's `http.fetch` slots.
+    pub(crate) fetches: Arc<tokio::sync::Semaphore>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) limits: Limits,
     pub(crate) deadline: Instant,
@@ -219,6 +221,7 @@ pub(crate) fn new_store(
     plugin: PluginId,
     grants: Arc<Grants>,
     counters: Arc<Counters>,
+    fetches: Arc<tokio::sync::Semaphore>,
 ) -> Store<PluginState> {
     let config = &shared.config;
     let stdout = LogSink::new(config.max_output_bytes);
@@ -236,6 +239,7 @@ pub(crate) fn new_store(
         plugin,
         grants,
         counters,
+        fetches,
         limits: Limits {
             memory_limit: config.memory_limit,
             memory_used: 0,

@@ -17,6 +17,9 @@ use cnode_plugins::{
     services::{OutgoingRequest, Publish, RecordPage, RecordQuery},
 };
 
+#[path = "host/http.rs"]
+mod http;
+
 // ---------------------------------------------------------------- guests
 
 /// Builds `tests/guests/<name>` (cargo makes later builds no-ops) and

@@ -298,22 +298,97 @@ impl http::Host for PluginState {
         };
         let check = self.grants.check_http(&method, host, port);
         self.check(Resource::Http, "http.fetch", check)?;
-        let max = self.shared.config.max_http_response;
+        let target = format!("{host}:{port}");
+        let result = self
+            .fetch_allowed(method, url, request.headers, request.body, &target)
+            .await;
+        self.counters
+            .fetch(result.as_ref().ok().map(|r| r.body.len()));
+        result.map_err(wit_error)
+    }
+}
+
+/// Request headers a plugin may not set: the host derives them from the URL
+/// and the body (a `Host` override could reach a virtual host the grant
+/// does not name).
+const FORBIDDEN_HEADERS: [&str; 6] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+];
+
+/// Request headers a plugin may send, at most, and their total size.
+const MAX_REQUEST_HEADERS: usize = 64;
+const MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
+
+impl PluginState {
+    /// An `http.fetch` the grants allowed: the request's own limits, a slot
+    /// among the plugin's fetches, then the fetch bounded by
+    /// `http_timeout` and the call's deadline.
+    async fn fetch_allowed(
+        &mut self,
+        method: String,
+        url: url::Url,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        target: &str,
+    ) -> Result<types::Response, HostError> {
+        let config = &self.shared.config;
+        if body.len() > config.max_http_request {
+            return Err(HostError::too_large(format!(
+                "the request body is {} bytes, the limit is {}",
+                body.len(),
+                config.max_http_request
+            )));
+        }
+        if let Some((name, _)) = headers
+            .iter()
+            .find(|(n, _)| FORBIDDEN_HEADERS.iter().any(|f| n.eq_ignore_ascii_case(f)))
+        {
+            return Err(HostError::invalid(format!(
+                "header {name:?} is set by the host and may not be given"
+            )));
+        }
+        let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        if headers.len() > MAX_REQUEST_HEADERS || header_bytes > MAX_REQUEST_HEADER_BYTES {
+            return Err(HostError::too_large(format!(
+                "at most {MAX_REQUEST_HEADERS} request headers of {MAX_REQUEST_HEADER_BYTES} bytes in all"
+            )));
+        }
+        let max = config.max_http_response;
+        let remaining = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        let limit = config.http_timeout.min(remaining);
         let http = self.shared.services.http.clone();
+        let fetches = self.fetches.clone();
+        let plugin = self.plugin.clone();
         let outgoing = OutgoingRequest {
             method,
             url,
-            headers: request.headers,
-            body: request.body,
+            headers,
+            body,
         };
-        let response = http
-            .fetch(&self.plugin, outgoing, max)
-            .await
-            .map_err(wit_error)?;
+        let fetch = async {
+            let _slot = fetches
+                .acquire()
+                .await
+                .map_err(|_| HostError::internal("the fetch limiter is closed"))?;
+            http.fetch(&plugin, outgoing, max).await
+        };
+        let response = tokio::time::timeout(limit, fetch).await.map_err(|_| {
+            HostError::unavailable(format!(
+                "http.fetch to {target}: no response within {} ms (the fetch time limit or the call's deadline)",
+                limit.as_millis()
+            ))
+        })??;
         if response.body.len() > max {
-            return Err(wit_error(HostError::too_large(format!(
-                "response body is larger than {max} bytes"
-            ))));
+            return Err(HostError::too_large(format!(
+                "the response body is over {max} bytes"
+            )));
         }
         Ok(types::Response {
             status: response.status,
