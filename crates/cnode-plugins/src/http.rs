@@ -1,6 +1,15 @@
 //! [`HttpClient`]: the node's [`HttpFetcher`] — plugins' outgoing HTTP over
-//! `reqwest`, `http://` and `https://` (rustls with the `ring` provider and
-//! the platform's root certificates).
+//! `reqwest`.
+//!
+//! Plain `http://` only for now: an `https://` fetch answers `unavailable`.
+//! TLS in reqwest is a crate feature, and Cargo unifies features across the
+//! build: turning on reqwest's `rustls-no-provider` here makes *every*
+//! reqwest client in the binary (the CLI's API client, the registry's RPC
+//! client) panic at build time unless a rustls crypto provider was installed
+//! process-wide first, and reqwest's `rustls` feature pulls in aws-lc-sys (a
+//! C build). Doing TLS here needs either a provider installed at every
+//! entry point or a TLS connector of our own; until then, the scheme is
+//! refused clearly.
 //!
 //! The host has already checked the grant, the method, the headers and the
 //! request size, and bounds the time ([`crate::HostConfig::http_timeout`]
@@ -9,7 +18,7 @@
 //! the plugin), ignores proxy settings from the environment, and reads the
 //! response body chunk by chunk, stopping as soon as it passes the limit.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{
@@ -29,9 +38,6 @@ const MAX_RESPONSE_HEADERS: usize = 100;
 /// The outgoing HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpClientError {
-    /// The TLS configuration (root certificates) could not be set up.
-    #[error("cannot set up TLS for plugins' outgoing HTTP: {0}")]
-    Tls(String),
     /// reqwest refused the configuration.
     #[error("cannot build the HTTP client for plugins: {0}")]
     Build(#[from] reqwest::Error),
@@ -44,22 +50,12 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client with the platform's root certificates. `timeout` is the
-    /// host's bound on one fetch ([`crate::HostConfig::http_timeout`]); the
-    /// client's own limit is a second later, a backstop that leaves the
-    /// host's (clearer) error to fire first.
+    /// A client for plain `http://`. `timeout` is the host's bound on one
+    /// fetch ([`crate::HostConfig::http_timeout`]); the client's own limit
+    /// is a second later, a backstop that leaves the host's (clearer) error
+    /// to fire first.
     pub fn new(timeout: Duration) -> Result<Self, HttpClientError> {
-        use rustls_platform_verifier::BuilderVerifierExt;
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| HttpClientError::Tls(e.to_string()))?
-            .with_platform_verifier()
-            .map_err(|e| HttpClientError::Tls(e.to_string()))?
-            .with_no_client_auth();
         let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
             .redirect(redirect::Policy::none())
             .no_proxy()
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -92,6 +88,12 @@ impl HttpFetcher for HttpClient {
         request: OutgoingRequest,
         max_response: usize,
     ) -> Result<Response, HostError> {
+        if request.url.scheme() != "http" {
+            return Err(HostError::unavailable(format!(
+                "{}:// is not supported by this node's plugin HTTP client yet (http:// only)",
+                request.url.scheme()
+            )));
+        }
         let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|_| HostError::invalid(format!("{:?} is not a method", request.method)))?;
         let headers = header_map(&request.headers)?;

@@ -1,6 +1,7 @@
 //! `http.fetch` through the real client ([`cnode_plugins::HttpClient`])
 //! against a local HTTP server on 127.0.0.1: grants by host and port,
-//! limits on size and time, redirects not followed, forbidden headers.
+//! limits on size and time, redirects not followed, forbidden headers,
+//! https refused.
 
 use std::{
     sync::Arc,
@@ -276,6 +277,15 @@ async fn a_redirect_is_returned_not_followed_and_host_cannot_be_overridden() {
 
     let r = f.fetch("GET\nftp://127.0.0.1:{port}/hello").await.unwrap();
     assert_eq!(outcome(&r).0, "invalid");
+
+    // https is refused clearly (no TLS in the client yet; see src/http.rs).
+    let r = f
+        .fetch("GET\nhttps://127.0.0.1:{port}/hello")
+        .await
+        .unwrap();
+    let (code, message) = outcome(&r);
+    assert_eq!(code, "unavailable");
+    assert!(message.contains("http:// only"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
