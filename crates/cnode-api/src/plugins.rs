@@ -22,11 +22,15 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
+use cnode_node::plugins::rpc::{ErrorCode, ForwardError, RemoteError};
 use cnode_node::{
     PluginError, PluginView,
-    plugins::{GrantChoice, cnode_plugins, parse_capability},
+    plugins::{
+        GrantChoice, cnode_plugins,
+        package::{self, PackageError, PackagePreview, PackageSource},
+        parse_capability,
+    },
 };
-use cnode_node::plugins::rpc::{ErrorCode, ForwardError, RemoteError};
 use cnode_plugins::{CallError, PluginId, Request};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -294,17 +298,43 @@ impl GrantsSpec {
     }
 }
 
-/// `POST /v1/plugins` body.
+/// `POST /v1/plugins` body: exactly one of `path`, `cid` or `service`.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct InstallBody {
     /// A path on the node's machine: a directory with `plugin.toml` and a
     /// `.wasm` component, or a `.wasm` file with `plugin.toml` beside it.
-    pub path: String,
-    /// What to grant.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A package (a folder blob with `plugin.toml`, `component.wasm`,
+    /// optionally `publisher.sig`) by CID, fetched over the swarm.
+    #[serde(default)]
+    pub cid: Option<String>,
+    /// A service id of the registry's API list: its package is fetched by
+    /// hash and checked against the entry and the on-chain publisher.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// With `service`: this version instead of the newest approved one.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// With `cid` or `service`: the package CID the user approved (from a
+    /// preview); the install is refused if the package is now another.
+    #[serde(default)]
+    pub package: Option<String>,
+    /// What to grant (default `"all"`).
+    #[serde(default = "all_grants")]
     pub grants: GrantsSpec,
-    /// Must be `true`: the user has seen and approved the capabilities.
+    /// Must be `true` to install: the user has seen and approved the capabilities.
     #[serde(default)]
     pub approve: bool,
+    /// With `cid` or `service`: fetch and check the package and answer what
+    /// would be installed (a [`PackagePreview`]), installing nothing.
+    #[serde(default)]
+    pub preview: bool,
+}
+
+fn all_grants() -> GrantsSpec {
+    GrantsSpec::Word("all".into())
 }
 
 /// `PUT /v1/plugins/{id}/grants` body.
@@ -355,29 +385,99 @@ pub(crate) async fn info(
         .ok_or_else(|| PluginError::NotInstalled(id).into())
 }
 
-/// Installs a plugin from a path on the node's machine, with the approved
-/// grants.
+fn package_error(e: PackageError) -> PluginApiError {
+    let e = match e {
+        PackageError::Plugin(p) => return p.into(),
+        e => e,
+    };
+    let status = match &e {
+        PackageError::Plugin(_) => StatusCode::BAD_REQUEST,
+        PackageError::NoRegistry(_) | PackageError::UnknownService(_) => StatusCode::NOT_FOUND,
+        PackageError::NotApproved(_) => StatusCode::FORBIDDEN,
+        PackageError::Fetch { .. } => StatusCode::BAD_GATEWAY,
+        PackageError::Layout(_) | PackageError::Mismatch(_) | PackageError::Signature(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+    };
+    PluginApiError(status, e.to_string())
+}
+
+/// Installs a plugin — from a path on the node's machine, a package CID,
+/// or a service of the registry's API list — with the approved grants; or,
+/// with `preview: true`, fetches and checks a package and answers what it
+/// would install.
 #[utoipa::path(post, path = "/v1/plugins", request_body = InstallBody, responses(
-    (status = 201, body = PluginView),
+    (status = 201, body = PluginView, description = "Installed (for a package, with its `package` preview added)"),
+    (status = 200, body = PackagePreview, description = "preview: what would be installed"),
     (status = 400, description = "Bad manifest, component, path or grants; or not approved", body = ErrorBody),
-    (status = 409, description = "Already installed", body = ErrorBody)))]
+    (status = 403, description = "The service is proposed or revoked, not approved", body = ErrorBody),
+    (status = 404, description = "No such service in the API list, or no registry", body = ErrorBody),
+    (status = 409, description = "Already installed", body = ErrorBody),
+    (status = 422, description = "The package does not match the API list, is badly laid out, or its signature is not the publisher's", body = ErrorBody),
+    (status = 502, description = "The package could not be fetched from the swarm", body = ErrorBody)))]
 pub(crate) async fn install(
     State(state): State<AppState>,
     Json(body): Json<InstallBody>,
-) -> Result<(StatusCode, Json<PluginView>), PluginApiError> {
+) -> Result<Response, PluginApiError> {
+    let bad = |m: String| PluginApiError(StatusCode::BAD_REQUEST, m);
+    let source = match (&body.path, &body.cid, &body.service) {
+        (Some(path), None, None) => {
+            if body.preview {
+                return Err(bad("preview is for cid and service installs; a path is read by `cnode plugin install` itself".into()));
+            }
+            let _ = path;
+            None
+        }
+        (None, Some(cid), None) => Some(PackageSource::Cid(cid.parse().map_err(|_| {
+            bad(format!(
+                "cid: {cid:?} is not a blob CID (bafkr4…) or 64 hex digits"
+            ))
+        })?)),
+        (None, None, Some(id)) => Some(PackageSource::Service {
+            id: id.clone(),
+            version: body.version.clone(),
+        }),
+        _ => return Err(bad("give exactly one of path, cid and service".into())),
+    };
+    if body.version.is_some() && body.service.is_none() {
+        return Err(bad("version goes with service".into()));
+    }
+    let Some(source) = source else {
+        if !body.approve {
+            return Err(bad("approve must be true: installing grants the plugin the capabilities listed in its plugin.toml".into()));
+        }
+        let grants = body.grants.choice()?;
+        let path = body.path.as_deref().unwrap_or_default();
+        let view = state
+            .node
+            .plugins()
+            .install_path(std::path::Path::new(path), grants)
+            .await?;
+        return Ok((StatusCode::CREATED, Json(view)).into_response());
+    };
+    if body.preview {
+        let fetched = package::fetch(&state.node, &source)
+            .await
+            .map_err(package_error)?;
+        return Ok((StatusCode::OK, Json(fetched.preview)).into_response());
+    }
     if !body.approve {
-        return Err(PluginApiError(
-            StatusCode::BAD_REQUEST,
-            "approve must be true: installing grants the plugin the capabilities listed in its plugin.toml".into(),
-        ));
+        return Err(bad("approve must be true: installing grants the plugin the capabilities listed in its plugin.toml (preview: true shows them)".into()));
     }
     let grants = body.grants.choice()?;
-    let view = state
-        .node
-        .plugins()
-        .install_path(std::path::Path::new(&body.path), grants)
-        .await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let expect = match &body.package {
+        Some(p) => Some(
+            p.parse()
+                .map_err(|_| bad(format!("package: {p:?} is not a blob CID")))?,
+        ),
+        None => None,
+    };
+    let (view, preview) = package::install(&state.node, &source, expect, grants)
+        .await
+        .map_err(package_error)?;
+    let mut v = serde_json::to_value(&view).unwrap_or_default();
+    v["package"] = serde_json::to_value(&preview).unwrap_or_default();
+    Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
 /// Replaces a plugin's grants; the next call sees them.

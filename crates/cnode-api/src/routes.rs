@@ -34,7 +34,7 @@ const MAX_DHT_KEY: usize = 256;
     components(schemas(StatusInfo, PeerInfo, DhtValue, ErrorBody, crate::blobs::AddResult, crate::blobs::BlobStatus, crate::blobs::DownloadResult,
         crate::records::RecordView, crate::records::PostResult, crate::records::RecordPage, crate::records::RegionChange, cnode_node::RegionInfo,
         cnode_types::RegistryInfo, cnode_types::RegistryNode, cnode_types::RegistryRoute, cnode_types::RegistryService,
-        cnode_node::PluginView, crate::plugins::InstallBody, crate::plugins::GrantsBody, crate::plugins::GrantsSpec, crate::plugins::AuditView)),
+        cnode_node::PluginView, crate::plugins::InstallBody, cnode_node::plugins::package::PackagePreview, crate::plugins::GrantsBody, crate::plugins::GrantsSpec, crate::plugins::AuditView)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -60,6 +60,7 @@ use tracing::{Instrument, debug, info, warn};
 use crate::{BlobService, RecordError, RecordService};
 
 mod capability;
+pub mod package;
 pub mod rpc;
 
 pub use capability::{capability_matches, format_capability, parse_capability, select};

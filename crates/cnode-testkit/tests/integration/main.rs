@@ -6,5 +6,6 @@ mod api;
 mod blobs;
 mod net;
 mod plugins;
+mod plugins_rpc;
 mod records;
 mod registry;
