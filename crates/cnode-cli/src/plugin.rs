@@ -17,7 +17,9 @@ use cnode_node::{
 };
 use reqwest::{Method, StatusCode};
 
-use crate::{client::ApiClient, output};
+use crate::{client::ApiClient, output, registry::TxArgs};
+
+mod package;
 
 /// The long help of `cnode plugin`.
 pub(crate) const LONG_ABOUT: &str = "\
@@ -25,11 +27,21 @@ Service plugins: WebAssembly components the node runs sandboxed, each \
 limited to the capabilities you granted. A plugin with id ID answers HTTP \
 at /v1/services/ID/… on the node's API.
 
-  cnode plugin install PATH [--yes]   PATH: a directory with plugin.toml and a \
-.wasm component, or a .wasm file with plugin.toml beside it (the path is read \
-by the node, so it must be on the node's machine). Shows the requested \
+  cnode plugin install PATH|CID|SERVICE_ID [--version V] [--yes]   PATH: a \
+directory with plugin.toml and a .wasm component, or a .wasm file with \
+plugin.toml beside it (the path is read by the node, so it must be on the \
+node's machine). CID: a package (a folder blob with plugin.toml, \
+component.wasm and optionally publisher.sig), fetched over the swarm; shows \
+who signed it, or \"unsigned\". SERVICE_ID: the newest approved version (or \
+--version) of that service in the registry's API list; the node fetches its \
+package by hash and refuses it unless the manifest hash, id and version match \
+the entry and the signature is the on-chain publisher's. Shows the requested \
 capabilities and asks for approval (--yes approves without asking; required \
 when stdin is not a terminal).
+  cnode plugin pack DIR [-o OUT_DIR] [--unsigned]   a package folder signed \
+with the operator key (<data>/operator/key.json, as `cnode registry` uses).
+  cnode plugin publish DIR   pack, add to the node's blobs (pinned, announced) \
+and propose it for the API list (proposeService); a steward approves it.
   cnode plugin ls | info ID | audit
   cnode plugin grant ID CAPABILITY… | revoke ID CAPABILITY…
   cnode plugin disable ID | enable ID | rm ID
@@ -47,16 +59,43 @@ one with that resource and access; `all` grants (or revokes) everything.";
 /// `cnode plugin …`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginCommand {
-    /// Install a plugin from a local directory or .wasm file.
+    /// Install a plugin: from a local directory or .wasm file, a package CID, or a service id of the registry's API list.
     Install {
-        /// A directory with plugin.toml and a .wasm component, or a .wasm with plugin.toml beside it.
-        path: PathBuf,
+        /// A directory with plugin.toml and a .wasm component (or a .wasm with plugin.toml beside it); a package CID (bafkr4…); or a service id (org.cnode.events).
+        target: String,
+        /// With a service id: this version instead of the newest approved one.
+        #[arg(long)]
+        version: Option<String>,
         /// Approve the requested capabilities without asking.
         #[arg(long, short = 'y')]
         yes: bool,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
+    },
+    /// Build a package folder (plugin.toml, component.wasm, publisher.sig) signed with the operator key.
+    Pack {
+        /// The plugin's directory (plugin.toml and its built .wasm, e.g. plugins/events/dist).
+        dir: PathBuf,
+        /// Where to write the package [default: <data>/plugins/packages/ID-VERSION].
+        #[arg(long, short = 'o', value_name = "OUT_DIR")]
+        out: Option<PathBuf>,
+        /// Do not sign (installable by CID only; a registry install needs the signature).
+        #[arg(long)]
+        unsigned: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pack, add the package to the node's blobs (pinned, announced) and propose it for the API list.
+    Publish {
+        /// The plugin's directory (plugin.toml and its built .wasm).
+        dir: PathBuf,
+        /// Where to write the package [default: <data>/plugins/packages/ID-VERSION].
+        #[arg(long, short = 'o', value_name = "OUT_DIR")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        tx: TxArgs,
     },
     /// List installed plugins.
     Ls {
@@ -187,7 +226,19 @@ fn confirm(question: &str) -> Result<bool> {
 /// Runs `cnode plugin …`.
 pub(crate) async fn plugin(dir: &DataDir, command: PluginCommand) -> Result<()> {
     match command {
-        PluginCommand::Install { path, yes, json } => install(dir, &path, yes, json).await,
+        PluginCommand::Install {
+            target,
+            version,
+            yes,
+            json,
+        } => install(dir, &target, version, yes, json).await,
+        PluginCommand::Pack {
+            dir: src,
+            out,
+            unsigned,
+            json,
+        } => package::pack_command(dir, &src, out, unsigned, json),
+        PluginCommand::Publish { dir: src, out, tx } => package::publish(dir, &src, out, tx).await,
         PluginCommand::Ls { json } => {
             let list: Vec<PluginView> = ApiClient::from_data_dir(dir)?
                 .send_json(Method::GET, &["v1", "plugins"], None)
@@ -283,7 +334,39 @@ pub(crate) async fn plugin(dir: &DataDir, command: PluginCommand) -> Result<()> 
     }
 }
 
-async fn install(dir: &DataDir, path: &Path, yes: bool, json: bool) -> Result<()> {
+async fn install(
+    dir: &DataDir,
+    target: &str,
+    version: Option<String>,
+    yes: bool,
+    json: bool,
+) -> Result<()> {
+    let path = Path::new(target);
+    if path.exists() {
+        if version.is_some() {
+            bail!("--version goes with a service id, not a path");
+        }
+        return install_path(dir, path, yes, json).await;
+    }
+    let source = if target.parse::<cnode_types::BlobHash>().is_ok() {
+        if version.is_some() {
+            bail!("--version goes with a service id, not a CID");
+        }
+        serde_json::json!({ "cid": target })
+    } else if target
+        .parse::<cnode_node::plugins::cnode_plugins::PluginId>()
+        .is_ok()
+    {
+        serde_json::json!({ "service": target, "version": version })
+    } else {
+        bail!(
+            "{target} is not a path that exists, a package CID (bafkr4…) or a service id (org.example.name)"
+        );
+    };
+    package::install_package(dir, source, yes, json).await
+}
+
+async fn install_path(dir: &DataDir, path: &Path, yes: bool, json: bool) -> Result<()> {
     let path =
         std::fs::canonicalize(path).with_context(|| format!("cannot find {}", path.display()))?;
     let manifest = read_package_manifest(&path)?;
