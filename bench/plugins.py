@@ -152,7 +152,7 @@ def run_mix(bin, mix, count, calls, work):
     plugins = [(kind, *distinct_copy(EXAMPLES[kind], kind, i, pkgs)) for i, kind in enumerate(kinds)]
     node = Node(bin, data)
     node.start()
-    res = {"mix": mix, "plugins": len(plugins), "rust": kinds.count("rust"), "js": kinds.count("js")}
+    res = {"mix": mix, "plugins": len(plugins), "n_rust": kinds.count("rust"), "n_js": kinds.count("js")}
     try:
         res["rss_empty_mb"] = node.memory_mb()["VmRSS"]
         first_load = {}
@@ -245,7 +245,7 @@ def main():
     verdict = lambda ok: "PASS" if ok else "FAIL"
     for r in results:
         for kind, target in (("rust", TARGET_RUST_P50_US), ("js", TARGET_JS_P50_US)):
-            if kind in r:
+            if isinstance(r.get(kind), dict):
                 k = r[kind]
                 print(f"plugins mix={r['mix']} {kind} call_p50_us={k['host_p50_us']} call_p99_us={k['host_p99_us']} "
                       f"instantiate_p50_us={k['instantiate_p50_us']} instantiate_p99_us={k['instantiate_p99_us']} "
@@ -253,7 +253,7 @@ def main():
                       f"native_http_p50_us={k['native_http_p50_us']} ratio_vs_native={k['http_ratio_vs_native']} "
                       f"target_p50<={target} {verdict(k['host_p50_us'] <= target)}")
         after, restarted = r["rss_after_install_mb"], r["rss_restarted_mb"]
-        print(f"plugins mix={r['mix']} loaded={r['plugins']} (rust {r['rust']}, js {r['js']}) "
+        print(f"plugins mix={r['mix']} loaded={r['plugins']} (rust {r['n_rust']}, js {r['n_js']}) "
               f"install_s={r['install_s']} rss_empty_mb={r['rss_empty_mb']:.1f} "
               f"rss_after_install_mb={after['VmRSS']:.1f} (anon {after['RssAnon']:.1f}, file {after['RssFile']:.1f}) "
               f"rss_restarted_mb={restarted['VmRSS']:.1f} (anon {restarted['RssAnon']:.1f}, file {restarted['RssFile']:.1f}) "
