@@ -12,6 +12,7 @@ mod config_edit;
 mod devnet;
 mod output;
 mod plugin;
+mod plugin_new;
 mod records;
 mod registry;
 mod run;

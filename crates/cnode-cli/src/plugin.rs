@@ -42,6 +42,10 @@ when stdin is not a terminal).
 with the operator key (<data>/operator/key.json, as `cnode registry` uses).
   cnode plugin publish DIR   pack, add to the node's blobs (pinned, announced) \
 and propose it for the API list (proposeService); a steward approves it.
+  cnode plugin new --lang rust|js NAME [--dir PATH] [--id ID]   a plugin \
+project that builds and installs as it is (manifest, code, the WIT world, a \
+build script, a README); NAME is a short name (bus-times, id \
+org.example.bus-times) or a whole id.
   cnode plugin ls | info ID | audit
   cnode plugin grant ID CAPABILITY… | revoke ID CAPABILITY…
   cnode plugin disable ID | enable ID | rm ID
@@ -60,6 +64,9 @@ one with that resource and access; `all` grants (or revokes) everything.";
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginCommand {
     /// Install a plugin: from a local directory or .wasm file, a package CID, or a service id of the registry's API list.
+    // `--version` here is the service's version; the program's own
+    // (propagated by `propagate_version`) would clash with it.
+    #[command(disable_version_flag = true)]
     Install {
         /// A directory with plugin.toml and a .wasm component (or a .wasm with plugin.toml beside it); a package CID (bafkr4…); or a service id (org.cnode.events).
         target: String,
@@ -96,6 +103,23 @@ pub(crate) enum PluginCommand {
         out: Option<PathBuf>,
         #[command(flatten)]
         tx: TxArgs,
+    },
+    /// Scaffold a new plugin project (Rust or JavaScript) that builds and installs as it is.
+    New {
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: crate::plugin_new::Lang,
+        /// A short name (bus-times: id org.example.bus-times) or a whole reverse-domain id (org.mytown.bus-times).
+        name: String,
+        /// The directory to create [default: ./NAME]; must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The plugin id, if not derived from NAME.
+        #[arg(long)]
+        id: Option<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// List installed plugins.
     Ls {
@@ -239,6 +263,13 @@ pub(crate) async fn plugin(dir: &DataDir, command: PluginCommand) -> Result<()> 
             json,
         } => package::pack_command(dir, &src, out, unsigned, json),
         PluginCommand::Publish { dir: src, out, tx } => package::publish(dir, &src, out, tx).await,
+        PluginCommand::New {
+            lang,
+            name,
+            dir: target,
+            id,
+            json,
+        } => crate::plugin_new::new_plugin(lang, &name, target, id.as_deref(), json),
         PluginCommand::Ls { json } => {
             let list: Vec<PluginView> = ApiClient::from_data_dir(dir)?
                 .send_json(Method::GET, &["v1", "plugins"], None)

@@ -8,5 +8,6 @@ mod harness;
 mod identity;
 mod lifecycle;
 mod netns;
+mod plugin_new;
 mod records;
 mod registry;
