@@ -19,8 +19,10 @@
 //! - Tasks: one fan-out task takes new records from
 //!   [`crate::RecordService::subscribe`] and hands each to every enabled
 //!   plugin's `on-record` through a bounded queue (a full queue drops the
-//!   record and counts it); the same task runs every plugin's `tick` every
-//!   [`TICK_EVERY`]. Both stop when the node shuts down.
+//!   record and counts it); the same task runs the `tick` of plugins whose
+//!   manifest asks for one (`tick-every-secs`), and unmaps the compiled code
+//!   of plugins idle for the host's `idle_unload` (5 min), checking both
+//!   every [`TICK_EVERY`]. Both stop when the node shuts down.
 //!
 //! Capabilities on the command line and in the API are written
 //! `resource:access[:key=v1,v2…]`, e.g. `records:read`,
@@ -29,7 +31,7 @@
 //! `http:read:hosts=api.example.com:8443` (see [`parse_capability`]).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fs,
     path::{Path, PathBuf},
     sync::{
@@ -65,7 +67,9 @@ pub mod rpc;
 
 pub use capability::{capability_matches, format_capability, parse_capability, select};
 
-/// How often every enabled plugin's `tick` runs.
+/// How often the plugin task checks for due `tick`s (a plugin's manifest
+/// sets its own interval, `tick-every-secs` ≥ 10 s) and unmaps idle plugins'
+/// code.
 pub const TICK_EVERY: Duration = Duration::from_secs(10);
 /// New records waiting for plugins' `on-record`; more are dropped (counted).
 pub const RECORD_QUEUE: usize = 256;
@@ -627,6 +631,7 @@ impl PluginService {
         let worker = tokio::spawn(
             async move {
                 let mut tick = tokio::time::interval(TICK_EVERY);
+                let mut last_ticks = HashMap::new();
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick.tick().await;
                 loop {
@@ -637,7 +642,13 @@ impl PluginService {
                             Some(rec) => this.deliver(&rec).await,
                             None => break,
                         },
-                        _ = tick.tick() => this.tick_all().await,
+                        _ = tick.tick() => {
+                            this.tick_due(&mut last_ticks).await;
+                            let idle = this.inner.host.unload_idle().await;
+                            if !idle.is_empty() {
+                                debug!(plugins = ?idle, "idle plugins' code unmapped");
+                            }
+                        }
                     }
                 }
             }
@@ -659,8 +670,28 @@ impl PluginService {
         }
     }
 
-    async fn tick_all(&self) {
-        for id in self.inner.host.plugin_ids() {
+    /// Runs `tick` of every plugin whose manifest asks for it
+    /// (`tick-every-secs`) and whose interval has passed since its last tick
+    /// (or since it was first seen). Plugins that ask for none are not
+    /// woken, so their code can be unmapped while idle.
+    async fn tick_due(&self, last: &mut HashMap<PluginId, std::time::Instant>) {
+        let now = std::time::Instant::now();
+        let ids = self.inner.host.plugin_ids();
+        last.retain(|id, _| ids.contains(id));
+        for id in ids {
+            let Some(every) = self
+                .inner
+                .host
+                .info(&id)
+                .and_then(|i| i.manifest.tick_every)
+            else {
+                continue;
+            };
+            let since = *last.entry(id.clone()).or_insert(now);
+            if now.duration_since(since) < every {
+                continue;
+            }
+            last.insert(id.clone(), now);
             if let Err(e) = self.inner.host.tick(&id).await {
                 debug!(plugin = %id, "tick failed: {e}");
             }

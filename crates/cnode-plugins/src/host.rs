@@ -6,7 +6,10 @@ use std::{
     fs,
     io::Write,
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::{Duration, Instant},
 };
 
@@ -73,6 +76,11 @@ pub struct HostConfig {
     pub audit_file_max: u64,
     /// Cache compiled components in `plugins/cache/`. Default on.
     pub precompile_cache: bool,
+    /// A plugin not called for this long has its compiled code unmapped by
+    /// [`PluginHost::unload_idle`]; its next call maps it again from the
+    /// cache (milliseconds; ~10 ms for a JavaScript plugin). `None`: never.
+    /// Needs `precompile_cache`. Default 5 minutes.
+    pub idle_unload: Option<Duration>,
 }
 
 impl HostConfig {
@@ -95,6 +103,7 @@ impl HostConfig {
             audit_ring: 1000,
             audit_file_max: 1 << 20,
             precompile_cache: true,
+            idle_unload: Some(Duration::from_secs(300)),
         }
     }
 
@@ -262,7 +271,13 @@ fn human_duration(d: Duration) -> String {
 /// A loaded plugin.
 struct Loaded {
     manifest: Manifest,
-    pre: bindings::ServicePre<PluginState>,
+    /// The linked code: `None` while unloaded for being idle.
+    code: tokio::sync::Mutex<Option<bindings::ServicePre<PluginState>>>,
+    /// The compiled-code cache file the code is mapped from (and reloaded
+    /// from after an idle unload); `None` when not cached: never unloaded.
+    cache_file: Option<PathBuf>,
+    /// When it was last called, in milliseconds since the host started.
+    last_used_ms: AtomicU64,
     grants: RwLock<Arc<Grants>>,
     counters: Arc<Counters>,
     /// Bounds the plugin's `http.fetch` calls in flight.
@@ -308,6 +323,8 @@ struct Inner {
     shared: Arc<Shared>,
     plugins: RwLock<HashMap<PluginId, Arc<Loaded>>>,
     slots: Semaphore,
+    /// The clock `Loaded::last_used_ms` counts from.
+    started: Instant,
     _ticker: EpochTicker,
 }
 
@@ -353,6 +370,7 @@ impl PluginHost {
                 }),
                 plugins: RwLock::default(),
                 slots,
+                started: Instant::now(),
                 _ticker: ticker,
             }),
         })
@@ -406,7 +424,7 @@ impl PluginHost {
                 plugin: id.clone(),
                 message: format!("compilation task failed: {e}"),
             })?;
-        let (component, cached) = compiled.map_err(|e| LoadError::Malformed {
+        let (component, cached, cache_file) = compiled.map_err(|e| LoadError::Malformed {
             plugin: id.clone(),
             message: format!("{e:#}"),
         })?;
@@ -423,7 +441,9 @@ impl PluginHost {
 
         let loaded = Arc::new(Loaded {
             manifest,
-            pre,
+            code: tokio::sync::Mutex::new(Some(pre)),
+            cache_file,
+            last_used_ms: AtomicU64::new(self.inner.now_ms()),
             grants: RwLock::new(Arc::new(grants)),
             counters: Arc::default(),
             fetches: Arc::new(Semaphore::new(
@@ -575,6 +595,78 @@ impl PluginHost {
             .ok_or_else(|| CallError::NotLoaded(id.clone()))
     }
 
+    /// Unmaps the compiled code of every plugin not called for
+    /// `config.idle_unload` (calls running keep theirs until they end). Its
+    /// next call maps it again from the compiled-code cache. Returns the
+    /// plugins unloaded now. The node runs this periodically.
+    pub async fn unload_idle(&self) -> Vec<PluginId> {
+        let Some(idle) = self.inner.shared.config.idle_unload else {
+            return Vec::new();
+        };
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let now = self.inner.now_ms();
+        let plugins: Vec<Arc<Loaded>> = {
+            let map = self.inner.plugins.read().unwrap_or_else(|p| p.into_inner());
+            map.values().cloned().collect()
+        };
+        let mut unloaded = Vec::new();
+        for p in plugins {
+            if p.cache_file.is_none() || now.saturating_sub(p.last_used_ms.load(Relaxed)) < idle_ms
+            {
+                continue;
+            }
+            // A call mapping the code right now holds the lock: skip it.
+            let Ok(mut code) = p.code.try_lock() else {
+                continue;
+            };
+            if code.take().is_some() {
+                tracing::debug!(plugin = %p.manifest.id, idle_s = idle.as_secs(), "plugin code unmapped while idle");
+                unloaded.push(p.manifest.id.clone());
+            }
+        }
+        unloaded
+    }
+
+    /// Whether the plugin's compiled code is mapped (not unloaded for being
+    /// idle). `None`: no such plugin.
+    pub async fn is_resident(&self, id: &PluginId) -> Option<bool> {
+        let p = self.get(id).ok()?;
+        let resident = p.code.lock().await.is_some();
+        Some(resident)
+    }
+
+    /// The plugin's linked code, mapped again from the cache when it was
+    /// unloaded for being idle; marks the plugin used.
+    async fn code(&self, plugin: &Loaded) -> Result<bindings::ServicePre<PluginState>, CallError> {
+        plugin.last_used_ms.store(self.inner.now_ms(), Relaxed);
+        let mut code = plugin.code.lock().await;
+        if let Some(pre) = &*code {
+            return Ok(pre.clone());
+        }
+        let id = plugin.manifest.id.clone();
+        let failed = |message: String| CallError::Instantiate {
+            plugin: id.clone(),
+            message: format!("mapping its compiled code again: {message}"),
+        };
+        let path = plugin
+            .cache_file
+            .clone()
+            .ok_or_else(|| failed("no compiled-code cache file".into()))?;
+        let started = Instant::now();
+        let inner = self.inner.clone();
+        let pre = tokio::task::spawn_blocking(move || -> wasmtime::Result<_> {
+            let component = deserialize_cached(&inner.engine, &path)?;
+            let pre = inner.linker.instantiate_pre(&component)?;
+            bindings::ServicePre::new(pre)
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(format!("{e:#}")))?;
+        tracing::debug!(plugin = %id, took_us = started.elapsed().as_micros() as u64, "plugin code mapped again");
+        *code = Some(pre.clone());
+        Ok(pre)
+    }
+
     /// One call: a slot, a fresh store and instance, the export, then the
     /// outcome counted and reported.
     async fn run(
@@ -598,6 +690,14 @@ impl PluginHost {
             });
         };
 
+        let pre = match self.code(plugin).await {
+            Ok(pre) => pre,
+            Err(e) => {
+                drop(permit);
+                plugin.counters.call(Outcome::Trap, started.elapsed());
+                return Err(e);
+            }
+        };
         let mut store = runtime::new_store(
             &inner.engine,
             inner.shared.clone(),
@@ -609,7 +709,7 @@ impl PluginHost {
         let mut instantiated = false;
         let call = async {
             let instantiating = Instant::now();
-            let service = plugin.pre.instantiate_async(&mut store).await?;
+            let service = pre.instantiate_async(&mut store).await?;
             plugin.counters.instantiated(instantiating.elapsed());
             instantiated = true;
             match export {
@@ -658,20 +758,24 @@ impl PluginHost {
 }
 
 impl Inner {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// The compiled component: from the cache when it holds this component
     /// for this engine, else compiled (and cached). Returns whether it came
     /// from the cache. Blocking.
-    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, bool, Option<PathBuf>)> {
         let config = &self.shared.config;
         if !config.precompile_cache {
-            return Ok((Component::new(&self.engine, bytes)?, false));
+            return Ok((Component::new(&self.engine, bytes)?, false, None));
         }
         let dir = config.plugins_dir().join("cache");
         let hash = blake3::hash(bytes);
         let path = dir.join(format!("{}-{}.cwasm", hash.to_hex(), self.engine_hash));
         if path.exists() {
             match deserialize_cached(&self.engine, &path) {
-                Ok(component) => return Ok((component, true)),
+                Ok(component) => return Ok((component, true, Some(path))),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "dropping an unusable compiled-plugin cache entry");
                     let _ = fs::remove_file(&path);
@@ -688,7 +792,7 @@ impl Inner {
             // (37 MB for a JavaScript plugin).
             Ok(()) => {
                 drop(compiled);
-                Ok((deserialize_cached(&self.engine, &path)?, false))
+                Ok((deserialize_cached(&self.engine, &path)?, false, Some(path)))
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot cache a compiled plugin");
@@ -696,7 +800,7 @@ impl Inner {
                 // `precompile_component`.
                 #[allow(unsafe_code)]
                 let component = unsafe { Component::deserialize(&self.engine, &compiled)? };
-                Ok((component, false))
+                Ok((component, false, None))
             }
         }
     }

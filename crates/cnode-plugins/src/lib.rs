@@ -53,11 +53,11 @@ pub mod test_guests;
 
 pub use audit::AuditEntry;
 pub use grants::Grants;
-pub use http::{HttpClient, HttpClientError};
 pub use host::{
     CallError, GrantError, HostConfig, HostInitError, LoadError, MAX_COMPONENT_BYTES, PluginHost,
     PluginInfo,
 };
+pub use http::{HttpClient, HttpClientError};
 pub use manifest::{
     API_VERSION, Access, Capability, Manifest, ManifestError, PluginId, Resource, Scope,
 };

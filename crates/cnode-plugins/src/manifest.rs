@@ -388,6 +388,10 @@ pub struct Manifest {
     pub capabilities: Vec<Capability>,
     /// The paths it answers.
     pub routes: Vec<Route>,
+    /// How often the node calls the plugin's `tick` export
+    /// (`tick-every-secs`, 10 s to 1 day). `None`: never — a plugin with no
+    /// periodic work costs nothing between calls.
+    pub tick_every: Option<std::time::Duration>,
 }
 
 /// Why a manifest was refused.
@@ -428,6 +432,8 @@ struct RawManifest {
     capabilities: Vec<RawCapability>,
     #[serde(default)]
     routes: Vec<String>,
+    #[serde(default)]
+    tick_every_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -438,6 +444,11 @@ struct RawCapability {
     #[serde(default)]
     scope: Scope,
 }
+
+/// The shortest `tick-every-secs`.
+pub const MIN_TICK_SECS: u64 = 10;
+/// The longest `tick-every-secs` (a day).
+pub const MAX_TICK_SECS: u64 = 86_400;
 
 const GEOHASH_ALPHABET: &str = "0123456789bcdefghjkmnpqrstuvwxyz";
 
@@ -520,6 +531,19 @@ impl Manifest {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let tick_every = match raw.tick_every_secs {
+            None => None,
+            Some(secs @ MIN_TICK_SECS..=MAX_TICK_SECS) => {
+                Some(std::time::Duration::from_secs(secs))
+            }
+            Some(secs) => {
+                return Err(invalid(
+                    "tick-every-secs",
+                    format!("{secs} is outside {MIN_TICK_SECS}..={MAX_TICK_SECS} seconds"),
+                ));
+            }
+        };
+
         Ok(Self {
             id,
             name: raw.name,
@@ -528,6 +552,7 @@ impl Manifest {
             description: raw.description,
             capabilities,
             routes,
+            tick_every,
         })
     }
 

@@ -282,7 +282,10 @@ mod tests {
             assert!(hi >= us, "{us} µs in bucket {b} with bound {hi}");
             assert!(hi - us <= us / SUB as u64, "{us} µs: bound {hi} too loose");
             if b > 0 {
-                assert!(upper_bound(b - 1) < us, "{us} µs belongs in an earlier bucket");
+                assert!(
+                    upper_bound(b - 1) < us,
+                    "{us} µs belongs in an earlier bucket"
+                );
             }
         }
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
@@ -298,7 +301,12 @@ mod tests {
         }
         let s = h.summary();
         assert_eq!(s.count, 1000);
-        for (got, want) in [(s.p50_us, 500), (s.p90_us, 900), (s.p99_us, 990), (s.max_us, 1000)] {
+        for (got, want) in [
+            (s.p50_us, 500),
+            (s.p90_us, 900),
+            (s.p99_us, 990),
+            (s.max_us, 1000),
+        ] {
             assert!(got >= want && got <= want + want / 8, "{s:?}");
         }
         // One huge outlier moves the max, not the median.

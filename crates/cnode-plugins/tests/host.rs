@@ -752,3 +752,55 @@ async fn routes_unload_and_the_compile_cache() {
         1
     );
 }
+
+/// An idle plugin's compiled code is unmapped and mapped again from the
+/// cache on its next call, which then works as before (its kv data kept);
+/// a plugin used recently, or loaded without the cache, stays resident.
+/// Calls and instantiations land in the latency histograms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_plugins_are_unmapped_and_come_back_on_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = HostConfig::new(dir.path());
+    config.idle_unload = Some(Duration::from_secs(1));
+    let h = harness_with(dir, config);
+    let echo = load_echo(&h).await;
+    let set = h
+        .host
+        .call(&echo, Request::post("/kv/set?key=k", "kept"))
+        .await
+        .unwrap();
+    assert_eq!(text(&set), "ok");
+
+    // Used just now: stays.
+    assert!(h.host.unload_idle().await.is_empty());
+    assert_eq!(h.host.is_resident(&echo).await, Some(true));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(h.host.unload_idle().await, vec![echo.clone()]);
+    assert_eq!(h.host.is_resident(&echo).await, Some(false));
+    assert!(h.host.unload_idle().await.is_empty(), "unloaded once");
+
+    let got = h
+        .host
+        .call(&echo, Request::get("/kv/get?key=k"))
+        .await
+        .unwrap();
+    assert_eq!((got.status, text(&got)), (200, "kept"));
+    assert_eq!(h.host.is_resident(&echo).await, Some(true));
+    assert_echo_serves(&h, &echo).await;
+
+    let stats = &h.host.stats()[0];
+    assert_eq!(stats.latency.count, 3);
+    assert_eq!(stats.instantiate.count, 3);
+    assert!(stats.latency.p50_us > 0 && stats.latency.p50_us <= stats.latency.max_us);
+    assert!(stats.instantiate.p50_us <= stats.latency.max_us);
+
+    // Without the compiled-code cache there is nothing to map again from.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = HostConfig::new(dir.path());
+    config.precompile_cache = false;
+    config.idle_unload = Some(Duration::ZERO);
+    let h = harness_with(dir, config);
+    let echo = load_echo(&h).await;
+    assert!(h.host.unload_idle().await.is_empty());
+    assert_echo_serves(&h, &echo).await;
+}

@@ -222,3 +222,21 @@ fn capabilities_round_trip_as_toml() {
     let back: Stored = toml::from_str(&text).unwrap();
     assert_eq!(back.grants, m.capabilities);
 }
+
+#[test]
+fn tick_is_opt_in_and_bounded() {
+    assert_eq!(Manifest::from_toml(GOOD).unwrap().tick_every, None);
+    let m = Manifest::from_toml(&with(
+        "name = \"Events\"",
+        "name = \"Events\"\ntick-every-secs = 300",
+    ))
+    .unwrap();
+    assert_eq!(m.tick_every, Some(std::time::Duration::from_secs(300)));
+    for bad in ["5", "86401"] {
+        let e = err(&with(
+            "name = \"Events\"",
+            &format!("name = \"Events\"\ntick-every-secs = {bad}"),
+        ));
+        assert!(e.starts_with("plugin.toml: tick-every-secs: "), "{e}");
+    }
+}
