@@ -29,6 +29,8 @@ pub struct ConfigFile {
     pub blobs: BlobsSection,
     /// The `[records]` table.
     pub records: RecordsSection,
+    /// The `[plugins]` table.
+    pub plugins: PluginsSection,
     /// The `[chain]` table: the registry to follow (none: the node runs on
     /// its last registry snapshot, if any).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,6 +59,23 @@ impl Default for RecordsSection {
             sync_interval_secs: 30,
             sync_on_connect: true,
             gossip: true,
+        }
+    }
+}
+
+/// The `[plugins]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsSection {
+    /// Seconds without a call after which a plugin's compiled code is
+    /// unmapped (mapped again on its next call); 0 = never.
+    pub idle_unload_secs: u64,
+}
+
+impl Default for PluginsSection {
+    fn default() -> Self {
+        Self {
+            idle_unload_secs: 300,
         }
     }
 }
@@ -304,6 +323,10 @@ impl ConfigFile {
              # Also reconcile with a region peer as soon as it connects (and after a join).\n\
              sync_on_connect = true\n\
              gossip = true\n\n\
+             [plugins]\n\
+             # Unmap the compiled code of a plugin not called for this long (it comes back\n\
+             # on its next call, in milliseconds); 0 = keep every plugin mapped.\n\
+             idle_unload_secs = 300\n\n\
              # The on-chain registry (routing table, API list) to follow; without it the\n\
              # node uses its last registry snapshot. `cnode devnet` writes this for a local chain.\n\
              # [chain]\n\
@@ -359,6 +382,8 @@ pub struct NodeConfig {
     pub record_gossip: bool,
     /// The registry to follow.
     pub chain: Option<cnode_registry::ChainConfig>,
+    /// Unmap an idle plugin's compiled code after this long (`None`: never).
+    pub plugin_idle_unload: Option<std::time::Duration>,
 }
 
 impl NodeConfig {
@@ -411,6 +436,8 @@ impl NodeConfig {
             sync_on_connect: file.records.sync_on_connect,
             record_gossip: file.records.gossip,
             chain: file.chain,
+            plugin_idle_unload: (file.plugins.idle_unload_secs > 0)
+                .then(|| std::time::Duration::from_secs(file.plugins.idle_unload_secs)),
         }
     }
 

@@ -158,7 +158,10 @@ impl NodeBuilder {
                 .in_current_span(),
             ));
         }
-        let plugins = crate::PluginService::new(data_dir.root(), records.clone(), blobs.clone())?;
+        let mut host_config = cnode_plugins::HostConfig::new(data_dir.root());
+        host_config.idle_unload = self.config.plugin_idle_unload;
+        let plugins =
+            crate::PluginService::with_config(host_config, records.clone(), blobs.clone())?;
         plugins.load_installed().await;
         tasks.extend(plugins.start(records.subscribe(), cancel.child_token()));
         let services = crate::plugins::rpc::ServiceRouter::new(
