@@ -678,6 +678,63 @@ mod tests {
         PrivateKeySigner::from_bytes(&B256::from([n; 32])).unwrap()
     }
 
+    /// `vector package-…` lines of docs/protocol.md.
+    fn vectors() -> std::collections::HashMap<String, String> {
+        let doc = include_str!("../../../../docs/protocol.md");
+        doc.lines()
+            .filter_map(|l| l.strip_prefix("vector package-"))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect()
+    }
+
+    /// The documented package: its hashes, signing text and signature.
+    #[test]
+    fn protocol_md_test_vectors() {
+        let v = vectors();
+        let key = PrivateKeySigner::from_bytes(&v["key"].parse::<B256>().unwrap()).unwrap();
+        let manifest = String::from_utf8(hex::decode(&v["manifest"]).unwrap()).unwrap();
+        let component = hex::decode(&v["component"]).unwrap();
+        let sig = PublisherSig::sign(&key, &manifest, &component).unwrap();
+        let computed = [
+            ("address", sig.address.clone()),
+            (
+                "manifest-blake3",
+                BlobHash::of(manifest.as_bytes()).to_hex(),
+            ),
+            ("component-blake3", BlobHash::of(&component).to_hex()),
+            ("signature", sig.signature.clone()),
+        ];
+        let text = signing_text(
+            "org.example.hello",
+            "1.0.0",
+            &BlobHash::of(manifest.as_bytes()),
+            &BlobHash::of(&component),
+        );
+        let computed = [
+            computed.to_vec(),
+            vec![("signing-text", hex::encode(text.as_bytes()))],
+        ]
+        .concat();
+        let wrong: Vec<String> = computed
+            .iter()
+            .filter(|(name, value)| v.get(*name) != Some(value))
+            .map(|(name, value)| format!("vector package-{name} {value}"))
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "differ from docs/protocol.md:\n{}",
+            wrong.join("\n")
+        );
+        let p = check_files(
+            manifest.as_bytes(),
+            component,
+            Some(&serde_json::to_vec(&sig).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(p.publisher, Some(key.address()));
+    }
+
     #[test]
     fn signing_text_is_the_documented_one() {
         let m = BlobHash::of(b"m");
