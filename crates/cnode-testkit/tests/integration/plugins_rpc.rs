@@ -127,8 +127,6 @@ fn served_by(r: &reqwest::Response) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_calls_reach_a_node_that_does_not_run_the_plugin() -> Result<()> {
     let started = Instant::now();
-    // Already installed is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let events_dist = build_example("events");
     let board_dist = build_example("board");
     eprintln!("components built in {:?}", started.elapsed());
