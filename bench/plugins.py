@@ -16,7 +16,9 @@ off), installs --plugins plugins through the HTTP API, calls each, and reads:
 - load time from the compiled-code cache and from nothing (first install);
 - the node's RSS (VmRSS, and its anonymous / file-backed parts) with all
   plugins installed and called once each, right after installing (compiled in
-  the node) and again after a restart (loaded from the cache).
+  the node), again after a restart (loaded from the cache) and after the
+  latency runs; and once more after --idle-unload-secs without calls, when
+  the node has unmapped the idle plugins' code (`[plugins] idle_unload_secs`).
 
 The plugins are distinct: each copy of an example gets its own id and a
 custom section that changes its bytes, so every one is compiled, cached and
@@ -41,12 +43,19 @@ TARGET_RSS_MB = 150
 
 
 class Node:
-    def __init__(self, bin, data):
+    def __init__(self, bin, data, idle_unload_secs):
         self.bin, self.data, self.p = bin, data, None
+        self.idle_unload_secs = idle_unload_secs
 
     def start(self):
-        if not os.path.exists(os.path.join(self.data, "config.toml")):
+        config = os.path.join(self.data, "config.toml")
+        if not os.path.exists(config):
             subprocess.run([self.bin, "--data", self.data, "init"], check=True, capture_output=True)
+            text = open(config).read()
+            text, n = re.subn(r"(?m)^idle_unload_secs = \d+$", f"idle_unload_secs = {self.idle_unload_secs}", text)
+            if n != 1:
+                sys.exit(f"{config} has no [plugins] idle_unload_secs: is {self.bin} older than this script?")
+            open(config, "w").write(text)
         try:
             os.remove(os.path.join(self.data, "api.json"))
         except FileNotFoundError:
@@ -143,14 +152,14 @@ def call_path(kind):
     return "/?region=w5q6" if kind == "rust" else "/notices?region=w5q6"
 
 
-def run_mix(bin, mix, count, calls, work):
+def run_mix(bin, mix, count, calls, work, idle_unload_secs):
     kinds = {"rust": ["rust"] * count, "js": ["js"] * count,
              "mixed": ["rust"] * (count - count // 2) + ["js"] * (count // 2)}[mix]
     data = os.path.join(work, f"node-{mix}")
     pkgs = os.path.join(work, f"pkgs-{mix}")
     os.makedirs(pkgs)
     plugins = [(kind, *distinct_copy(EXAMPLES[kind], kind, i, pkgs)) for i, kind in enumerate(kinds)]
-    node = Node(bin, data)
+    node = Node(bin, data, idle_unload_secs)
     node.start()
     res = {"mix": mix, "plugins": len(plugins), "n_rust": kinds.count("rust"), "n_js": kinds.count("js")}
     try:
@@ -206,6 +215,14 @@ def run_mix(bin, mix, count, calls, work):
                 "http_ratio_vs_native": round(pct(http_us, 0.5) / pct(native_us, 0.5), 2),
             }
         res["rss_after_calls_mb"] = node.memory_mb()
+        # The node checks for idle plugins every 10 s.
+        time.sleep(idle_unload_secs + 12)
+        res["rss_idle_mb"] = node.memory_mb()
+        t0 = time.perf_counter()
+        kind, pid, _ = plugins[-1]
+        status, _ = node.request("GET", f"/v1/services/{pid}{call_path(kind)}")
+        assert status == 200, f"{pid} after idling: HTTP {status}"
+        res["first_call_after_idle_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     finally:
         node.stop()
     return res
@@ -217,6 +234,8 @@ def main():
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--plugins", type=int, default=10)
     ap.add_argument("--mix", default="rust,js,mixed")
+    ap.add_argument("--idle-unload-secs", type=int, default=20,
+                    help="the node's [plugins] idle_unload_secs for the run (default 20)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
@@ -232,7 +251,7 @@ def main():
     results = []
     try:
         for mix in a.mix.split(","):
-            results.append(run_mix(a.bin, mix, a.plugins, a.calls, work))
+            results.append(run_mix(a.bin, mix, a.plugins, a.calls, work, a.idle_unload_secs))
     finally:
         if a.keep:
             print(f"kept {work}", file=sys.stderr)
@@ -259,6 +278,11 @@ def main():
               f"rss_restarted_mb={restarted['VmRSS']:.1f} (anon {restarted['RssAnon']:.1f}, file {restarted['RssFile']:.1f}) "
               f"rss_after_calls_mb={r['rss_after_calls_mb']['VmRSS']:.1f} target<={TARGET_RSS_MB} "
               f"{verdict(max(after['VmRSS'], r['rss_after_calls_mb']['VmRSS']) <= TARGET_RSS_MB)}")
+        idle = r["rss_idle_mb"]
+        print(f"plugins mix={r['mix']} idle_after_s={a.idle_unload_secs} rss_idle_mb={idle['VmRSS']:.1f} "
+              f"(anon {idle['RssAnon']:.1f}, file {idle['RssFile']:.1f}) "
+              f"first_call_after_idle_ms={r['first_call_after_idle_ms']} target<={TARGET_RSS_MB} "
+              f"{verdict(idle['VmRSS'] <= TARGET_RSS_MB)}")
 
 
 if __name__ == "__main__":
