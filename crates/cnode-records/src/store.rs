@@ -271,7 +271,7 @@ impl RecordStore {
     /// `expires_at <= now_ms` are never returned).
     pub async fn query_at(&self, q: Query, now_ms: u64) -> Result<QueryPage, RecordStoreError> {
         let plan = query::Plan::new(q, now_ms)?;
-        self.store.call(move |conn| plan.run(conn)).await?
+        self.store.call_inline(move |conn| plan.run(conn)).await?
     }
 
     /// Deletes every record with `expires_at <= now_ms` and returns what

@@ -234,6 +234,30 @@ impl Store {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+
+    /// Like [`Store::call`], for short reads on a latency-sensitive path
+    /// (queries from plugins and the API): on a multi-threaded runtime `f`
+    /// runs on the calling worker thread (`block_in_place`: the worker's
+    /// other tasks move to another thread meanwhile) instead of being handed
+    /// to the blocking pool and back, a round trip of two thread wake-ups
+    /// that cost more than a small indexed query. On a current-thread
+    /// runtime, or outside one, it is [`Store::call`].
+    pub async fn call_inline<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            return self.call(f).await;
+        }
+        let conn = self.conn.clone();
+        tokio::task::block_in_place(move || {
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard).map_err(StoreError::from)
+        })
+    }
 }
 
 #[cfg(test)]
