@@ -4,8 +4,8 @@
 //! a looping plugin stopped while the node keeps serving.
 //!
 //! The Rust components are built with `scripts/build-plugins events` and
-//! cargo (`wasm32-wasip2`); the 12 MB JavaScript `board` component is not
-//! loaded here: its Cranelift compile takes minutes in a debug build.
+//! cargo (`wasm32-wasip2`). The JavaScript `board` example is exercised in
+//! `plugins_rpc.rs` (installed on one node, reached from another).
 
 use std::{
     path::{Path, PathBuf},
