@@ -76,25 +76,8 @@ pub enum Response {
     },
 }
 
-/// A message that does not decode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// Shorter than its own headers say.
-    #[error("message truncated")]
-    Truncated,
-    /// Longer than allowed.
-    #[error("message of {0} bytes is over the limit")]
-    Oversized(usize),
-    /// An unknown version.
-    #[error("unsupported protocol version {0}")]
-    Version(u8),
-    /// An unknown tag.
-    #[error("unknown message tag {0}")]
-    Tag(u8),
-    /// Fields that do not make sense together.
-    #[error("invalid message: {0}")]
-    Invalid(&'static str),
-}
+pub use cnode_types::wire::DecodeError;
+use cnode_types::wire::Reader;
 
 /// Bytes before the encoding in a `Data` response: version, tag, size.
 pub const DATA_HEADER: usize = 10;
@@ -145,58 +128,13 @@ pub fn to_chunk_ranges(ranges: &[(u64, u64)]) -> ChunkRanges {
     out
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated);
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    }
-    fn hash(&mut self) -> Result<BlobHash, DecodeError> {
-        let b = self.take(32)?;
-        let mut a = [0u8; 32];
-        a.copy_from_slice(b);
-        Ok(BlobHash::from_bytes(a))
-    }
-    fn rest(self) -> &'a [u8] {
-        self.0
-    }
-    fn end(self) -> Result<(), DecodeError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Invalid("trailing bytes"))
-        }
-    }
+/// The blob hash that comes next.
+fn hash(r: &mut Reader<'_>) -> Result<BlobHash, DecodeError> {
+    r.array().map(BlobHash::from_bytes)
 }
 
 fn header(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
-    let v = r.u8()?;
-    if v != VERSION {
-        return Err(DecodeError::Version(v));
-    }
-    r.u8()
+    r.header(VERSION)
 }
 
 impl Request {
@@ -226,15 +164,15 @@ impl Request {
         if bytes.len() > MAX_REQUEST {
             return Err(DecodeError::Oversized(bytes.len()));
         }
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         match header(&mut r)? {
             0 => {
-                let hash = r.hash()?;
+                let hash = hash(&mut r)?;
                 r.end()?;
                 Ok(Request::Have { hash })
             }
             1 => {
-                let hash = r.hash()?;
+                let hash = hash(&mut r)?;
                 let n = r.u16()? as usize;
                 if n == 0 || n > MAX_RANGES {
                     return Err(DecodeError::Invalid("range count"));
@@ -311,7 +249,7 @@ impl Response {
         if bytes.len() > MAX_RESPONSE {
             return Err(DecodeError::Oversized(bytes.len()));
         }
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         match header(&mut r)? {
             0 => {
                 let size = r.u64()?;

@@ -7,6 +7,7 @@
 mod api;
 mod blob;
 mod region;
+pub mod wire;
 
 pub use api::{
     DhtValue, PeerInfo, RegistryInfo, RegistryNode, RegistryRoute, RegistryService, StatusInfo,

@@ -132,25 +132,8 @@ pub enum RpcResponse {
     },
 }
 
-/// A message that does not decode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// Shorter than its own headers say.
-    #[error("message truncated")]
-    Truncated,
-    /// Longer than allowed.
-    #[error("message of {0} bytes is over the limit")]
-    Oversized(usize),
-    /// An unknown version.
-    #[error("unsupported protocol version {0}")]
-    Version(u8),
-    /// An unknown tag.
-    #[error("unknown message tag {0}")]
-    Tag(u8),
-    /// A field that breaks the rules.
-    #[error("invalid message: {0}")]
-    Invalid(&'static str),
-}
+pub use cnode_types::wire::DecodeError;
+use cnode_types::wire::Reader;
 
 /// A request that cannot be sent: a field is over its cap.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -212,26 +195,26 @@ impl RpcRequest {
         if bytes.len() > MAX_REQUEST {
             return Err(DecodeError::Oversized(bytes.len()));
         }
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         match header(&mut r)? {
             1 => {
-                let service = r.u8_str()?;
+                let service = u8_str(&mut r)?;
                 let service: PluginId = service
                     .parse()
                     .map_err(|_| DecodeError::Invalid("service id"))?;
-                let method = r.u8_str()?;
+                let method = u8_str(&mut r)?;
                 if method.is_empty()
                     || method.len() > MAX_METHOD
                     || !method.bytes().all(|b| b.is_ascii_uppercase())
                 {
                     return Err(DecodeError::Invalid("method"));
                 }
-                let path = r.u16_str(MAX_PATH)?;
+                let path = u16_str(&mut r, MAX_PATH)?;
                 if !path.starts_with('/') {
                     return Err(DecodeError::Invalid("path must start with /"));
                 }
-                let query = r.u16_str(MAX_QUERY)?;
-                let headers = r.headers(MAX_REQUEST_HEADERS)?;
+                let query = u16_str(&mut r, MAX_QUERY)?;
+                let headers = headers(&mut r, MAX_REQUEST_HEADERS)?;
                 let n = r.u32()? as usize;
                 if n > MAX_REQUEST_BODY {
                     return Err(DecodeError::Invalid("body over the limit"));
@@ -315,14 +298,14 @@ impl RpcResponse {
         if bytes.len() > MAX_RESPONSE {
             return Err(DecodeError::Oversized(bytes.len()));
         }
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         match header(&mut r)? {
             1 => {
                 let status = r.u16()?;
                 if !(100..=599).contains(&status) {
                     return Err(DecodeError::Invalid("status"));
                 }
-                let headers = r.headers(MAX_RESPONSE_HEADERS)?;
+                let headers = headers(&mut r, MAX_RESPONSE_HEADERS)?;
                 let n = r.u32()? as usize;
                 if n > MAX_RESPONSE_BODY {
                     return Err(DecodeError::Invalid("body over the limit"));
@@ -337,7 +320,7 @@ impl RpcResponse {
             }
             2 => {
                 let code = ErrorCode::from_u8(r.u8()?).ok_or(DecodeError::Invalid("error code"))?;
-                let message = r.u16_str(MAX_MESSAGE)?;
+                let message = u16_str(&mut r, MAX_MESSAGE)?;
                 r.end()?;
                 Ok(Self::Error { code, message })
             }
@@ -372,72 +355,37 @@ fn put_headers(out: &mut Vec<u8>, headers: &[Header], max: usize) {
 }
 
 fn header(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
-    let v = r.u8()?;
-    if v != VERSION {
-        return Err(DecodeError::Version(v));
-    }
-    r.u8()
+    r.header(VERSION)
 }
 
-struct Reader<'a>(&'a [u8]);
+fn u8_str(r: &mut Reader<'_>) -> Result<String, DecodeError> {
+    let n = r.u8()? as usize;
+    r.utf8(n)
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated);
+fn u16_str(r: &mut Reader<'_>, max: usize) -> Result<String, DecodeError> {
+    let n = r.u16()? as usize;
+    if n > max {
+        return Err(DecodeError::Invalid("string over the limit"));
+    }
+    r.utf8(n)
+}
+
+fn headers(r: &mut Reader<'_>, max: usize) -> Result<Vec<Header>, DecodeError> {
+    let n = r.u8()? as usize;
+    if n > max {
+        return Err(DecodeError::Invalid("too many headers"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = u8_str(r)?;
+        if name.is_empty() || name.len() > MAX_HEADER_NAME {
+            return Err(DecodeError::Invalid("header name"));
         }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
+        let value = u16_str(r, MAX_HEADER_VALUE)?;
+        out.push((name, value));
     }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn utf8(&mut self, n: usize) -> Result<String, DecodeError> {
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| DecodeError::Invalid("not UTF-8"))
-    }
-    fn u8_str(&mut self) -> Result<String, DecodeError> {
-        let n = self.u8()? as usize;
-        self.utf8(n)
-    }
-    fn u16_str(&mut self, max: usize) -> Result<String, DecodeError> {
-        let n = self.u16()? as usize;
-        if n > max {
-            return Err(DecodeError::Invalid("string over the limit"));
-        }
-        self.utf8(n)
-    }
-    fn headers(&mut self, max: usize) -> Result<Vec<Header>, DecodeError> {
-        let n = self.u8()? as usize;
-        if n > max {
-            return Err(DecodeError::Invalid("too many headers"));
-        }
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let name = self.u8_str()?;
-            if name.is_empty() || name.len() > MAX_HEADER_NAME {
-                return Err(DecodeError::Invalid("header name"));
-            }
-            let value = self.u16_str(MAX_HEADER_VALUE)?;
-            out.push((name, value));
-        }
-        Ok(out)
-    }
-    fn end(self) -> Result<(), DecodeError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(DecodeError::Invalid("trailing bytes"))
-        }
-    }
+    Ok(out)
 }
 
 /// The fuzz property: decoding arbitrary bytes never panics, and a message
