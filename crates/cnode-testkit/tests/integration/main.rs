@@ -10,3 +10,4 @@ mod plugins_pkg;
 mod plugins_rpc;
 mod records;
 mod registry;
+mod support;

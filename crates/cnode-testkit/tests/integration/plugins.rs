@@ -7,47 +7,23 @@
 //! cargo (`wasm32-wasip2`). The JavaScript `board` example is exercised in
 //! `plugins_rpc.rs` (installed on one node, reached from another).
 
+use crate::support::{build_example, event, now_ms};
 use std::{
     path::{Path, PathBuf},
-    process::Command,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::Result;
 use cnode_identity::UserKey;
-use cnode_records::{Record, UnsignedRecord};
 use cnode_testkit::{NodeOptions, TestNode, Transports};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const CHIANG_MAI: &str = "w5q6";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn require_wasm_target() {
-    cnode_plugins::test_guests::require_wasm_target().unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// `scripts/build-plugins events` (a no-op when up to date); returns
-/// plugins/events/dist.
+/// `scripts/build-plugins events`; returns plugins/events/dist.
 fn build_events() -> PathBuf {
-    require_wasm_target();
-    let out = Command::new(root().join("scripts/build-plugins"))
-        .arg("events")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run scripts/build-plugins");
-    assert!(
-        out.status.success(),
-        "scripts/build-plugins events failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    root().join("plugins/events/dist")
+    build_example("events")
 }
 
 /// Builds cnode-plugins' `looper` test guest (shared cache with its tests)
@@ -63,27 +39,6 @@ fn build_looper(dir: &Path) -> PathBuf {
     )
     .unwrap();
     pkg
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-fn event(key: &UserKey, slot: &str, title: &str, starts_at: u64) -> Record {
-    UnsignedRecord {
-        key: slot.into(),
-        body: json!({ "title": title, "starts_at": starts_at, "place": "Tha Phae Gate" }),
-        author: key.did(),
-        region: "w5q6u8j".into(),
-        deleted: false,
-        collection: "org.cnode.events".into(),
-        created_at: now_ms(),
-        expires_at: None,
-    }
-    .sign(key)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

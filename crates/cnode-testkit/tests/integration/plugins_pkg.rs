@@ -10,11 +10,8 @@
 //!
 //! Needs anvil (`scripts/setup-chain-tools`) and the wasm32-wasip2 target.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use crate::support::{Api, build_example};
+use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use cnode_node::{
@@ -29,27 +26,8 @@ use cnode_types::BlobHash;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `scripts/build-plugins events`; returns (plugin.toml text, component).
 fn build_events() -> (String, Vec<u8>) {
-    cnode_plugins::test_guests::require_wasm_target().unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(root().join("scripts/build-plugins"))
-        .arg("events")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run scripts/build-plugins");
-    assert!(
-        out.status.success(),
-        "scripts/build-plugins events failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dist = root().join("plugins/events/dist");
+    let dist = build_example("events");
     (
         std::fs::read_to_string(dist.join("plugin.toml")).unwrap(),
         std::fs::read(dist.join("events.wasm")).unwrap(),
@@ -85,22 +63,8 @@ fn b256(h: BlobHash) -> B256 {
     B256::from(*h.as_bytes())
 }
 
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
 impl Api {
-    fn of(node: &TestNode) -> Self {
-        Self {
-            base: format!("http://{}", node.api.as_ref().unwrap().addr()),
-            token: node.node.data_dir().load_token().unwrap(),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn install(&self, body: Value) -> Result<(StatusCode, Value)> {
+    async fn install_json(&self, body: Value) -> Result<(StatusCode, Value)> {
         let r = self
             .http
             .post(format!("{}/v1/plugins", self.base))
@@ -137,7 +101,7 @@ impl Api {
 
 /// A refusal: `status`, an error containing `want`, nothing installed.
 async fn refused(api: &Api, body: Value, status: StatusCode, want: &str, id: &str) -> Result<()> {
-    let (got, v) = api.install(body.clone()).await?;
+    let (got, v) = api.install_json(body.clone()).await?;
     let msg = v["error"].as_str().unwrap_or_default().to_owned();
     eprintln!("refused ({got}): {msg}");
     assert_eq!(got, status, "{body}: {v}");
@@ -179,7 +143,7 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
     .await?;
     b.wait_connected(a.peer_id(), Duration::from_secs(20))
         .await?;
-    let api = Api::of(&b);
+    let api = Api::of(&b)?;
 
     // B's other plugin, installed from a path.
     let other = scratch.path().join("other");
@@ -190,7 +154,7 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
     )?;
     std::fs::write(other.join("component.wasm"), &component)?;
     let (s, v) = api
-        .install(json!({ "path": other, "grants": "all", "approve": true }))
+        .install_json(json!({ "path": other, "grants": "all", "approve": true }))
         .await?;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     api.other_serves().await?;
@@ -308,7 +272,7 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
 
     // B installs org.cnode.events by service id: preview, then install.
     let (s, preview) = api
-        .install(json!({ "service": "org.cnode.events", "preview": true }))
+        .install_json(json!({ "service": "org.cnode.events", "preview": true }))
         .await?;
     assert_eq!(s, StatusCode::OK, "{preview}");
     let publisher_addr: Address = publisher_key.address();
@@ -336,11 +300,13 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
     assert!(info.complete);
     // Approval of another package than the previewed one is refused.
     let (s, v) = api
-        .install(json!({ "service": "org.cnode.events", "approve": true, "package": mm.to_cid() }))
+        .install_json(
+            json!({ "service": "org.cnode.events", "approve": true, "package": mm.to_cid() }),
+        )
         .await?;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let (s, v) = api
-        .install(json!({
+        .install_json(json!({
             "service": "org.cnode.events", "approve": true, "grants": "all",
             "package": events.to_cid(),
         }))
@@ -430,13 +396,15 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
     )
     .await?;
     let (s, preview) = api
-        .install(json!({ "cid": unsigned.to_cid(), "preview": true }))
+        .install_json(json!({ "cid": unsigned.to_cid(), "preview": true }))
         .await?;
     assert_eq!(s, StatusCode::OK, "{preview}");
     assert_eq!(preview["publisher"], Value::Null, "unsigned");
     assert_eq!(preview["registry_status"], Value::Null);
     let (s, v) = api
-        .install(json!({ "cid": unsigned.to_cid(), "approve": true, "package": unsigned.to_cid() }))
+        .install_json(
+            json!({ "cid": unsigned.to_cid(), "approve": true, "package": unsigned.to_cid() }),
+        )
         .await?;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(
@@ -447,7 +415,7 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
     // A signed one by CID shows its signer (here: another key than any
     // publisher's; by CID that is only shown, not checked against the chain).
     let (s, preview) = api
-        .install(json!({ "cid": forged.to_cid(), "preview": true }))
+        .install_json(json!({ "cid": forged.to_cid(), "preview": true }))
         .await?;
     assert_eq!(s, StatusCode::OK, "{preview}");
     assert_eq!(preview["publisher"], dev_key(2).address().to_checksum(None));

@@ -6,10 +6,10 @@
 //! an over-size body 413, a route the plugin lacks 404 from A; once A
 //! disables a plugin, B answers an error promptly instead of hanging.
 
+use crate::support::{Api, build_example, event, now_ms};
 use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    path::Path,
+    time::{Duration, Instant},
 };
 
 use anyhow::Result;
@@ -17,83 +17,13 @@ use cnode_identity::{
     UserKey,
     keystore::{Keystore, Protection},
 };
-use cnode_records::{Record, UnsignedRecord};
 use cnode_testkit::{DEFAULT_TIMEOUT, NodeOptions, TestNode, Transports};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const CHIANG_MAI: &str = "w5q6";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `scripts/build-plugins NAME` (a no-op when up to date); returns
-/// plugins/NAME/dist.
-fn build_example(name: &str) -> PathBuf {
-    cnode_plugins::test_guests::require_wasm_target().unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(root().join("scripts/build-plugins"))
-        .arg(name)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run scripts/build-plugins");
-    assert!(
-        out.status.success(),
-        "scripts/build-plugins {name} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    root().join("plugins").join(name).join("dist")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-fn event(key: &UserKey, slot: &str, title: &str, starts_at: u64) -> Record {
-    UnsignedRecord {
-        key: slot.into(),
-        body: json!({ "title": title, "starts_at": starts_at, "place": "Tha Phae Gate" }),
-        author: key.did(),
-        region: "w5q6u8j".into(),
-        deleted: false,
-        collection: "org.cnode.events".into(),
-        created_at: now_ms(),
-        expires_at: None,
-    }
-    .sign(key)
-}
-
-/// A node's API: base URL and token.
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
 impl Api {
-    fn of(node: &TestNode) -> Result<Self> {
-        Ok(Self {
-            base: format!("http://{}", node.api.as_ref().unwrap().addr()),
-            token: node.node.data_dir().load_token()?,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    async fn get(&self, path: &str) -> Result<reqwest::Response> {
-        Ok(self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?)
-    }
-
     async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<reqwest::Response> {
         Ok(self
             .http
