@@ -46,3 +46,16 @@ pub use records::{
     MAX_GOSSIP_IN_FLIGHT, Posted, RecordError, RecordMetrics, RecordService, RecordsConfig,
     RegionInfo, SyncFailure, SyncReport,
 };
+
+/// The `vector PREFIX<name> <value>` lines of `docs/protocol.md`, by name:
+/// the test vectors the wire-format tests check against.
+#[cfg(test)]
+pub(crate) fn protocol_md_vectors(prefix: &str) -> std::collections::HashMap<String, String> {
+    include_str!("../../../docs/protocol.md")
+        .lines()
+        .filter_map(|l| l.strip_prefix("vector "))
+        .filter_map(|l| l.strip_prefix(prefix))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}

@@ -678,20 +678,10 @@ mod tests {
         PrivateKeySigner::from_bytes(&B256::from([n; 32])).unwrap()
     }
 
-    /// `vector package-…` lines of docs/protocol.md.
-    fn vectors() -> std::collections::HashMap<String, String> {
-        let doc = include_str!("../../../../docs/protocol.md");
-        doc.lines()
-            .filter_map(|l| l.strip_prefix("vector package-"))
-            .filter_map(|l| l.split_once(' '))
-            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-            .collect()
-    }
-
     /// The documented package: its hashes, signing text and signature.
     #[test]
     fn protocol_md_test_vectors() {
-        let v = vectors();
+        let v = crate::protocol_md_vectors("package-");
         let key = PrivateKeySigner::from_bytes(&v["key"].parse::<B256>().unwrap()).unwrap();
         let manifest = String::from_utf8(hex::decode(&v["manifest"]).unwrap()).unwrap();
         let component = hex::decode(&v["component"]).unwrap();

@@ -403,7 +403,6 @@ pub fn fuzz_check(data: &[u8]) {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::collections::HashMap;
 
     use super::*;
 
@@ -421,18 +420,9 @@ mod tests {
         .unwrap()
     }
 
-    fn vectors() -> HashMap<String, String> {
-        let doc = include_str!("../../../../../docs/protocol.md");
-        doc.lines()
-            .filter_map(|l| l.strip_prefix("vector rpc-"))
-            .filter_map(|l| l.split_once(' '))
-            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-            .collect()
-    }
-
     #[test]
     fn protocol_md_test_vectors() {
-        let v = vectors();
+        let v = crate::protocol_md_vectors("rpc-");
         let req = events_request();
         assert_eq!(hex::encode(req.encode()), v["req-call"]);
         assert_eq!(
