@@ -81,6 +81,10 @@ impl From<ImportReport> for AddResult {
     }
 }
 
+/// How long a refused upload's remaining bytes are read (and discarded) so
+/// the client gets the answer.
+const UPLOAD_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Uploads the request body as a blob (streamed to disk, any size under the quota).
 #[utoipa::path(post, path = "/v1/blobs", request_body(content = String, content_type = "application/octet-stream"),
     responses((status = 200, body = AddResult), (status = 507, description = "Storage quota exceeded", body = crate::ErrorBody)))]
@@ -88,13 +92,28 @@ pub(crate) async fn upload(
     State(state): State<AppState>,
     body: Body,
 ) -> Result<Json<AddResult>, ApiError> {
-    let stream = body.into_data_stream();
-    let (hash, size) = state
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let imported = state
         .node
         .blobs()
         .store()
-        .import_stream(stream, true)
-        .await?;
+        .import_stream(stream.by_ref(), true)
+        .await;
+    let (hash, size) = match imported {
+        Ok(v) => v,
+        Err(e) => {
+            // Read the rest of the upload before answering: a server that
+            // answers and closes while the client is still sending makes the
+            // client see a reset connection instead of this error (the 507 of
+            // a quota refusal). Bounded in time; the bytes are discarded.
+            let _ = tokio::time::timeout(UPLOAD_DRAIN_LIMIT, async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+            return Err(e.into());
+        }
+    };
     state.node.blobs().announce(hash).await;
     Ok(Json(AddResult {
         cid: hash.to_cid(),

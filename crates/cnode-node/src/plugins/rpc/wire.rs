@@ -403,7 +403,6 @@ pub fn fuzz_check(data: &[u8]) {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-
     use super::*;
 
     fn events_request() -> RpcRequest {
