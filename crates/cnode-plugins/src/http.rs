@@ -1,31 +1,34 @@
-//! [`HttpClient`]: the node's [`HttpFetcher`] — plugins' outgoing HTTP over
-//! `reqwest`.
+//! [`HttpClient`]: the node's [`HttpFetcher`] — plugins' outgoing HTTP,
+//! `http://` and `https://`, over hyper with rustls (ring, TLS 1.2 and 1.3,
+//! the platform's root certificates).
 //!
-//! Plain `http://` only for now: an `https://` fetch answers `unavailable`.
-//! TLS in reqwest is a crate feature, and Cargo unifies features across the
-//! build: turning on reqwest's `rustls-no-provider` here makes *every*
-//! reqwest client in the binary (the CLI's API client, the registry's RPC
-//! client) panic at build time unless a rustls crypto provider was installed
-//! process-wide first, and reqwest's `rustls` feature pulls in aws-lc-sys (a
-//! C build). Doing TLS here needs either a provider installed at every
-//! entry point or a TLS connector of our own; until then, the scheme is
-//! refused clearly.
+//! Not reqwest: TLS in reqwest is a crate feature, and Cargo unifies features
+//! across the build, so turning it on here changed every other reqwest client
+//! in the binary (the CLI's API client, the registry's RPC client), which
+//! then panicked without a process-wide rustls provider. This client brings
+//! its own TLS configuration with an explicit crypto provider instead.
 //!
 //! The host has already checked the grant, the method, the headers and the
 //! request size, and bounds the time ([`crate::HostConfig::http_timeout`]
 //! and the call's own deadline). This client never follows a redirect (a
 //! redirect to another host would bypass the grant: the 3xx goes back to
-//! the plugin), ignores proxy settings from the environment, and reads the
-//! response body chunk by chunk, stopping as soon as it passes the limit.
+//! the plugin), uses no proxy, and reads the response body frame by frame,
+//! stopping as soon as it passes the limit.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use reqwest::{
-    Method,
-    header::{HeaderMap, HeaderName, HeaderValue},
-    redirect,
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    Method, Uri,
+    header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT},
 };
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use rustls::pki_types::CertificateDer;
 
 use crate::{
     manifest::PluginId,
@@ -38,33 +41,71 @@ const MAX_RESPONSE_HEADERS: usize = 100;
 /// The outgoing HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpClientError {
-    /// reqwest refused the configuration.
+    /// rustls refused the configuration.
     #[error("cannot build the HTTP client for plugins: {0}")]
-    Build(#[from] reqwest::Error),
+    Tls(#[from] rustls::Error),
 }
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Sends plugins' outgoing requests. Cheap to clone (one connection pool).
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    client: Client<Connector, Full<Bytes>>,
+    timeout: Duration,
 }
 
 impl HttpClient {
-    /// A client for plain `http://`. `timeout` is the host's bound on one
-    /// fetch ([`crate::HostConfig::http_timeout`]); the client's own limit
-    /// is a second later, a backstop that leaves the host's (clearer) error
-    /// to fire first.
+    /// A client trusting the platform's root certificates. `timeout` is the
+    /// host's bound on one fetch ([`crate::HostConfig::http_timeout`]); the
+    /// client's own limit is a second later, a backstop that leaves the
+    /// host's (clearer) error to fire first.
     pub fn new(timeout: Duration) -> Result<Self, HttpClientError> {
-        let client = reqwest::Client::builder()
-            .redirect(redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout + Duration::from_secs(1))
+        Self::with_roots(timeout, Vec::new())
+    }
+
+    /// [`HttpClient::new`], also trusting `extra_roots` (DER certificates:
+    /// a private network's CA, or a test server's own certificate).
+    pub fn with_roots(
+        timeout: Duration,
+        extra_roots: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, HttpClientError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        if let Some(e) = native.errors.first() {
+            tracing::warn!(error = %e, "some platform root certificates could not be read");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(
+            added,
+            ignored,
+            "platform root certificates for plugins' https"
+        );
+        for cert in extra_roots {
+            roots.add(cert)?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout.min(Duration::from_secs(5))));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(2)
             .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("cnode-plugins/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client })
+            .build(https);
+        Ok(Self {
+            client,
+            timeout: timeout + Duration::from_secs(1),
+        })
     }
 }
 
@@ -88,81 +129,98 @@ impl HttpFetcher for HttpClient {
         request: OutgoingRequest,
         max_response: usize,
     ) -> Result<Response, HostError> {
-        if request.url.scheme() != "http" {
-            return Err(HostError::unavailable(format!(
-                "{}:// is not supported by this node's plugin HTTP client yet (http:// only)",
-                request.url.scheme()
+        let scheme = request.url.scheme();
+        if scheme != "http" && scheme != "https" {
+            return Err(HostError::invalid(format!(
+                "{scheme}:// is not supported (http:// and https:// are)"
             )));
         }
         let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|_| HostError::invalid(format!("{:?} is not a method", request.method)))?;
-        let headers = header_map(&request.headers)?;
+        let mut headers = header_map(&request.headers)?;
+        headers
+            .entry(USER_AGENT)
+            .or_insert(HeaderValue::from_static(concat!(
+                "cnode-plugins/",
+                env!("CARGO_PKG_VERSION")
+            )));
         let target = format!(
             "{}:{}",
             request.url.host_str().unwrap_or(""),
             request.url.port_or_known_default().unwrap_or(0)
         );
-        let mut response = self
-            .client
-            .request(method, request.url)
-            .headers(headers)
-            .body(request.body)
-            .send()
-            .await
-            .map_err(|e| {
+        let uri: Uri = request
+            .url
+            .as_str()
+            .parse()
+            .map_err(|_| HostError::invalid("the URL is not a valid request target"))?;
+        let mut builder = hyper::Request::builder().method(method).uri(uri);
+        if let Some(h) = builder.headers_mut() {
+            h.extend(headers);
+        }
+        let outgoing = builder
+            .body(Full::new(Bytes::from(request.body)))
+            .map_err(|e| HostError::invalid(format!("cannot build the request: {e}")))?;
+
+        let exchange = async {
+            let response = self.client.request(outgoing).await.map_err(|e| {
                 tracing::debug!(plugin = %plugin, %target, error = ?e, "plugin fetch failed");
                 HostError::unavailable(describe(&e, &target))
             })?;
-        let too_large =
-            || HostError::too_large(format!("the response body is over {max_response} bytes"));
-        if response
-            .content_length()
-            .is_some_and(|n| n > max_response as u64)
-        {
-            return Err(too_large());
-        }
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .take(MAX_RESPONSE_HEADERS)
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
+            let too_large =
+                || HostError::too_large(format!("the response body is over {max_response} bytes"));
+            let declared = response
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max_response as u64) {
+                return Err(too_large());
+            }
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .take(MAX_RESPONSE_HEADERS)
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let mut incoming = response.into_body();
+            let mut body = Vec::new();
+            while let Some(frame) = incoming.frame().await {
+                let frame = frame.map_err(|e| {
+                    HostError::unavailable(format!(
+                        "http.fetch to {target}: the response body failed ({e})"
+                    ))
+                })?;
+                if let Ok(chunk) = frame.into_data() {
                     if body.len() + chunk.len() > max_response {
                         return Err(too_large());
                     }
                     body.extend_from_slice(&chunk);
                 }
-                Ok(None) => break,
-                Err(e) => return Err(HostError::unavailable(describe(&e, &target))),
             }
-        }
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+            Ok(Response {
+                status,
+                headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| HostError::unavailable(format!("http.fetch to {target}: timed out")))?
     }
 }
 
 /// A one-line reason for a failed request, without the URL's path and query
 /// (they may hold secrets the plugin would not want in a log).
-fn describe(e: &reqwest::Error, target: &str) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
+fn describe(e: &hyper_util::client::legacy::Error, target: &str) -> String {
+    let what = if e.is_connect() {
         "cannot connect"
-    } else if e.is_body() || e.is_decode() {
-        "the response body failed"
     } else {
         "the request failed"
     };

@@ -1,7 +1,7 @@
 //! `http.fetch` through the real client ([`cnode_plugins::HttpClient`])
 //! against a local HTTP server on 127.0.0.1: grants by host and port,
 //! limits on size and time, redirects not followed, forbidden headers,
-//! https refused.
+//! and https against a local TLS server with its own certificate.
 
 use std::{
     sync::Arc,
@@ -89,11 +89,19 @@ struct Fetch {
 /// A host with the real HTTP client and the `fetcher` guest granted
 /// `http:read` and `http:write` for the test server's port only.
 async fn fetcher(config: impl FnOnce(&mut HostConfig)) -> Fetch {
-    let (port, server) = server().await;
+    fetcher_on(server().await, Vec::new(), config).await
+}
+
+/// [`fetcher`] against `server`, with a client that also trusts `roots`.
+async fn fetcher_on(
+    (port, server): (u16, tokio::task::JoinHandle<()>),
+    roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    config: impl FnOnce(&mut HostConfig),
+) -> Fetch {
     let dir = tempfile::tempdir().unwrap();
     let mut c = HostConfig::new(dir.path());
     config(&mut c);
-    let client = HttpClient::new(c.http_timeout).unwrap();
+    let client = HttpClient::with_roots(c.http_timeout, roots).unwrap();
     let services = Services {
         http: Arc::new(client),
         ..Services::default()
@@ -278,14 +286,87 @@ async fn a_redirect_is_returned_not_followed_and_host_cannot_be_overridden() {
     let r = f.fetch("GET\nftp://127.0.0.1:{port}/hello").await.unwrap();
     assert_eq!(outcome(&r).0, "invalid");
 
-    // https is refused clearly (no TLS in the client yet; see src/http.rs).
+    // https to a server that speaks plain http: a clear failure.
     let r = f
         .fetch("GET\nhttps://127.0.0.1:{port}/hello")
         .await
         .unwrap();
     let (code, message) = outcome(&r);
     assert_eq!(code, "unavailable");
-    assert!(message.contains("http:// only"), "{message}");
+    assert!(message.starts_with("http.fetch to 127.0.0.1:"), "{message}");
+}
+
+/// A TLS server on 127.0.0.1 with a fresh self-signed certificate for that
+/// address, answering `/hello`. Returns its port, the certificate and the
+/// task.
+async fn tls_server() -> (
+    u16,
+    rustls::pki_types::CertificateDer<'static>,
+    tokio::task::JoinHandle<()>,
+) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = certified.cert.der().clone();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.clone()], key.into())
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let app = Router::new().route(
+        "/hello",
+        get(|| async { (StatusCode::CREATED, [("x-test", "tls")], "hello over tls") }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, cert, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_fetched_and_an_untrusted_certificate_is_refused() {
+    // Trusted (the client was given the server's certificate): a normal
+    // answer over TLS.
+    let (port, cert, task) = tls_server().await;
+    let f = fetcher_on((port, task), vec![cert], |_| {}).await;
+    let r = f
+        .fetch("GET\nhttps://127.0.0.1:{port}/hello")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), ("ok", "hello over tls".into()));
+    assert_eq!(r.header("x-status"), Some("201"));
+    assert_eq!(r.header("x-h-x-test"), Some("tls"));
+
+    // Not trusted (only the platform's roots): refused in the handshake,
+    // saying why.
+    let (port, _cert, task) = tls_server().await;
+    let f = fetcher_on((port, task), Vec::new(), |_| {}).await;
+    let r = f
+        .fetch("GET\nhttps://127.0.0.1:{port}/hello")
+        .await
+        .unwrap();
+    let (code, message) = outcome(&r);
+    assert_eq!(code, "unavailable");
+    assert!(
+        message.contains("certificate") || message.contains("Certificate"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
