@@ -128,6 +128,10 @@ struct Row {
     text: String,
 }
 
+/// How long a query may run on the calling async worker before it is
+/// interrupted and run again off it ([`cnode_store::Store::call_read`]).
+const QUERY_ON_WORKER: std::time::Duration = std::time::Duration::from_millis(1);
+
 impl RecordStore {
     /// A records store over the node's database (the records tables are
     /// created by its migrations).
@@ -271,7 +275,9 @@ impl RecordStore {
     /// `expires_at <= now_ms` are never returned).
     pub async fn query_at(&self, q: Query, now_ms: u64) -> Result<QueryPage, RecordStoreError> {
         let plan = query::Plan::new(q, now_ms)?;
-        self.store.call_inline(move |conn| plan.run(conn)).await?
+        self.store
+            .call_read(QUERY_ON_WORKER, move |conn| plan.run(conn))
+            .await?
     }
 
     /// Deletes every record with `expires_at <= now_ms` and returns what

@@ -157,6 +157,9 @@ pub struct Store {
     path: Arc<PathBuf>,
 }
 
+/// SQLite VM instructions between checks of a [`Store::call_read`] budget.
+const PROGRESS_OPS: std::os::raw::c_int = 1000;
+
 impl Store {
     /// Opens (creating if needed) `cnode.db` in `dir` and migrates it to the latest schema.
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
@@ -235,6 +238,32 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// For reads that are usually short (record queries from plugins and
+    /// the API): runs `f` right here on the calling thread when the
+    /// connection is free, under a time budget — SQLite's progress handler
+    /// interrupts it after `budget` — and otherwise, or when interrupted,
+    /// runs it again with [`Store::call_inline`]. A small indexed query so
+    /// costs no thread hand-off at all, and an async worker is never held
+    /// for much more than `budget`. `f` must be a read: it may run twice.
+    pub async fn call_read<T, F>(&self, budget: std::time::Duration, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        if let Ok(mut guard) = self.conn.try_lock() {
+            let started = std::time::Instant::now();
+            guard.progress_handler(PROGRESS_OPS, Some(move || started.elapsed() > budget));
+            let result = f(&mut guard);
+            guard.progress_handler(PROGRESS_OPS, None::<fn() -> bool>);
+            match result {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::OperationInterrupted => {}
+                other => return other.map_err(StoreError::from),
+            }
+        }
+        self.call_inline(f).await
+    }
+
     /// Like [`Store::call`], for short reads on a latency-sensitive path
     /// (queries from plugins and the API): on a multi-threaded runtime `f`
     /// runs on the calling worker thread (`block_in_place`: the worker's
@@ -267,6 +296,43 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         Migrations::from_slice(MIGRATIONS).validate().unwrap();
+    }
+
+    /// A read over its budget is interrupted on the worker and run again
+    /// off it, with the same answer; a short one answers directly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn call_read_falls_back_when_over_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let budget = std::time::Duration::from_millis(1);
+        let one: i64 = store
+            .call_read(budget, |c| c.query_row("SELECT 1", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+        // ~3 million VM steps: well over 1 ms.
+        let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT sum(i) FROM n";
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let sum: i64 = store
+            .call_read(budget, move |c| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                c.query_row(slow, [], |r| r.get(0))
+            })
+            .await
+            .unwrap();
+        assert_eq!(sum, 300_000 * 300_001 / 2);
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "interrupted once, then run again off the worker"
+        );
+        // The budget does not stay behind on the connection.
+        let again: i64 = store
+            .call(move |c| c.query_row(slow, [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(again, sum);
     }
 
     #[tokio::test]
