@@ -130,6 +130,7 @@ struct Row {
 
 /// How long a query may run on the calling async worker before it is
 /// interrupted and run again off it ([`cnode_store::Store::call_read`]).
+/// Text searches skip that first try: over a large store they take longer.
 const QUERY_ON_WORKER: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl RecordStore {
@@ -275,9 +276,13 @@ impl RecordStore {
     /// `expires_at <= now_ms` are never returned).
     pub async fn query_at(&self, q: Query, now_ms: u64) -> Result<QueryPage, RecordStoreError> {
         let plan = query::Plan::new(q, now_ms)?;
-        self.store
-            .call_read(QUERY_ON_WORKER, move |conn| plan.run(conn))
-            .await?
+        if plan.searches_text() {
+            self.store.call_inline(move |conn| plan.run(conn)).await?
+        } else {
+            self.store
+                .call_read(QUERY_ON_WORKER, move |conn| plan.run(conn))
+                .await?
+        }
     }
 
     /// Deletes every record with `expires_at <= now_ms` and returns what

@@ -307,6 +307,13 @@ struct Hit {
 }
 
 impl Plan {
+    /// Whether the query searches text: milliseconds over a large store
+    /// (FTS5 plus a check of every candidate), too long to start on an
+    /// async worker.
+    pub(super) fn searches_text(&self) -> bool {
+        !self.terms.is_empty()
+    }
+
     /// Validates `q`.
     pub(super) fn new(q: Query, now_ms: u64) -> Result<Self, QueryError> {
         let near = q
