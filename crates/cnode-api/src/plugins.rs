@@ -22,7 +22,7 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
-use cnode_node::plugins::rpc::{ErrorCode, ForwardError, RemoteError};
+use cnode_node::plugins::rpc::{ErrorCode, ForwardError, RemoteError, SAFE_REQUEST_HEADERS};
 use cnode_node::{
     PluginError, PluginView,
     plugins::{
@@ -49,16 +49,6 @@ pub const SAFE_HEADERS: &[&str] = &[
     "allow",
     "retry-after",
     "vary",
-];
-
-/// Request headers passed to a plugin (no credentials).
-const FORWARDED_REQUEST_HEADERS: &[&str] = &[
-    "accept",
-    "accept-language",
-    "content-type",
-    "if-none-match",
-    "if-modified-since",
-    "user-agent",
 ];
 
 /// An error answered by the plugin routes: a status and a JSON body.
@@ -199,7 +189,7 @@ pub(crate) async fn service(
         query: uri.query().unwrap_or_default().to_owned(),
         headers: headers
             .iter()
-            .filter(|(n, _)| FORWARDED_REQUEST_HEADERS.contains(&n.as_str()))
+            .filter(|(n, _)| SAFE_REQUEST_HEADERS.contains(&n.as_str()))
             .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect(),
         body: body.to_vec(),

@@ -45,7 +45,8 @@ pub use wire::{
     RpcRequest, RpcResponse, TooLarge, VERSION, fuzz_check,
 };
 
-/// Request headers a forwarded call carries (no credentials, no cookies).
+/// Request headers a plugin call carries, local (the HTTP API passes only
+/// these) or forwarded (no credentials, no cookies).
 pub const SAFE_REQUEST_HEADERS: &[&str] = &[
     "accept",
     "accept-language",
