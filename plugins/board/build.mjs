@@ -1,51 +1,53 @@
-// Builds the board into a WebAssembly component:
+// Builds the board for the node's shared JavaScript engine:
 //   node build.mjs [OUT]        (default dist/board.wasm)
 //
-// Uses the @bytecodealliance/componentize-js 0.23 JavaScript API (the jco
-// 1.35 CLI's `componentize` fails on this toolchain; see plugins/README.md).
-// The `http` and `fetch-event` features are disabled so the component does
-// not import wasi:http, which the cnode host does not provide.
+// 1. The engine (../js-engine/loader.js through componentize-js 0.23, world
+//    `js-engine`) is built into ../js-engine/dist/js-engine.wasm when it is
+//    missing or older than its sources (~10 s).
+// 2. src/component.js and what it imports are bundled into one CommonJS
+//    script (rolldown), appended to the engine as the `cnode:script` custom
+//    section (well under a second).
+//
+// Every JavaScript plugin built from that engine file shares one compiled
+// copy of it on a node. The jco 1.35 CLI's `componentize` fails on this
+// toolchain, hence the JavaScript APIs (see plugins/README.md).
 
-import { mkdir, writeFile, rename } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { componentize } from '@bytecodealliance/componentize-js';
-import { componentWit } from '@bytecodealliance/jco';
+import { rolldown } from 'rolldown';
+
+import { buildEngine, buildPlugin } from '../js-engine/jsplugin.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = resolve(process.argv[2] ?? join(here, 'dist', 'board.wasm'));
+const engineDir = resolve(here, '..', 'js-engine');
+const engine = join(engineDir, 'dist', 'js-engine.wasm');
+const witPath = resolve(here, '..', '..', 'wit');
 
-// componentize-js maps the current directory into the build sandbox and
-// resolves relative imports from there: run from the plugin directory so
-// src/board.js is found and nothing else is exposed.
-process.chdir(here);
-
-const started = Date.now();
-const { component, imports } = await componentize({
-  sourcePath: join(here, 'src', 'component.js'),
-  witPath: resolve(here, '..', '..', 'wit'),
-  worldName: 'service',
-  disableFeatures: ['http', 'fetch-event'],
-});
-
-// What the component really imports (the engine's WASI imports included,
-// which componentize's own `imports` list leaves out). Refuse one the host
-// cannot link: wasi:http would mean a feature was left on.
-const wit = await componentWit(component);
-const imported = [...wit.matchAll(/^\s*import ([^;]+);/gm)].map((m) => m[1].trim());
-const wasiHttp = imported.filter((name) => name.startsWith('wasi:http'));
-if (wasiHttp.length > 0) {
-  console.error(`build.mjs: the component imports ${wasiHttp.join(', ')}; the cnode host does not provide wasi:http`);
-  process.exit(1);
+async function mtime(path) {
+  try {
+    return (await stat(path)).mtimeMs;
+  } catch {
+    return -1;
+  }
 }
 
-await mkdir(dirname(out), { recursive: true });
-// Write beside the target and rename, so a failed build never leaves a
-// half-written component that looks newer than the sources.
-const tmp = `${out}.tmp${process.pid}`;
-await writeFile(tmp, component);
-await rename(tmp, out);
+const started = Date.now();
+const engineSources = [join(engineDir, 'loader.js'), join(witPath, 'cnode-plugin.wit')];
+const engineTime = await mtime(engine);
+if (engineTime < 0 || (await Promise.all(engineSources.map(mtime))).some((t) => t > engineTime)) {
+  const bytes = await buildEngine({ componentize, witPath, out: engine });
+  console.log(`js-engine: ${engine} (${(bytes / 1e6).toFixed(1)} MB, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
+const { bytes, scriptBytes } = await buildPlugin({
+  rolldown,
+  entry: join(here, 'src', 'component.js'),
+  engine,
+  out,
+});
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
-console.log(`board: ${out} (${(component.length / 1e6).toFixed(1)} MB, ${seconds} s)`);
-console.log(`board: imports ${imported.join(', ')}`);
+console.log(`board: ${out} (${(bytes / 1e6).toFixed(1)} MB, script ${scriptBytes} bytes, ${seconds} s)`);

@@ -219,6 +219,14 @@ fn print_view(v: &PluginView) {
     if let Some(e) = &v.error {
         println!("  error:     {e}");
     }
+    if let Some(code) = &v.code {
+        let kind = if v.script {
+            " (a script on the shared JavaScript engine)"
+        } else {
+            ""
+        };
+        println!("  code:      blake3 {}…{kind}", &code[..code.len().min(16)]);
+    }
     if let Some(s) = &v.stats {
         println!(
             "  calls:     {} (ok {}, traps {}, timeouts {}, memory limits {})",

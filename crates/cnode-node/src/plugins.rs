@@ -145,6 +145,14 @@ pub struct PluginView {
     pub loaded: bool,
     /// Why it could not be loaded, if it could not.
     pub error: Option<String>,
+    /// While loaded: the BLAKE3 (hex) of the code it runs, its component
+    /// without a `cnode:script` section. JavaScript plugins built on the
+    /// same shared engine show the same hash and share one compiled copy.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Whether it is a script for the shared JavaScript engine.
+    #[serde(default)]
+    pub script: bool,
     /// The host's counters (calls, traps, timeouts, host calls).
     #[schema(value_type = Object)]
     pub stats: Option<serde_json::Value>,
@@ -539,7 +547,7 @@ impl PluginService {
 
     fn view(&self, id: &PluginId) -> Option<PluginView> {
         let p = self.lock().get(id).cloned()?;
-        let loaded = self.inner.host.info(id).is_some();
+        let info = self.inner.host.info(id);
         let stats: Option<PluginStats> = self
             .inner
             .host
@@ -562,8 +570,10 @@ impl PluginService {
                 .map(format_capability)
                 .collect(),
             enabled: p.enabled,
-            loaded,
+            loaded: info.is_some(),
             error: p.error,
+            script: info.as_ref().is_some_and(|i| i.script),
+            code: info.map(|i| i.code),
             stats: stats.and_then(|s| serde_json::to_value(s).ok()),
         })
     }

@@ -7,7 +7,7 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock, Weak,
         atomic::{AtomicU64, Ordering::Relaxed},
     },
     time::{Duration, Instant},
@@ -23,6 +23,7 @@ use crate::{
     manifest::{Manifest, PluginId},
     now_ms,
     runtime::{self, EPOCH_TICK, EpochTicker, PluginState, Shared, bindings},
+    script,
     services::{PluginRecord, Request, Response, Services},
     stats::{Counters, Outcome, PluginStats},
 };
@@ -268,16 +269,29 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
-/// A loaded plugin.
-struct Loaded {
-    manifest: Manifest,
+/// Compiled and linked code, shared by every loaded plugin whose component
+/// compiles to it: plugins built for the shared JavaScript engine differ only
+/// in their `cnode:script` section, which is not part of the code.
+struct Code {
+    /// The BLAKE3 of the component without its script section (hex).
+    hash: String,
     /// The linked code: `None` while unloaded for being idle.
-    code: tokio::sync::Mutex<Option<bindings::ServicePre<PluginState>>>,
+    pre: tokio::sync::Mutex<Option<bindings::ServicePre<PluginState>>>,
     /// The compiled-code cache file the code is mapped from (and reloaded
     /// from after an idle unload); `None` when not cached: never unloaded.
     cache_file: Option<PathBuf>,
-    /// When it was last called, in milliseconds since the host started.
+    /// When a plugin on it was last called, in milliseconds since the host
+    /// started.
     last_used_ms: AtomicU64,
+}
+
+/// A loaded plugin.
+struct Loaded {
+    manifest: Manifest,
+    code: Arc<Code>,
+    /// The plugin's script when it is built for the shared JavaScript engine
+    /// (what the `cnode:plugin/script` import returns); empty otherwise.
+    script: Arc<str>,
     grants: RwLock<Arc<Grants>>,
     counters: Arc<Counters>,
     /// Bounds the plugin's `http.fetch` calls in flight.
@@ -304,6 +318,12 @@ pub struct PluginInfo {
     pub manifest: Manifest,
     /// The current grants.
     pub grants: Grants,
+    /// The BLAKE3 (hex) of the code the plugin runs: its component without
+    /// a `cnode:script` section. Plugins built on the same JavaScript engine
+    /// show the same hash and share one compiled copy of it.
+    pub code: String,
+    /// Whether the plugin carries a script for the shared JavaScript engine.
+    pub script: bool,
 }
 
 /// Runs plugins: one wasmtime engine and linker, one `InstancePre` per
@@ -322,6 +342,9 @@ struct Inner {
     engine_hash: String,
     shared: Arc<Shared>,
     plugins: RwLock<HashMap<PluginId, Arc<Loaded>>>,
+    /// The compiled code of loaded plugins by [`Code::hash`], so that a
+    /// plugin whose code is loaded already shares it.
+    codes: Mutex<HashMap<String, Weak<Code>>>,
     slots: Semaphore,
     /// The clock `Loaded::last_used_ms` counts from.
     started: Instant,
@@ -369,6 +392,7 @@ impl PluginHost {
                     audit,
                 }),
                 plugins: RwLock::default(),
+                codes: Mutex::default(),
                 slots,
                 started: Instant::now(),
                 _ticker: ticker,
@@ -415,35 +439,49 @@ impl PluginHost {
                 size: component.len(),
             });
         }
-        let started = Instant::now();
-        let inner = self.inner.clone();
-        let bytes = component.to_vec();
-        let compiled = tokio::task::spawn_blocking(move || inner.compile(&bytes))
-            .await
-            .map_err(|e| LoadError::Malformed {
-                plugin: id.clone(),
-                message: format!("compilation task failed: {e}"),
-            })?;
-        let (component, cached, cache_file) = compiled.map_err(|e| LoadError::Malformed {
+        let malformed = |message: String| LoadError::Malformed {
             plugin: id.clone(),
-            message: format!("{e:#}"),
-        })?;
-        let link = |e: wasmtime::Error| LoadError::Link {
-            plugin: id.clone(),
-            message: format!("{e:#}"),
+            message,
         };
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(link)?;
-        let pre = bindings::ServicePre::new(pre).map_err(link)?;
+        let split = script::split(component).map_err(|e| malformed(e.to_string()))?;
+        let hash = blake3::hash(&split.code).to_hex().to_string();
+        let started = Instant::now();
+        let shared = self.inner.code_in_use(&hash);
+        let code = match shared.clone() {
+            Some(code) => code,
+            None => {
+                let inner = self.inner.clone();
+                let bytes = split.code.into_owned();
+                let key = hash.clone();
+                let compiled = tokio::task::spawn_blocking(move || inner.compile(&bytes, &key))
+                    .await
+                    .map_err(|e| malformed(format!("compilation task failed: {e}")))?;
+                let (component, cached, cache_file) =
+                    compiled.map_err(|e| malformed(format!("{e:#}")))?;
+                let link = |e: wasmtime::Error| LoadError::Link {
+                    plugin: id.clone(),
+                    message: format!("{e:#}"),
+                };
+                let pre = self
+                    .inner
+                    .linker
+                    .instantiate_pre(&component)
+                    .map_err(link)?;
+                let pre = bindings::ServicePre::new(pre).map_err(link)?;
+                tracing::debug!(plugin = %id, cached, "plugin code compiled or mapped");
+                self.inner.share_code(Code {
+                    hash,
+                    pre: tokio::sync::Mutex::new(Some(pre)),
+                    cache_file,
+                    last_used_ms: AtomicU64::new(self.inner.now_ms()),
+                })
+            }
+        };
 
         let loaded = Arc::new(Loaded {
             manifest,
-            code: tokio::sync::Mutex::new(Some(pre)),
-            cache_file,
-            last_used_ms: AtomicU64::new(self.inner.now_ms()),
+            code,
+            script: split.script.unwrap_or_default().into(),
             grants: RwLock::new(Arc::new(grants)),
             counters: Arc::default(),
             fetches: Arc::new(Semaphore::new(
@@ -459,7 +497,7 @@ impl PluginHost {
             return Err(LoadError::AlreadyLoaded(id));
         }
         plugins.insert(id.clone(), loaded);
-        tracing::info!(plugin = %id, cached, took_ms = started.elapsed().as_millis() as u64, "plugin loaded");
+        tracing::info!(plugin = %id, shared_code = shared.is_some(), took_ms = started.elapsed().as_millis() as u64, "plugin loaded");
         Ok(id)
     }
 
@@ -566,6 +604,8 @@ impl PluginHost {
         Some(PluginInfo {
             manifest: p.manifest.clone(),
             grants: (*p.grants()).clone(),
+            code: p.code.hash.clone(),
+            script: !p.script.is_empty(),
         })
     }
 
@@ -609,21 +649,32 @@ impl PluginHost {
             let map = self.inner.plugins.read().unwrap_or_else(|p| p.into_inner());
             map.values().cloned().collect()
         };
-        let mut unloaded = Vec::new();
-        for p in plugins {
-            if p.cache_file.is_none() || now.saturating_sub(p.last_used_ms.load(Relaxed)) < idle_ms
+        // Each shared code once: idle when no plugin on it was called lately.
+        let mut codes: Vec<&Arc<Code>> = plugins.iter().map(|p| &p.code).collect();
+        codes.sort_by(|a, b| a.hash.cmp(&b.hash));
+        codes.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        let mut unmapped = Vec::new();
+        for code in codes {
+            if code.cache_file.is_none()
+                || now.saturating_sub(code.last_used_ms.load(Relaxed)) < idle_ms
             {
                 continue;
             }
             // A call mapping the code right now holds the lock: skip it.
-            let Ok(mut code) = p.code.try_lock() else {
+            let Ok(mut pre) = code.pre.try_lock() else {
                 continue;
             };
-            if code.take().is_some() {
-                tracing::debug!(plugin = %p.manifest.id, idle_s = idle.as_secs(), "plugin code unmapped while idle");
-                unloaded.push(p.manifest.id.clone());
+            if pre.take().is_some() {
+                tracing::debug!(code = %code.hash, idle_s = idle.as_secs(), "plugin code unmapped while idle");
+                unmapped.push(code.clone());
             }
         }
+        let mut unloaded: Vec<PluginId> = plugins
+            .iter()
+            .filter(|p| unmapped.iter().any(|c| Arc::ptr_eq(c, &p.code)))
+            .map(|p| p.manifest.id.clone())
+            .collect();
+        unloaded.sort();
         unloaded
     }
 
@@ -631,15 +682,15 @@ impl PluginHost {
     /// idle). `None`: no such plugin.
     pub async fn is_resident(&self, id: &PluginId) -> Option<bool> {
         let p = self.get(id).ok()?;
-        let resident = p.code.lock().await.is_some();
+        let resident = p.code.pre.lock().await.is_some();
         Some(resident)
     }
 
     /// The plugin's linked code, mapped again from the cache when it was
     /// unloaded for being idle; marks the plugin used.
     async fn code(&self, plugin: &Loaded) -> Result<bindings::ServicePre<PluginState>, CallError> {
-        plugin.last_used_ms.store(self.inner.now_ms(), Relaxed);
-        let mut code = plugin.code.lock().await;
+        plugin.code.last_used_ms.store(self.inner.now_ms(), Relaxed);
+        let mut code = plugin.code.pre.lock().await;
         if let Some(pre) = &*code {
             return Ok(pre.clone());
         }
@@ -649,6 +700,7 @@ impl PluginHost {
             message: format!("mapping its compiled code again: {message}"),
         };
         let path = plugin
+            .code
             .cache_file
             .clone()
             .ok_or_else(|| failed("no compiled-code cache file".into()))?;
@@ -705,6 +757,7 @@ impl PluginHost {
             plugin.grants(),
             plugin.counters.clone(),
             plugin.fetches.clone(),
+            plugin.script.clone(),
         );
         let mut instantiated = false;
         let call = async {
@@ -762,17 +815,39 @@ impl Inner {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The compiled component: from the cache when it holds this component
-    /// for this engine, else compiled (and cached). Returns whether it came
-    /// from the cache. Blocking.
-    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, bool, Option<PathBuf>)> {
+    /// The loaded plugins' code with this hash, if any is loaded.
+    fn code_in_use(&self, hash: &str) -> Option<Arc<Code>> {
+        let codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
+        codes.get(hash).and_then(Weak::upgrade)
+    }
+
+    /// Registers freshly compiled code for sharing. When a load of the same
+    /// code finished first, its copy is kept and this one dropped.
+    fn share_code(&self, code: Code) -> Arc<Code> {
+        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
+        codes.retain(|_, c| c.strong_count() > 0);
+        if let Some(existing) = codes.get(&code.hash).and_then(Weak::upgrade) {
+            return existing;
+        }
+        let code = Arc::new(code);
+        codes.insert(code.hash.clone(), Arc::downgrade(&code));
+        code
+    }
+
+    /// The compiled component (`hash` is the BLAKE3 of `bytes`, hex): from
+    /// the cache when it holds this component for this engine, else compiled
+    /// (and cached). Returns whether it came from the cache. Blocking.
+    fn compile(
+        &self,
+        bytes: &[u8],
+        hash: &str,
+    ) -> wasmtime::Result<(Component, bool, Option<PathBuf>)> {
         let config = &self.shared.config;
         if !config.precompile_cache {
             return Ok((Component::new(&self.engine, bytes)?, false, None));
         }
         let dir = config.plugins_dir().join("cache");
-        let hash = blake3::hash(bytes);
-        let path = dir.join(format!("{}-{}.cwasm", hash.to_hex(), self.engine_hash));
+        let path = dir.join(format!("{hash}-{}.cwasm", self.engine_hash));
         if path.exists() {
             match deserialize_cached(&self.engine, &path) {
                 Ok(component) => return Ok((component, true, Some(path))),
@@ -877,12 +952,21 @@ fn flush_output(store: &mut Store<PluginState>, id: &PluginId, audit: &AuditLog)
         });
     }
     // A Rust panic prints `panicked at FILE:LINE:COL:`, the message, and a
-    // note about RUST_BACKTRACE: keep the first two.
-    let tail: Vec<&str> = err
+    // note about RUST_BACKTRACE: keep the first two. An uncaught JavaScript
+    // exception (componentize-js) prints the message, `Stack:`, the frames
+    // and a note about abort(): keep the message.
+    let lines: Vec<&str> = err
         .iter()
         .map(String::as_str)
-        .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .filter(|l| {
+            !l.starts_with("note: run with `RUST_BACKTRACE")
+                && !l.starts_with("Redirecting call to abort()")
+        })
         .collect();
+    let tail = match lines.iter().position(|l| l.trim() == "Stack:") {
+        Some(stack) => &lines[..stack],
+        None => &lines[..],
+    };
     (!tail.is_empty()).then(|| tail[tail.len().saturating_sub(2)..].join(" "))
 }
 

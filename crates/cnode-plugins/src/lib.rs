@@ -46,6 +46,7 @@ pub mod http;
 pub mod kv;
 pub mod manifest;
 mod runtime;
+pub mod script;
 pub mod services;
 pub mod stats;
 #[doc(hidden)]

@@ -109,6 +109,15 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     bindings::Service::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    // `cnode:plugin/script` (world `js-engine`): the plugin's script for the
+    // shared JavaScript engine. Written by hand because the bindings are
+    // generated for the `service` world, which every plugin exports.
+    linker.instance("cnode:plugin/script@0.1.0")?.func_wrap(
+        "source",
+        |store: wasmtime::StoreContextMut<'_, PluginState>, (): ()| {
+            Ok((store.data().script.to_string(),))
+        },
+    )?;
     Ok(linker)
 }
 
@@ -188,6 +197,8 @@ pub(crate) struct PluginState {
     pub(crate) counters: Arc<Counters>,
     /// The plugin's `http.fetch` slots.
     pub(crate) fetches: Arc<tokio::sync::Semaphore>,
+    /// The plugin's script for the shared JavaScript engine (empty if none).
+    pub(crate) script: Arc<str>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) limits: Limits,
     pub(crate) deadline: Instant,
@@ -222,6 +233,7 @@ pub(crate) fn new_store(
     grants: Arc<Grants>,
     counters: Arc<Counters>,
     fetches: Arc<tokio::sync::Semaphore>,
+    script: Arc<str>,
 ) -> Store<PluginState> {
     let config = &shared.config;
     let stdout = LogSink::new(config.max_output_bytes);
@@ -240,6 +252,7 @@ pub(crate) fn new_store(
         grants,
         counters,
         fetches,
+        script,
         limits: Limits {
             memory_limit: config.memory_limit,
             memory_used: 0,

@@ -6,6 +6,7 @@ mod api;
 mod blobs;
 mod net;
 mod plugins;
+mod plugins_js;
 mod plugins_pkg;
 mod plugins_rpc;
 mod records;
