@@ -20,9 +20,12 @@ off), installs --plugins plugins through the HTTP API, calls each, and reads:
   latency runs; and once more after --idle-unload-secs without calls, when
   the node has unmapped the idle plugins' code (`[plugins] idle_unload_secs`).
 
-The plugins are distinct: each copy of an example gets its own id and a
-custom section that changes its bytes, so every one is compiled, cached and
-mapped separately, as 10 different plugins would be.
+The plugins are distinct: each copy of an example gets its own id. A Rust
+copy also gets a custom section that changes its bytes, so every one is
+compiled, cached and mapped separately, as 10 different Rust plugins would
+be. A JavaScript copy gets its own script (the board's plus a line) on the
+one shared engine, as 10 JavaScript plugins built with the same engine
+(`plugins/js-engine`) would be: the node compiles and maps that engine once.
 
 Mixes: `rust` = 10 Rust plugins, `js` = 10 JS plugins, `mixed` = 5 + 5.
 Targets: Rust call p50 <= 50 us, JS call p50 <= 1 ms, 10 plugins <= 150 MB.
@@ -124,8 +127,36 @@ def leb128(n):
             return bytes(out)
 
 
+def split_script(data):
+    """(component without its `cnode:script` section, the script or None)."""
+    at = 8
+    while at < len(data):
+        start, sid = at, data[at]
+        at += 1
+        size, shift = 0, 0
+        while True:
+            b = data[at]
+            at += 1
+            size |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        end = at + size
+        if sid == 0:
+            name_len, n = data[at], 1  # names here are shorter than 128 bytes
+            if data[at + n:at + n + name_len] == b"cnode:script":
+                return data[:start] + data[end:], data[at + n + name_len:end].decode()
+        at = end
+    return data, None
+
+
+def custom_section(name, payload):
+    body = leb128(len(name)) + name + payload
+    return b"\x00" + leb128(len(body)) + body
+
+
 def distinct_copy(src_dir, kind, i, dst_root):
-    """A copy of an example with its own id and its own component bytes."""
+    """A copy of an example with its own id and its own code or script."""
     wasm = next(f for f in os.listdir(src_dir) if f.endswith(".wasm"))
     manifest = open(os.path.join(src_dir, "plugin.toml")).read()
     new_id = f"org.cnode.bench.{kind}{i}"
@@ -134,12 +165,19 @@ def distinct_copy(src_dir, kind, i, dst_root):
     dst = os.path.join(dst_root, new_id)
     os.makedirs(dst)
     open(os.path.join(dst, "plugin.toml"), "w").write(manifest)
-    # A custom section (id 0) at the end of the component: valid anywhere
-    # between sections, ignored by the runtime, and it changes the hash.
-    name = b"cnode-bench"
-    payload = leb128(len(name)) + name + f"copy {i}".encode()
     data = open(os.path.join(src_dir, wasm), "rb").read()
-    open(os.path.join(dst, "component.wasm"), "wb").write(data + b"\x00" + leb128(len(payload)) + payload)
+    code, script = split_script(data)
+    if script is not None:
+        # A script for the shared JavaScript engine: its own script (the
+        # board's, with a line of its own), on the same engine as the others.
+        script += f"\nexports.benchCopy = {i};\n"
+        component = code + custom_section(b"cnode:script", script.encode())
+    else:
+        # A custom section at the end of the component: valid anywhere
+        # between sections, ignored by the runtime, and it changes the code's
+        # hash, so the copy is compiled, cached and mapped on its own.
+        component = data + custom_section(b"cnode-bench", f"copy {i}".encode())
+    open(os.path.join(dst, "component.wasm"), "wb").write(component)
     return new_id, dst
 
 

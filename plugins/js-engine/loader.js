@@ -7,10 +7,11 @@
 // the engine once and runs every plugin built on the same engine on that one
 // copy of compiled code: ten JavaScript plugins cost one engine, not ten.
 //
-// Each call runs in a fresh instance, so the script is evaluated on the
-// first export call of every instance (once per call). It may `require`
-// only the cnode:plugin interfaces below; it exports `handle`, and
-// optionally `onRecord` and `tick`.
+// The script is evaluated on the first export call of an instance; the node
+// keeps an instance whose calls succeed for the plugin's next calls, so that
+// happens once per instance, not per call. It may `require` only the
+// cnode:plugin interfaces below; it exports `handle`, and optionally
+// `onRecord` and `tick`.
 
 import * as records from 'cnode:plugin/records@0.1.0';
 import * as blobs from 'cnode:plugin/blobs@0.1.0';

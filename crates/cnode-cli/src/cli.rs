@@ -20,6 +20,9 @@ pub(crate) struct Cli {
     pub(crate) command: Option<Command>,
 }
 
+/// The hidden subcommand a node runs to compile a plugin in a child process.
+pub(crate) const COMPILE_PLUGIN: &str = "__compile-plugin";
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Create the data directory, node key, API token and default config.
@@ -37,6 +40,17 @@ pub(crate) enum Command {
     },
     /// Run the node in the foreground until Ctrl-C / SIGTERM.
     Run(RunArgs),
+    /// Internal: compile a plugin component for a running node, which runs
+    /// this in a child process (SETTINGS INPUT OUTPUT).
+    #[command(name = COMPILE_PLUGIN, hide = true)]
+    CompilePlugin {
+        /// The host's engine settings.
+        settings: String,
+        /// The component.
+        input: std::path::PathBuf,
+        /// Where to write the compiled code.
+        output: std::path::PathBuf,
+    },
     /// Show the running node's identity, addresses and connections.
     Status {
         /// Print JSON for scripts.

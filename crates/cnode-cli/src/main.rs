@@ -59,6 +59,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::CompilePlugin {
+        settings,
+        input,
+        output,
+    }) = &cli.command
+    {
+        // A child of a running node: no runtime, no logging set-up.
+        return match cnode_node::compile_plugin_file(settings, input, output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runs_node = matches!(cli.command, None | Some(Command::Run(_)));
     init_tracing(if runs_node {
         "info,libp2p_mdns=warn,libp2p_kad=error"
@@ -103,6 +118,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             json,
         }) => user::init(&dir, force, insecure_no_passphrase, json),
         Some(Command::Run(args)) => run::run(dir, args).await,
+        Some(Command::CompilePlugin { .. }) => {
+            anyhow::bail!("{} runs only as a child of a node", cli::COMPILE_PLUGIN)
+        }
         Some(Command::Id {
             command: Some(IdCommand::User { command }),
             ..

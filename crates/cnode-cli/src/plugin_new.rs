@@ -80,6 +80,16 @@ const JS: &[(&str, &str)] = &[
         ".gitignore",
         include_str!("../templates/plugin-js/gitignore"),
     ),
+    // The shared JavaScript engine's source and build functions, as in
+    // plugins/js-engine (no placeholders in them).
+    (
+        "engine/loader.js",
+        include_str!("../../../plugins/js-engine/loader.js"),
+    ),
+    (
+        "engine/jsplugin.mjs",
+        include_str!("../../../plugins/js-engine/jsplugin.mjs"),
+    ),
 ];
 
 /// What `--json` prints.

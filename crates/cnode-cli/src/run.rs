@@ -55,7 +55,16 @@ pub(crate) async fn run(dir: DataDir, args: RunArgs) -> Result<()> {
             RelayServerArg::Off => RelayServerSetting::Off,
         }),
     };
-    let config = NodeConfig::resolve(dir.root().to_owned(), file, overrides);
+    let mut config = NodeConfig::resolve(dir.root().to_owned(), file, overrides);
+    // Plugins are compiled by this binary in a child process, so the
+    // compiler's memory is not the node's (see cnode_plugins::compiler).
+    config.plugin_compiler =
+        std::env::current_exe()
+            .ok()
+            .map(|program| cnode_node::CompilerCommand {
+                program,
+                args: vec![crate::cli::COMPILE_PLUGIN.into()],
+            });
     // Bind the API first: a port in use should fail before any network work.
     let listener = cnode_api::bind(config.api_listen).await?;
     let node = NodeBuilder::new(config).spawn().await?;

@@ -384,6 +384,9 @@ pub struct NodeConfig {
     pub chain: Option<cnode_registry::ChainConfig>,
     /// Unmap an idle plugin's compiled code after this long (`None`: never).
     pub plugin_idle_unload: Option<std::time::Duration>,
+    /// Compile plugins in a child process with this command (the `cnode`
+    /// binary sets its own hidden `__compile-plugin`); `None`: in-process.
+    pub plugin_compiler: Option<cnode_plugins::CompilerCommand>,
 }
 
 impl NodeConfig {
@@ -438,6 +441,7 @@ impl NodeConfig {
             chain: file.chain,
             plugin_idle_unload: (file.plugins.idle_unload_secs > 0)
                 .then(|| std::time::Duration::from_secs(file.plugins.idle_unload_secs)),
+            plugin_compiler: None,
         }
     }
 

@@ -30,6 +30,7 @@ pub use blobs::{
     BlobService, MAX_DOWNLOADS, NetRequester, StartError, TransferEvent, TransferState,
 };
 pub use chain::{BOOTSTRAP_EVERY, MAX_BOOTSTRAP_DIALS, REDIAL_AFTER};
+pub use cnode_plugins::compiler::{CompilerCommand, compile_file as compile_plugin_file};
 pub use cnode_registry;
 pub use config::{
     ApiSection, BlobsSection, ConfigError, ConfigFile, DEFAULT_API, DEFAULT_BLOB_QUOTA,

@@ -160,6 +160,7 @@ impl NodeBuilder {
         }
         let mut host_config = cnode_plugins::HostConfig::new(data_dir.root());
         host_config.idle_unload = self.config.plugin_idle_unload;
+        host_config.compiler = self.config.plugin_compiler.clone();
         let plugins =
             crate::PluginService::with_config(host_config, records.clone(), blobs.clone())?;
         plugins.load_installed().await;

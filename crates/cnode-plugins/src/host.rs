@@ -82,6 +82,16 @@ pub struct HostConfig {
     /// cache (milliseconds; ~10 ms for a JavaScript plugin). `None`: never.
     /// Needs `precompile_cache`. Default 5 minutes.
     pub idle_unload: Option<Duration>,
+    /// Instances kept warm between calls, over all plugins (each holds an
+    /// instance slot and its memory). Only JavaScript plugins on the shared
+    /// engine keep one: evaluating their script costs more than the call
+    /// itself. 0 turns reuse off. Default 16.
+    pub warm_instances: u32,
+    /// Compile components in a child process with this command (see
+    /// [`crate::compiler`]), so Cranelift's memory goes with the child; on
+    /// failure the host compiles in-process. Needs `precompile_cache`.
+    /// Default `None`: in-process.
+    pub compiler: Option<crate::compiler::CompilerCommand>,
 }
 
 impl HostConfig {
@@ -105,6 +115,8 @@ impl HostConfig {
             audit_file_max: 1 << 20,
             precompile_cache: true,
             idle_unload: Some(Duration::from_secs(300)),
+            warm_instances: 16,
+            compiler: None,
         }
     }
 
@@ -285,6 +297,31 @@ struct Code {
     last_used_ms: AtomicU64,
 }
 
+/// An instance kept between calls of one plugin, with its store.
+struct Warm {
+    store: Store<PluginState>,
+    service: bindings::Service,
+    /// Calls it has served.
+    calls: u32,
+    _counted: WarmCount,
+}
+
+/// Counts a warm instance in [`Inner::warm`] for as long as it lives.
+struct WarmCount(Arc<AtomicU64>);
+
+impl Drop for WarmCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Calls one warm instance serves before it is replaced by a fresh one
+/// (bounds what a guest can accumulate).
+const WARM_MAX_CALLS: u32 = 1000;
+
+/// Linear memory over which a warm instance is not kept, bytes.
+const WARM_MAX_MEMORY: usize = 32 << 20;
+
 /// A loaded plugin.
 struct Loaded {
     manifest: Manifest,
@@ -296,6 +333,9 @@ struct Loaded {
     counters: Arc<Counters>,
     /// Bounds the plugin's `http.fetch` calls in flight.
     fetches: Arc<Semaphore>,
+    /// A JavaScript plugin's instance from its last successful call, which
+    /// has its script evaluated already.
+    warm: Mutex<Option<Warm>>,
 }
 
 impl Loaded {
@@ -346,6 +386,8 @@ struct Inner {
     /// plugin whose code is loaded already shares it.
     codes: Mutex<HashMap<String, Weak<Code>>>,
     slots: Semaphore,
+    /// Instances kept warm now (at most `config.warm_instances`).
+    warm: Arc<AtomicU64>,
     /// The clock `Loaded::last_used_ms` counts from.
     started: Instant,
     _ticker: EpochTicker,
@@ -394,6 +436,7 @@ impl PluginHost {
                 plugins: RwLock::default(),
                 codes: Mutex::default(),
                 slots,
+                warm: Arc::default(),
                 started: Instant::now(),
                 _ticker: ticker,
             }),
@@ -487,6 +530,7 @@ impl PluginHost {
             fetches: Arc::new(Semaphore::new(
                 self.inner.shared.config.max_fetches_per_plugin.max(1) as usize,
             )),
+            warm: Mutex::new(None),
         });
         let mut plugins = self
             .inner
@@ -577,6 +621,10 @@ impl PluginHost {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id)
+            .inspect(|p| {
+                // Its warm instance goes now, not when a running call ends.
+                self.drop_warm(p);
+            })
             .is_some();
         if removed {
             tracing::info!(plugin = %id, "plugin unloaded");
@@ -655,9 +703,16 @@ impl PluginHost {
         codes.dedup_by(|a, b| Arc::ptr_eq(a, b));
         let mut unmapped = Vec::new();
         for code in codes {
-            if code.cache_file.is_none()
-                || now.saturating_sub(code.last_used_ms.load(Relaxed)) < idle_ms
-            {
+            if now.saturating_sub(code.last_used_ms.load(Relaxed)) < idle_ms {
+                continue;
+            }
+            // Warm instances first: each keeps its code mapped.
+            for p in plugins.iter().filter(|p| Arc::ptr_eq(&p.code, code)) {
+                if self.drop_warm(p) {
+                    tracing::debug!(plugin = %p.manifest.id, "warm instance dropped while idle");
+                }
+            }
+            if code.cache_file.is_none() {
                 continue;
             }
             // A call mapping the code right now holds the lock: skip it.
@@ -719,8 +774,56 @@ impl PluginHost {
         Ok(pre)
     }
 
-    /// One call: a slot, a fresh store and instance, the export, then the
-    /// outcome counted and reported.
+    /// The plugin's warm instance, if it has one.
+    fn take_warm(&self, plugin: &Loaded) -> Option<Warm> {
+        plugin.warm.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Keeps the instance of a successful call for the plugin's next call:
+    /// only for a JavaScript plugin on the shared engine (whose script costs
+    /// more to evaluate than a call), within `config.warm_instances`, and
+    /// until it has served [`WARM_MAX_CALLS`] or holds over
+    /// [`WARM_MAX_MEMORY`]. Otherwise the store is dropped.
+    fn keep_warm(
+        &self,
+        plugin: &Loaded,
+        store: Store<PluginState>,
+        service: bindings::Service,
+        calls: u32,
+    ) {
+        let limit = u64::from(self.inner.shared.config.warm_instances);
+        if plugin.script.is_empty()
+            || calls >= WARM_MAX_CALLS
+            || runtime::memory_used(&store) > WARM_MAX_MEMORY
+        {
+            return;
+        }
+        let mut slot = plugin.warm.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        let reserved = self
+            .inner
+            .warm
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1));
+        if reserved.is_ok() {
+            *slot = Some(Warm {
+                store,
+                service,
+                calls,
+                _counted: WarmCount(self.inner.warm.clone()),
+            });
+        }
+    }
+
+    /// Drops the plugin's warm instance; whether it had one.
+    fn drop_warm(&self, plugin: &Loaded) -> bool {
+        self.take_warm(plugin).is_some()
+    }
+
+    /// One call: a slot, a fresh store and instance (or a JavaScript
+    /// plugin's warm one), the export, then the outcome counted and
+    /// reported.
     async fn run(
         &self,
         plugin: &Loaded,
@@ -742,30 +845,58 @@ impl PluginHost {
             });
         };
 
-        let pre = match self.code(plugin).await {
-            Ok(pre) => pre,
-            Err(e) => {
-                drop(permit);
-                plugin.counters.call(Outcome::Trap, started.elapsed());
-                return Err(e);
+        // A JavaScript plugin's warm instance (its script evaluated by an
+        // earlier call), else a fresh instance of its code.
+        let warm = self.take_warm(plugin);
+        let pre = match warm {
+            Some(_) => None,
+            None => match self.code(plugin).await {
+                Ok(pre) => Some(pre),
+                Err(e) => {
+                    drop(permit);
+                    plugin.counters.call(Outcome::Trap, started.elapsed());
+                    return Err(e);
+                }
+            },
+        };
+        let (mut store, service, served) = match warm {
+            Some(Warm {
+                mut store,
+                service,
+                calls,
+                ..
+            }) => {
+                plugin.code.last_used_ms.store(inner.now_ms(), Relaxed);
+                runtime::reset_store(&mut store, plugin.grants());
+                (store, Some(service), calls)
+            }
+            None => {
+                let store = runtime::new_store(
+                    &inner.engine,
+                    inner.shared.clone(),
+                    id.clone(),
+                    plugin.grants(),
+                    plugin.counters.clone(),
+                    plugin.fetches.clone(),
+                    plugin.script.clone(),
+                );
+                (store, None, 0)
             }
         };
-        let mut store = runtime::new_store(
-            &inner.engine,
-            inner.shared.clone(),
-            id.clone(),
-            plugin.grants(),
-            plugin.counters.clone(),
-            plugin.fetches.clone(),
-            plugin.script.clone(),
-        );
-        let mut instantiated = false;
+        let mut instantiated = service.is_some();
         let call = async {
-            let instantiating = Instant::now();
-            let service = pre.instantiate_async(&mut store).await?;
-            plugin.counters.instantiated(instantiating.elapsed());
-            instantiated = true;
-            match export {
+            let service = match (service, pre) {
+                (Some(service), _) => service,
+                (None, Some(pre)) => {
+                    let instantiating = Instant::now();
+                    let service = pre.instantiate_async(&mut store).await?;
+                    plugin.counters.instantiated(instantiating.elapsed());
+                    instantiated = true;
+                    service
+                }
+                (None, None) => unreachable!("a warm instance or code to instantiate"),
+            };
+            let result = match export {
                 Export::Handle(request) => {
                     service.call_handle(&mut store, &request).await.map(Some)
                 }
@@ -774,7 +905,8 @@ impl PluginHost {
                     .await
                     .map(|()| None),
                 Export::Tick => service.call_tick(&mut store).await.map(|()| None),
-            }
+            };
+            result.map(|r| (r, service))
         };
         // The epoch callback stops the guest at the deadline; this outer
         // bound catches a host call (a fetch, a slow query) that would wait
@@ -784,14 +916,17 @@ impl PluginHost {
 
         let stderr_tail = flush_output(&mut store, id, &inner.shared.audit);
         let outcome = match result {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok((response, service))) => {
+                // Only an instance whose calls all ended well is kept.
+                self.keep_warm(plugin, store, service, served + 1);
+                Ok(response)
+            }
             Err(_elapsed) => Err(CallError::Timeout {
                 plugin: id.clone(),
                 limit: config.call_timeout,
             }),
             Ok(Err(e)) => Err(classify(&e, &store, config, id, instantiated, stderr_tail)),
         };
-        drop(store);
         drop(permit);
 
         match &outcome {
@@ -857,6 +992,21 @@ impl Inner {
                 }
             }
         }
+        if let Some(command) = &config.compiler {
+            let started = Instant::now();
+            match crate::compiler::compile_in_child(command, config, bytes, &path).and_then(|()| {
+                deserialize_cached(&self.engine, &path).map_err(|e| format!("{e:#}"))
+            }) {
+                Ok(component) => {
+                    tracing::info!(code = %hash, took_ms = started.elapsed().as_millis() as u64, "plugin compiled in a child process");
+                    return Ok((component, false, Some(path)));
+                }
+                Err(e) => {
+                    tracing::warn!(code = %hash, error = %e, "compiling a plugin in a child process failed; compiling in-process");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
         let compiled = self.engine.precompile_component(bytes);
         release_compiler_memory();
         let compiled = compiled?;
@@ -909,7 +1059,7 @@ fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Componen
     unsafe { Component::deserialize_file(engine, path) }
 }
 
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = fs::File::create(&tmp)?;

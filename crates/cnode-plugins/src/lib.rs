@@ -40,6 +40,7 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod audit;
+pub mod compiler;
 pub mod grants;
 mod host;
 pub mod http;
@@ -53,6 +54,7 @@ pub mod stats;
 pub mod test_guests;
 
 pub use audit::AuditEntry;
+pub use compiler::CompilerCommand;
 pub use grants::Grants;
 pub use host::{
     CallError, GrantError, HostConfig, HostInitError, LoadError, MAX_COMPONENT_BYTES, PluginHost,

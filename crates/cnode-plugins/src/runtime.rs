@@ -54,7 +54,10 @@ pub(crate) fn engine(config: &HostConfig) -> wasmtime::Result<Engine> {
     c.epoch_interruption(true);
     c.consume_fuel(config.fuel_per_call.is_some());
 
-    let slots = config.max_concurrent_calls.max(1);
+    let calls = config.max_concurrent_calls.max(1);
+    // Instances kept warm between calls (JavaScript plugins on the shared
+    // engine) hold pool slots too.
+    let slots = calls + config.warm_instances;
     let mut pool = PoolingAllocationConfig::default();
     // Components may hold several core instances (a JS engine, adapters),
     // each with a memory and tables; size the pool for a few per slot.
@@ -62,7 +65,7 @@ pub(crate) fn engine(config: &HostConfig) -> wasmtime::Result<Engine> {
         .total_core_instances(slots * 16)
         .total_memories(slots * 4)
         .total_tables(slots * 8)
-        .total_stacks(slots)
+        .total_stacks(calls)
         .max_core_instances_per_component(16)
         .max_memories_per_component(4)
         .max_tables_per_component(8)
@@ -221,6 +224,29 @@ impl WasiView for PluginState {
             table: &mut self.table,
         }
     }
+}
+
+/// Readies a store kept from an earlier call for the next one: the grants
+/// in force now, a new deadline and fuel, per-call counts cleared.
+pub(crate) fn reset_store(store: &mut Store<PluginState>, grants: Arc<Grants>) {
+    let config = &store.data().shared.config;
+    let (timeout, fuel) = (config.call_timeout, config.fuel_per_call);
+    let state = store.data_mut();
+    state.grants = grants;
+    state.deadline = Instant::now() + timeout;
+    state.limits.memory_hit = false;
+    state.log_lines = 0;
+    state.audited = 0;
+    state.unaudited = 0;
+    if let Some(fuel) = fuel {
+        let _ = store.set_fuel(fuel);
+    }
+    store.set_epoch_deadline(1);
+}
+
+/// The linear memory the store's instance holds, bytes.
+pub(crate) fn memory_used(store: &Store<PluginState>) -> usize {
+    store.data().limits.memory_used
 }
 
 /// Makes the store for one call: limits, deadline, fuel, and a WASI

@@ -753,6 +753,31 @@ async fn routes_unload_and_the_compile_cache() {
     );
 }
 
+/// A compiler command that cannot run (here: a program that does not exist,
+/// or one that exits with an error) is not fatal: the host compiles
+/// in-process, caches the result and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_compiler_process_falls_back_to_compiling_in_process() {
+    for program in ["/nonexistent/cnode-compiler", "false"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = HostConfig::new(dir.path());
+        config.compiler = Some(cnode_plugins::CompilerCommand {
+            program: program.into(),
+            args: vec!["__compile-plugin".into()],
+        });
+        let h = harness_with(dir, config);
+        let echo = load_echo(&h).await;
+        assert_echo_serves(&h, &echo).await;
+        let cached: Vec<_> = std::fs::read_dir(h.dir.path().join("plugins/cache"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(cached.len(), 1, "{program}: {cached:?}");
+        assert!(cached[0].ends_with(".cwasm"), "{cached:?}");
+    }
+}
+
 /// An idle plugin's compiled code is unmapped and mapped again from the
 /// cache on its next call, which then works as before (its kv data kept);
 /// a plugin used recently, or loaded without the cache, stays resident.

@@ -1,36 +1,59 @@
-// Builds the plugin into a WebAssembly component beside its manifest:
-//   npm ci && node build.mjs     → dist/plugin.toml + dist/{{DIR}}.wasm
+// Builds the plugin beside its manifest:
+//   npm install && node build.mjs     → dist/plugin.toml + dist/{{DIR}}.wasm
 // then: cnode plugin install dist
 //
-// Uses the @bytecodealliance/componentize-js 0.23 JavaScript API. The
-// `http` and `fetch-event` features are disabled so the component does not
-// import wasi:http, which the cnode host does not provide (use the
-// cnode:plugin/http import instead).
+// A cnode JavaScript plugin is the node's shared JavaScript engine (a
+// componentize-js component, engine/loader.js) with the plugin's script —
+// src/component.js and what it imports, bundled into one CommonJS file — in
+// a `cnode:script` custom section. A node compiles each engine once and runs
+// every plugin built on it on that one copy.
+//
+// The engine is built once into engine/dist/js-engine.wasm (~10 s, ~12 MB).
+// To build on an engine other plugins use (so they share it on a node), set
+// CNODE_JS_ENGINE to that file.
 
-import { copyFile, mkdir, rename, writeFile } from 'node:fs/promises';
+import { copyFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { componentize } from '@bytecodealliance/componentize-js';
+import { rolldown } from 'rolldown';
+
+import { buildEngine, buildPlugin } from './engine/jsplugin.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-// componentize-js resolves relative imports from the current directory.
-process.chdir(here);
-
 const started = Date.now();
-const { component } = await componentize({
-  sourcePath: join(here, 'src', 'component.js'),
-  witPath: join(here, 'wit'),
-  worldName: 'service',
-  disableFeatures: ['http', 'fetch-event'],
-});
+
+async function exists(path) {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let engine = process.env.CNODE_JS_ENGINE;
+if (engine) {
+  if (!(await exists(engine))) {
+    console.error(`build.mjs: CNODE_JS_ENGINE names ${engine}, which does not exist`);
+    process.exit(1);
+  }
+} else {
+  engine = join(here, 'engine', 'dist', 'js-engine.wasm');
+  if (!(await exists(engine))) {
+    const bytes = await buildEngine({ componentize, witPath: join(here, 'wit'), out: engine });
+    console.log(`built the engine ${engine} (${(bytes / 1e6).toFixed(1)} MB)`);
+  }
+}
 
 const out = join(here, 'dist', '{{DIR}}.wasm');
-await mkdir(dirname(out), { recursive: true });
-// Write beside the target and rename: a failed build leaves no half file.
-const tmp = `${out}.tmp${process.pid}`;
-await writeFile(tmp, component);
-await rename(tmp, out);
+const { bytes, scriptBytes } = await buildPlugin({
+  rolldown,
+  entry: join(here, 'src', 'component.js'),
+  engine,
+  out,
+});
 await copyFile(join(here, 'plugin.toml'), join(here, 'dist', 'plugin.toml'));
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
-console.log(`built ${out} (${(component.length / 1e6).toFixed(1)} MB, ${seconds} s)`);
+console.log(`built ${out} (${(bytes / 1e6).toFixed(1)} MB, script ${scriptBytes} bytes, ${seconds} s)`);

@@ -157,8 +157,9 @@ fn plugin_new_rust_builds_installs_and_answers() {
 }
 
 #[test]
-fn plugin_new_js_files_parse_and_build_when_componentize_js_is_installed() {
+fn plugin_new_js_builds_on_the_shared_engine_installs_and_answers() {
     let c = Cnode::new();
+    c.init();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("town-board");
     let created = scaffold(&c, "js", "town-board", &dir);
@@ -171,6 +172,7 @@ fn plugin_new_js_files_parse_and_build_when_componentize_js_is_installed() {
         package["devDependencies"]["@bytecodealliance/componentize-js"],
         "0.23.0"
     );
+    assert_eq!(package["devDependencies"]["rolldown"], "1.3.2");
     let manifest =
         Manifest::from_toml(&std::fs::read_to_string(dir.join("plugin.toml")).unwrap()).unwrap();
     assert_eq!(manifest.id.as_str(), "org.example.town-board");
@@ -179,11 +181,20 @@ fn plugin_new_js_files_parse_and_build_when_componentize_js_is_installed() {
     assert!(js.contains("export function handle"), "{js}");
     assert!(!js.contains("{{"), "unfilled placeholder");
     assert!(dir.join("wit/cnode-plugin.wit").is_file());
+    for (file, shipped) in [
+        ("engine/loader.js", "plugins/js-engine/loader.js"),
+        ("engine/jsplugin.mjs", "plugins/js-engine/jsplugin.mjs"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(file)).unwrap(),
+            std::fs::read_to_string(repo().join(shipped)).unwrap(),
+            "{file} is the engine cnode ships"
+        );
+    }
 
     // Build it with the board's installed packages when they are there
-    // (scripts/build-plugins installs them); a node is not needed: the
-    // component is checked with wasmparser (compiling it in a debug host
-    // takes minutes).
+    // (scripts/build-plugins installs them): the engine from the project's
+    // own engine/loader.js, then the script.
     let modules = repo().join("plugins/board/node_modules");
     let node_ok = Command::new("node")
         .arg("--version")
@@ -203,12 +214,51 @@ fn plugin_new_js_files_parse_and_build_when_componentize_js_is_installed() {
         .output()
         .unwrap();
     ok(&out, "node build.mjs");
-    let wasm = std::fs::read(dir.join("dist/town-board.wasm")).unwrap();
-    assert!(wasm.len() > 1 << 20, "{} bytes", wasm.len());
+    assert!(dir.join("engine/dist/js-engine.wasm").is_file());
+    let dist = dir.join("dist");
+    let wasm = std::fs::read(dist.join("town-board.wasm")).unwrap();
     // A component, not a core module: version 0x0d, layer 1.
     assert_eq!(&wasm[..8], b"\0asm\x0d\x00\x01\x00");
     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
         .validate_all(&wasm)
         .unwrap();
-    assert!(dir.join("dist/plugin.toml").is_file());
+    let script = wasmparser::Parser::new(0)
+        .parse_all(&wasm)
+        .filter_map(Result::ok)
+        .find_map(|p| match p {
+            wasmparser::Payload::CustomSection(s) if s.name() == "cnode:script" => {
+                Some(String::from_utf8(s.data().to_vec()).unwrap())
+            }
+            _ => None,
+        })
+        .expect("a cnode:script section");
+    assert!(script.contains("exports.handle"), "{script}");
+
+    // Install into a running node and call it.
+    let mut node = c.spawn_run(&[]);
+    node.wait_api(Duration::from_secs(30));
+    let out = c
+        .command()
+        .args(["plugin", "install", "--yes", "--json"])
+        .arg(&dist)
+        .output()
+        .unwrap();
+    ok(&out, "plugin install");
+    for visits in [1, 2] {
+        let out = c.run_cmd(&["plugin", "call", "org.example.town-board", "/"]);
+        let body: serde_json::Value = serde_json::from_str(&ok(&out, "plugin call /")).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"plugin": "org.example.town-board", "visits": visits}),
+            "the kv counter survives between calls"
+        );
+    }
+    let out = c.run_cmd(&["plugin", "info", "org.example.town-board"]);
+    let info = ok(&out, "plugin info");
+    assert!(info.contains("shared JavaScript engine"), "{info}");
+    let (status, _, err) = node.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{err}");
+    // `cnode run` compiles in a child process (its own binary), so
+    // Cranelift's memory is not left in the node.
+    assert!(err.contains("plugin compiled in a child process"), "{err}");
 }

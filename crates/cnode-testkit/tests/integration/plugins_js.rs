@@ -3,7 +3,9 @@
 //! (`plugins/js-engine/dist/js-engine.wasm` + a `cnode:script` section) are
 //! installed on one node. The engine is compiled once: every plugin shows
 //! the same code hash and the compiled-code cache holds one file. Each
-//! script runs with its own exports and grants; a script that throws while
+//! script runs with its own exports and grants; an instance is reused for a
+//! plugin's successful calls, replaced after a failed one, and a revoked
+//! grant applies to the next call either way; a script that throws while
 //! loading, or requires something other than a cnode:plugin interface,
 //! fails its calls with the reason while the others keep serving.
 
@@ -23,11 +25,20 @@ const text = (status, value) => ({
   headers: [['content-type', 'application/json']],
   body: new TextEncoder().encode(JSON.stringify(value)),
 });
+// Calls this instance has served: shows when the node reuses an instance.
+let served = 0;
 exports.handle = (request) => {
-  const seen = get('visits');
-  const visits = (seen === undefined ? 0 : Number(new TextDecoder().decode(seen))) + 1;
-  set('visits', new TextEncoder().encode(String(visits)));
-  return text(200, { hello: request.path, visits, at: Number(nowMs()) });
+  served += 1;
+  if (request.path === '/fail') throw new Error('failing on purpose');
+  let visits;
+  try {
+    const seen = get('visits');
+    visits = (seen === undefined ? 0 : Number(new TextDecoder().decode(seen))) + 1;
+    set('visits', new TextEncoder().encode(String(visits)));
+  } catch (e) {
+    return text(403, { error: e.payload.code, served });
+  }
+  return text(200, { hello: request.path, visits, served, at: Number(nowMs()) });
 };
 "#;
 
@@ -42,7 +53,7 @@ exports.handle = () => ({ status: 200, headers: [], body: new Uint8Array() });
 fn script_plugin(dir: &Path, id: &str, engine: &[u8], script: &str, kv: bool) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut manifest = format!(
-        "id = \"{id}\"\nname = \"{id}\"\nversion = \"0.1.0\"\napi-version = \"0.1\"\nroutes = [\"/\"]\n"
+        "id = \"{id}\"\nname = \"{id}\"\nversion = \"0.1.0\"\napi-version = \"0.1\"\nroutes = [\"/\", \"/fail\"]\n"
     );
     if kv {
         manifest.push_str(
@@ -133,14 +144,53 @@ async fn javascript_plugins_share_one_compiled_engine() -> Result<()> {
         cache.display()
     );
 
-    // Each script runs its own code with its own state.
-    for visits in [1, 2] {
-        let r = api.get("/v1/services/org.example.hello/").await?;
-        assert_eq!(r.status(), StatusCode::OK);
-        let body: Value = r.json().await?;
+    // Each script runs its own code with its own state. Its instance is
+    // kept between successful calls (the script is evaluated once); after a
+    // failed call the next one gets a fresh instance.
+    let hello = async |path: &str| -> Result<(StatusCode, Value)> {
+        let r = api
+            .get(&format!("/v1/services/org.example.hello{path}"))
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    };
+    for (visits, served) in [(1, 1), (2, 2), (3, 3)] {
+        let (status, body) = hello("/").await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["hello"], "/", "{body}");
         assert_eq!(body["visits"], visits, "{body}");
+        assert_eq!(body["served"], served, "one warm instance: {body}");
     }
+    let (status, body) = hello("/fail").await?;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.to_string().contains("failing on purpose"), "{body}");
+    let (status, body) = hello("/").await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["visits"], &body["served"]),
+        (&json!(4), &json!(1)),
+        "a fresh instance after the failure: {body}"
+    );
+    // Revoking kv takes effect on the next call, warm instance or not.
+    let r = api
+        .http
+        .put(format!("{}/v1/plugins/org.example.hello/grants", api.base))
+        .bearer_auth(&api.token)
+        .json(&json!({ "grants": ["clock:read"] }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await?);
+    let (status, body) = hello("/").await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        (&body["error"], &body["served"]),
+        (&json!("denied"), &json!(2)),
+        "{body}"
+    );
     let board_ok = async || -> Result<()> {
         let r = api
             .get("/v1/services/org.cnode.board/notices?region=w5q6")
@@ -168,7 +218,7 @@ async fn javascript_plugins_share_one_compiled_engine() -> Result<()> {
         assert!(text.contains(reason), "{id}: {status} {text}");
         board_ok().await?;
         let r = api.get("/v1/services/org.example.hello/").await?;
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "kv is still revoked");
     }
     a.shutdown().await;
     Ok(())
