@@ -8,11 +8,12 @@ For each mix it starts a fresh `cnode run` (release build, 127.0.0.1, mDNS
 off), installs --plugins plugins through the HTTP API, calls each, and reads:
 
 - call latency p50/p99 of the Rust example (`events`) and the JS example
-  (`board`), from the node's own per-plugin histogram (fresh instance +
-  `handle`, the figure the targets name) and end to end over HTTP;
+  (`board`), from the node's own per-plugin histogram (instance +
+  `handle`, the figure the targets name: a fresh instance per Rust call, a
+  warm one for JS calls after the first) and end to end over HTTP;
 - the same HTTP round trip to a built-in endpoint (`GET /v1/status`), so the
   plugin path prints as a ratio of the native path;
-- instantiation time p50/p99 (a fresh instance per call);
+- instantiation time p50/p99 (of the fresh instances only);
 - load time from the compiled-code cache and from nothing (first install);
 - the node's RSS (VmRSS, and its anonymous / file-backed parts) with all
   plugins installed and called once each, right after installing (compiled in
