@@ -48,6 +48,27 @@ fn scaffold(c: &Cnode, lang: &str, name: &str, dir: &Path) -> serde_json::Value 
     serde_json::from_str(&ok(&out, "plugin new")).unwrap()
 }
 
+/// Installs the scaffolded plugin in `dist` into the running node and calls
+/// its `/` twice: the template counts visits in kv.
+fn install_and_count_visits(c: &Cnode, dist: &Path, id: &str) {
+    let out = c
+        .command()
+        .args(["plugin", "install", "--yes", "--json"])
+        .arg(dist)
+        .output()
+        .unwrap();
+    ok(&out, "plugin install");
+    for visits in [1, 2] {
+        let out = c.run_cmd(&["plugin", "call", id, "/"]);
+        let body: serde_json::Value = serde_json::from_str(&ok(&out, "plugin call /")).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"plugin": id, "visits": visits}),
+            "the kv counter survives between calls"
+        );
+    }
+}
+
 #[test]
 fn plugin_new_rust_builds_installs_and_answers() {
     if let Err(e) = test_guests::require_wasm_target() {
@@ -133,22 +154,7 @@ fn plugin_new_rust_builds_installs_and_answers() {
     // Install into a running node and call its routes.
     let mut node = c.spawn_run(&[]);
     node.wait_api(Duration::from_secs(30));
-    let out = c
-        .command()
-        .args(["plugin", "install", "--yes", "--json"])
-        .arg(&dist)
-        .output()
-        .unwrap();
-    ok(&out, "plugin install");
-    for visits in [1, 2] {
-        let out = c.run_cmd(&["plugin", "call", "org.test.hello", "/"]);
-        let body: serde_json::Value = serde_json::from_str(&ok(&out, "plugin call /")).unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({"plugin": "org.test.hello", "visits": visits}),
-            "the kv counter survives between calls"
-        );
-    }
+    install_and_count_visits(&c, &dist, "org.test.hello");
     let out = c.run_cmd(&["plugin", "call", "org.test.hello", "/notices?region=u33d"]);
     let body: serde_json::Value = serde_json::from_str(&ok(&out, "plugin call /notices")).unwrap();
     assert_eq!(body, serde_json::json!({"notices": []}));
@@ -237,22 +243,7 @@ fn plugin_new_js_builds_on_the_shared_engine_installs_and_answers() {
     // Install into a running node and call it.
     let mut node = c.spawn_run(&[]);
     node.wait_api(Duration::from_secs(30));
-    let out = c
-        .command()
-        .args(["plugin", "install", "--yes", "--json"])
-        .arg(&dist)
-        .output()
-        .unwrap();
-    ok(&out, "plugin install");
-    for visits in [1, 2] {
-        let out = c.run_cmd(&["plugin", "call", "org.example.town-board", "/"]);
-        let body: serde_json::Value = serde_json::from_str(&ok(&out, "plugin call /")).unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({"plugin": "org.example.town-board", "visits": visits}),
-            "the kv counter survives between calls"
-        );
-    }
+    install_and_count_visits(&c, &dist, "org.example.town-board");
     let out = c.run_cmd(&["plugin", "info", "org.example.town-board"]);
     let info = ok(&out, "plugin info");
     assert!(info.contains("shared JavaScript engine"), "{info}");
