@@ -128,9 +128,6 @@ impl HostConfig {
 /// The host could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HostInitError {
-    /// The wasmtime engine or linker could not be set up.
-    #[error("cannot set up the WebAssembly engine: {0}")]
-    Engine(String),
     /// A file or directory under `<data>/plugins` could not be created.
     #[error("cannot prepare {path}: {source}")]
     Io {
@@ -376,10 +373,36 @@ pub struct PluginHost {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// The wasmtime side, made when the first plugin loads: a node without
+/// plugins runs no epoch thread and keeps none of this in memory.
+struct Runtime {
     engine: Engine,
     linker: wasmtime::component::Linker<PluginState>,
     engine_hash: String,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    fn new(config: &HostConfig) -> Result<Self, String> {
+        let failed =
+            |e: &dyn std::fmt::Display| format!("cannot set up the WebAssembly engine: {e}");
+        let engine = runtime::engine(config).map_err(|e| failed(&format!("{e:#}")))?;
+        let linker = runtime::linker(&engine).map_err(|e| failed(&format!("{e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone())
+            .map_err(|e| failed(&format!("cannot start the epoch thread: {e}")))?;
+        Ok(Self {
+            engine_hash: runtime::engine_compat_hash(&engine),
+            engine,
+            linker,
+            _ticker: ticker,
+        })
+    }
+}
+
+struct Inner {
+    runtime: std::sync::OnceLock<Runtime>,
+    /// Held while the runtime is being made.
+    runtime_init: Mutex<()>,
     shared: Arc<Shared>,
     plugins: RwLock<HashMap<PluginId, Arc<Loaded>>>,
     /// The compiled code of loaded plugins by [`Code::hash`], so that a
@@ -390,21 +413,24 @@ struct Inner {
     warm: Arc<AtomicU64>,
     /// The clock `Loaded::last_used_ms` counts from.
     started: Instant,
-    _ticker: EpochTicker,
 }
 
 impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginHost")
             .field("plugins", &self.plugin_ids())
-            .field("engine", &self.inner.engine_hash)
+            .field(
+                "engine",
+                &self.inner.runtime.get().map(|r| r.engine_hash.as_str()),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl PluginHost {
-    /// Starts a host: the engine, the linker, the epoch ticker thread, the
-    /// kv store and the audit log under `config.data_dir/plugins`.
+    /// Starts a host: the kv store and the audit log under
+    /// `config.data_dir/plugins`. The engine, the linker and the epoch
+    /// ticker thread are made when the first plugin loads.
     pub fn new(config: HostConfig, services: Services) -> Result<Self, HostInitError> {
         let dir = config.plugins_dir();
         let io = |path: &Path| {
@@ -416,17 +442,11 @@ impl PluginHost {
         let audit_path = dir.join("audit.jsonl");
         let audit = AuditLog::open(Some(&audit_path), config.audit_ring, config.audit_file_max)
             .map_err(io(&audit_path))?;
-        let engine =
-            runtime::engine(&config).map_err(|e| HostInitError::Engine(format!("{e:#}")))?;
-        let linker =
-            runtime::linker(&engine).map_err(|e| HostInitError::Engine(format!("{e:#}")))?;
-        let ticker = EpochTicker::start(engine.clone()).map_err(io(&dir))?;
         let slots = Semaphore::new(config.max_concurrent_calls.max(1) as usize);
         Ok(Self {
             inner: Arc::new(Inner {
-                engine_hash: runtime::engine_compat_hash(&engine),
-                engine,
-                linker,
+                runtime: std::sync::OnceLock::new(),
+                runtime_init: Mutex::new(()),
                 shared: Arc::new(Shared {
                     config,
                     services,
@@ -438,7 +458,6 @@ impl PluginHost {
                 slots,
                 warm: Arc::default(),
                 started: Instant::now(),
-                _ticker: ticker,
             }),
         })
     }
@@ -505,11 +524,8 @@ impl PluginHost {
                     plugin: id.clone(),
                     message: format!("{e:#}"),
                 };
-                let pre = self
-                    .inner
-                    .linker
-                    .instantiate_pre(&component)
-                    .map_err(link)?;
+                let rt = self.inner.runtime().map_err(malformed)?;
+                let pre = rt.linker.instantiate_pre(&component).map_err(link)?;
                 let pre = bindings::ServicePre::new(pre).map_err(link)?;
                 tracing::debug!(plugin = %id, cached, "plugin code compiled or mapped");
                 self.inner.share_code(Code {
@@ -762,8 +778,9 @@ impl PluginHost {
         let started = Instant::now();
         let inner = self.inner.clone();
         let pre = tokio::task::spawn_blocking(move || -> wasmtime::Result<_> {
-            let component = deserialize_cached(&inner.engine, &path)?;
-            let pre = inner.linker.instantiate_pre(&component)?;
+            let rt = inner.runtime().map_err(wasmtime::Error::msg)?;
+            let component = deserialize_cached(&rt.engine, &path)?;
+            let pre = rt.linker.instantiate_pre(&component)?;
             bindings::ServicePre::new(pre)
         })
         .await
@@ -871,8 +888,20 @@ impl PluginHost {
                 (store, Some(service), calls)
             }
             None => {
+                // Loaded plugins imply a runtime; this cannot fail then.
+                let engine = match inner.runtime() {
+                    Ok(rt) => &rt.engine,
+                    Err(message) => {
+                        drop(permit);
+                        plugin.counters.call(Outcome::Trap, started.elapsed());
+                        return Err(CallError::Instantiate {
+                            plugin: id.clone(),
+                            message,
+                        });
+                    }
+                };
                 let store = runtime::new_store(
-                    &inner.engine,
+                    engine,
                     inner.shared.clone(),
                     id.clone(),
                     plugin.grants(),
@@ -950,6 +979,19 @@ impl Inner {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// The wasmtime engine and linker, made on first use.
+    fn runtime(&self) -> Result<&Runtime, String> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let _making = self.runtime_init.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = Runtime::new(&self.shared.config)?;
+        Ok(self.runtime.get_or_init(|| rt))
+    }
+
     /// The loaded plugins' code with this hash, if any is loaded.
     fn code_in_use(&self, hash: &str) -> Option<Arc<Code>> {
         let codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
@@ -978,13 +1020,14 @@ impl Inner {
         hash: &str,
     ) -> wasmtime::Result<(Component, bool, Option<PathBuf>)> {
         let config = &self.shared.config;
+        let rt = self.runtime().map_err(wasmtime::Error::msg)?;
         if !config.precompile_cache {
-            return Ok((Component::new(&self.engine, bytes)?, false, None));
+            return Ok((Component::new(&rt.engine, bytes)?, false, None));
         }
         let dir = config.plugins_dir().join("cache");
-        let path = dir.join(format!("{hash}-{}.cwasm", self.engine_hash));
+        let path = dir.join(format!("{hash}-{}.cwasm", rt.engine_hash));
         if path.exists() {
-            match deserialize_cached(&self.engine, &path) {
+            match deserialize_cached(&rt.engine, &path) {
                 Ok(component) => return Ok((component, true, Some(path))),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "dropping an unusable compiled-plugin cache entry");
@@ -994,9 +1037,9 @@ impl Inner {
         }
         if let Some(command) = &config.compiler {
             let started = Instant::now();
-            match crate::compiler::compile_in_child(command, config, bytes, &path).and_then(|()| {
-                deserialize_cached(&self.engine, &path).map_err(|e| format!("{e:#}"))
-            }) {
+            match crate::compiler::compile_in_child(command, config, bytes, &path)
+                .and_then(|()| deserialize_cached(&rt.engine, &path).map_err(|e| format!("{e:#}")))
+            {
                 Ok(component) => {
                     tracing::info!(code = %hash, took_ms = started.elapsed().as_millis() as u64, "plugin compiled in a child process");
                     return Ok((component, false, Some(path)));
@@ -1007,7 +1050,7 @@ impl Inner {
                 }
             }
         }
-        let compiled = self.engine.precompile_component(bytes);
+        let compiled = rt.engine.precompile_component(bytes);
         release_compiler_memory();
         let compiled = compiled?;
         match write_atomically(&dir, &path, &compiled) {
@@ -1017,14 +1060,14 @@ impl Inner {
             // (37 MB for a JavaScript plugin).
             Ok(()) => {
                 drop(compiled);
-                Ok((deserialize_cached(&self.engine, &path)?, false, Some(path)))
+                Ok((deserialize_cached(&rt.engine, &path)?, false, Some(path)))
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot cache a compiled plugin");
                 // SAFETY: `compiled` was produced just now by this engine's
                 // `precompile_component`.
                 #[allow(unsafe_code)]
-                let component = unsafe { Component::deserialize(&self.engine, &compiled)? };
+                let component = unsafe { Component::deserialize(&rt.engine, &compiled)? };
                 Ok((component, false, None))
             }
         }

@@ -28,8 +28,9 @@
 //!
 //! Threads and tasks: one `cnode-plugins-epoch` thread advances the engine's
 //! epoch every 10 ms (a thread, not a task, so a guest spinning on every
-//! runtime thread is still interrupted); it stops when the last
-//! [`PluginHost`] handle is dropped. Compilation and kv operations run on
+//! runtime thread is still interrupted); it starts with the engine, which is
+//! made when the first plugin loads (a node without plugins has neither),
+//! and stops when the last [`PluginHost`] handle is dropped. Compilation and kv operations run on
 //! tokio's blocking pool. There are no actors: calls run on the caller's
 //! task, at most `max_concurrent_calls` at once.
 //!
