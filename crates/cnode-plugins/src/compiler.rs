@@ -90,7 +90,7 @@ pub fn compile_file(settings: &str, input: &Path, output: &Path) -> Result<(), S
         .precompile_component(&bytes)
         .map_err(|e| format!("{e:#}"))?;
     let dir = output.parent().unwrap_or(Path::new("."));
-    crate::host::write_atomically(dir, output, &compiled)
+    crate::host::code::write_atomically(dir, output, &compiled)
         .map_err(|e| format!("cannot write {}: {e}", output.display()))
 }
 

@@ -1,10 +1,21 @@
 //! [`PluginHost`]: loads plugins and calls them, each call in a fresh,
-//! limited instance.
+//! limited instance (or a JavaScript plugin's warm one).
+//!
+//! - `code`: the wasmtime engine made on first use, compiled code shared
+//!   between plugins, and the compiled-code cache;
+//! - `warm`: instances kept between a JavaScript plugin's calls.
+
+pub(crate) mod code;
+mod warm;
+
+use self::{
+    code::{Code, Runtime, deserialize_cached},
+    warm::Warm,
+};
 
 use std::{
     collections::HashMap,
     fs,
-    io::Write,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, RwLock, Weak,
@@ -14,7 +25,7 @@ use std::{
 };
 
 use tokio::sync::Semaphore;
-use wasmtime::{Engine, Store, Trap, component::Component};
+use wasmtime::{Store, Trap};
 
 use crate::{
     audit::{AuditEntry, AuditLog},
@@ -22,7 +33,7 @@ use crate::{
     kv::{KvLimits, KvOpenError, KvStore},
     manifest::{Manifest, PluginId},
     now_ms,
-    runtime::{self, EPOCH_TICK, EpochTicker, PluginState, Shared, bindings},
+    runtime::{self, EPOCH_TICK, PluginState, Shared, bindings},
     script,
     services::{PluginRecord, Request, Response, Services},
     stats::{Counters, Outcome, PluginStats},
@@ -278,47 +289,6 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
-/// Compiled and linked code, shared by every loaded plugin whose component
-/// compiles to it: plugins built for the shared JavaScript engine differ only
-/// in their `cnode:script` section, which is not part of the code.
-struct Code {
-    /// The BLAKE3 of the component without its script section (hex).
-    hash: String,
-    /// The linked code: `None` while unloaded for being idle.
-    pre: tokio::sync::Mutex<Option<bindings::ServicePre<PluginState>>>,
-    /// The compiled-code cache file the code is mapped from (and reloaded
-    /// from after an idle unload); `None` when not cached: never unloaded.
-    cache_file: Option<PathBuf>,
-    /// When a plugin on it was last called, in milliseconds since the host
-    /// started.
-    last_used_ms: AtomicU64,
-}
-
-/// An instance kept between calls of one plugin, with its store.
-struct Warm {
-    store: Store<PluginState>,
-    service: bindings::Service,
-    /// Calls it has served.
-    calls: u32,
-    _counted: WarmCount,
-}
-
-/// Counts a warm instance in [`Inner::warm`] for as long as it lives.
-struct WarmCount(Arc<AtomicU64>);
-
-impl Drop for WarmCount {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Calls one warm instance serves before it is replaced by a fresh one
-/// (bounds what a guest can accumulate).
-const WARM_MAX_CALLS: u32 = 1000;
-
-/// Linear memory over which a warm instance is not kept, bytes.
-const WARM_MAX_MEMORY: usize = 32 << 20;
-
 /// A loaded plugin.
 struct Loaded {
     manifest: Manifest,
@@ -371,32 +341,6 @@ pub struct PluginInfo {
 #[derive(Clone)]
 pub struct PluginHost {
     inner: Arc<Inner>,
-}
-
-/// The wasmtime side, made when the first plugin loads: a node without
-/// plugins runs no epoch thread and keeps none of this in memory.
-struct Runtime {
-    engine: Engine,
-    linker: wasmtime::component::Linker<PluginState>,
-    engine_hash: String,
-    _ticker: EpochTicker,
-}
-
-impl Runtime {
-    fn new(config: &HostConfig) -> Result<Self, String> {
-        let failed =
-            |e: &dyn std::fmt::Display| format!("cannot set up the WebAssembly engine: {e}");
-        let engine = runtime::engine(config).map_err(|e| failed(&format!("{e:#}")))?;
-        let linker = runtime::linker(&engine).map_err(|e| failed(&format!("{e:#}")))?;
-        let ticker = EpochTicker::start(engine.clone())
-            .map_err(|e| failed(&format!("cannot start the epoch thread: {e}")))?;
-        Ok(Self {
-            engine_hash: runtime::engine_compat_hash(&engine),
-            engine,
-            linker,
-            _ticker: ticker,
-        })
-    }
 }
 
 struct Inner {
@@ -791,53 +735,6 @@ impl PluginHost {
         Ok(pre)
     }
 
-    /// The plugin's warm instance, if it has one.
-    fn take_warm(&self, plugin: &Loaded) -> Option<Warm> {
-        plugin.warm.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    /// Keeps the instance of a successful call for the plugin's next call:
-    /// only for a JavaScript plugin on the shared engine (whose script costs
-    /// more to evaluate than a call), within `config.warm_instances`, and
-    /// until it has served [`WARM_MAX_CALLS`] or holds over
-    /// [`WARM_MAX_MEMORY`]. Otherwise the store is dropped.
-    fn keep_warm(
-        &self,
-        plugin: &Loaded,
-        store: Store<PluginState>,
-        service: bindings::Service,
-        calls: u32,
-    ) {
-        let limit = u64::from(self.inner.shared.config.warm_instances);
-        if plugin.script.is_empty()
-            || calls >= WARM_MAX_CALLS
-            || runtime::memory_used(&store) > WARM_MAX_MEMORY
-        {
-            return;
-        }
-        let mut slot = plugin.warm.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_some() {
-            return;
-        }
-        let reserved = self
-            .inner
-            .warm
-            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1));
-        if reserved.is_ok() {
-            *slot = Some(Warm {
-                store,
-                service,
-                calls,
-                _counted: WarmCount(self.inner.warm.clone()),
-            });
-        }
-    }
-
-    /// Drops the plugin's warm instance; whether it had one.
-    fn drop_warm(&self, plugin: &Loaded) -> bool {
-        self.take_warm(plugin).is_some()
-    }
-
     /// One call: a slot, a fresh store and instance (or a JavaScript
     /// plugin's warm one), the export, then the outcome counted and
     /// reported.
@@ -978,137 +875,6 @@ impl Inner {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
-
-    /// The wasmtime engine and linker, made on first use.
-    fn runtime(&self) -> Result<&Runtime, String> {
-        if let Some(rt) = self.runtime.get() {
-            return Ok(rt);
-        }
-        let _making = self.runtime_init.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rt) = self.runtime.get() {
-            return Ok(rt);
-        }
-        let rt = Runtime::new(&self.shared.config)?;
-        Ok(self.runtime.get_or_init(|| rt))
-    }
-
-    /// The loaded plugins' code with this hash, if any is loaded.
-    fn code_in_use(&self, hash: &str) -> Option<Arc<Code>> {
-        let codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        codes.get(hash).and_then(Weak::upgrade)
-    }
-
-    /// Registers freshly compiled code for sharing. When a load of the same
-    /// code finished first, its copy is kept and this one dropped.
-    fn share_code(&self, code: Code) -> Arc<Code> {
-        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        codes.retain(|_, c| c.strong_count() > 0);
-        if let Some(existing) = codes.get(&code.hash).and_then(Weak::upgrade) {
-            return existing;
-        }
-        let code = Arc::new(code);
-        codes.insert(code.hash.clone(), Arc::downgrade(&code));
-        code
-    }
-
-    /// The compiled component (`hash` is the BLAKE3 of `bytes`, hex): from
-    /// the cache when it holds this component for this engine, else compiled
-    /// (and cached). Returns whether it came from the cache. Blocking.
-    fn compile(
-        &self,
-        bytes: &[u8],
-        hash: &str,
-    ) -> wasmtime::Result<(Component, bool, Option<PathBuf>)> {
-        let config = &self.shared.config;
-        let rt = self.runtime().map_err(wasmtime::Error::msg)?;
-        if !config.precompile_cache {
-            return Ok((Component::new(&rt.engine, bytes)?, false, None));
-        }
-        let dir = config.plugins_dir().join("cache");
-        let path = dir.join(format!("{hash}-{}.cwasm", rt.engine_hash));
-        if path.exists() {
-            match deserialize_cached(&rt.engine, &path) {
-                Ok(component) => return Ok((component, true, Some(path))),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "dropping an unusable compiled-plugin cache entry");
-                    let _ = fs::remove_file(&path);
-                }
-            }
-        }
-        if let Some(command) = &config.compiler {
-            let started = Instant::now();
-            match crate::compiler::compile_in_child(command, config, bytes, &path)
-                .and_then(|()| deserialize_cached(&rt.engine, &path).map_err(|e| format!("{e:#}")))
-            {
-                Ok(component) => {
-                    tracing::info!(code = %hash, took_ms = started.elapsed().as_millis() as u64, "plugin compiled in a child process");
-                    return Ok((component, false, Some(path)));
-                }
-                Err(e) => {
-                    tracing::warn!(code = %hash, error = %e, "compiling a plugin in a child process failed; compiling in-process");
-                    let _ = fs::remove_file(&path);
-                }
-            }
-        }
-        let compiled = rt.engine.precompile_component(bytes);
-        release_compiler_memory();
-        let compiled = compiled?;
-        match write_atomically(&dir, &path, &compiled) {
-            // Loaded from the file just written, like a cached plugin after a
-            // restart: the code is then a file mapping whose pages are
-            // resident only once run, not an anonymous copy of all of it
-            // (37 MB for a JavaScript plugin).
-            Ok(()) => {
-                drop(compiled);
-                Ok((deserialize_cached(&rt.engine, &path)?, false, Some(path)))
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot cache a compiled plugin");
-                // SAFETY: `compiled` was produced just now by this engine's
-                // `precompile_component`.
-                #[allow(unsafe_code)]
-                let component = unsafe { Component::deserialize(&rt.engine, &compiled)? };
-                Ok((component, false, None))
-            }
-        }
-    }
-}
-
-/// Hands the memory a compilation freed back to the OS. Cranelift compiles
-/// on several threads and frees hundreds of megabytes for a large component
-/// (a JavaScript engine); glibc keeps freed memory in its per-thread arenas,
-/// so without this a node that compiled ten JavaScript plugins kept ~830 MB
-/// resident (`bench/plugins.py`).
-fn release_compiler_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's
-    // arenas; it takes no pointers and is thread-safe.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Loads a cache entry.
-#[allow(unsafe_code)]
-fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: wasmtime trusts precompiled code, so only bytes we produced may
-    // be deserialized. Cache files are written only by `Inner::compile`
-    // (atomically, via a temporary file and a rename) into the node's own
-    // data directory, named by the BLAKE3 hash of the source component and
-    // the engine's compatibility hash; wasmtime also checks the header and
-    // engine compatibility. Anyone able to replace them can replace the node
-    // binary in the same directory tree as well.
-    unsafe { Component::deserialize_file(engine, path) }
-}
-
-pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
 }
 
 /// Writes the guest's captured stdout/stderr to the log, and the summary of

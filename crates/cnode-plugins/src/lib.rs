@@ -35,8 +35,10 @@
 //! task, at most `max_concurrent_calls` at once.
 //!
 //! Compiled components are cached in `<data>/plugins/cache/` as
-//! `<component BLAKE3>-<engine compatibility hash>.cwasm`, so a JavaScript
-//! component (seconds to compile) is compiled once per engine version.
+//! `<code BLAKE3>-<engine compatibility hash>.cwasm`, the code being the
+//! component without a `cnode:script` section ([`script`]): a JavaScript
+//! engine (seconds to compile) is compiled once per wasmtime version and
+//! shared by every plugin built on it.
 
 #![deny(missing_docs, unreachable_pub)]
 

@@ -226,8 +226,9 @@ impl WasiView for PluginState {
     }
 }
 
-/// Readies a store kept from an earlier call for the next one: the grants
-/// in force now, a new deadline and fuel, per-call counts cleared.
+/// Readies a store for a call, a new one or one kept from an earlier call:
+/// the grants in force now, a new deadline and fuel, per-call counts
+/// cleared.
 pub(crate) fn reset_store(store: &mut Store<PluginState>, grants: Arc<Grants>) {
     let config = &store.data().shared.config;
     let (timeout, fuel) = (config.call_timeout, config.fuel_per_call);
@@ -239,6 +240,8 @@ pub(crate) fn reset_store(store: &mut Store<PluginState>, grants: Arc<Grants>) {
     state.audited = 0;
     state.unaudited = 0;
     if let Some(fuel) = fuel {
+        // Fuel is only consumed when the engine enables it, which it does
+        // exactly when `fuel_per_call` is set.
         let _ = store.set_fuel(fuel);
     }
     store.set_epoch_deadline(1);
@@ -271,11 +274,9 @@ pub(crate) fn new_store(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .build();
-    let deadline = Instant::now() + config.call_timeout;
-    let fuel = config.fuel_per_call;
     let state = PluginState {
         plugin,
-        grants,
+        grants: grants.clone(),
         counters,
         fetches,
         script,
@@ -284,7 +285,7 @@ pub(crate) fn new_store(
             memory_used: 0,
             memory_hit: false,
         },
-        deadline,
+        deadline: Instant::now(),
         stdout,
         stderr,
         log_lines: 0,
@@ -296,15 +297,10 @@ pub(crate) fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
-    if let Some(fuel) = fuel {
-        // Fuel is only consumed when the engine enables it, which it does
-        // exactly when `fuel_per_call` is set.
-        let _ = store.set_fuel(fuel);
-    }
+    reset_store(&mut store, grants);
     // Check the clock at every tick: past the deadline the guest is
     // interrupted (a trap); before it, the call yields to the executor so a
     // long computation does not hold a runtime thread for the whole call.
-    store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|ctx| {
         if Instant::now() >= ctx.data().deadline {
             Ok(UpdateDeadline::Interrupt)
