@@ -29,6 +29,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 mod partial;
+mod piece_io;
 
 use crate::protocol::{self, CHUNK_GROUP_LOG, piece_count, set_piece};
 
@@ -705,7 +706,7 @@ impl BlobStore {
                         tree: p.outboard.tree,
                         data: &p.outboard.data,
                     };
-                    bao_tree::io::sync::encode_ranges(&p.data, &ob, &chunk_ranges, &mut out)
+                    piece_io::encode(&p.data, &ob, &chunk_ranges, &mut out)
                         .map_err(|e| BlobError::Invalid(format!("cannot encode: {e}")))?;
                     p.size
                 }
@@ -717,9 +718,9 @@ impl BlobStore {
                     let ob = PreOrderOutboard {
                         root: hash.into(),
                         tree: BaoTree::new(info.size, BLOCK_SIZE),
-                        data: obao,
+                        data: &obao,
                     };
-                    bao_tree::io::sync::encode_ranges(&data, &ob, &chunk_ranges, &mut out)
+                    piece_io::encode(&data, &ob, &chunk_ranges, &mut out)
                         .map_err(|e| BlobError::Invalid(format!("cannot encode: {e}")))?;
                     info.size
                 }

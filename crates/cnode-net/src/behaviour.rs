@@ -232,7 +232,7 @@ fn build_behaviour(
     })
 }
 
-/// Builds the swarm: QUIC v1, TCP + Noise + Yamux, DNS, relay client, bandwidth metrics.
+/// Builds the swarm: QUIC v1, TCP + TLS 1.3 or Noise + Yamux, DNS, relay client, bandwidth metrics.
 pub(crate) fn build_swarm(
     config: &NetConfig,
     registry: &mut Registry,
@@ -242,7 +242,9 @@ pub(crate) fn build_swarm(
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
-            noise::Config::new,
+            // TLS 1.3 with AES-GCM where the CPU has AES (see `tls`); Noise
+            // for peers that offer only Noise.
+            (crate::tls::Tls::new, noise::Config::new),
             yamux::Config::default,
         )
         .map_err(|e| SpawnError::Transport(e.to_string()))?

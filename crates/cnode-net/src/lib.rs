@@ -6,7 +6,7 @@
 //! commands with oneshot replies, and reads [`NetEvent`]s from one bounded
 //! channel. There are no locks around the swarm.
 //!
-//! Transports: QUIC v1 and TCP + Noise + Yamux, with DNS and the circuit-relay
+//! Transports: QUIC v1 and TCP + TLS 1.3 (or Noise) + Yamux, with DNS and the circuit-relay
 //! client. Behaviours: identify, ping, Kademlia (`/cnode/kad/1.0.0`), gossipsub
 //! with peer scoring, mDNS, AutoNAT, relay server (switchable), DCUtR, connection
 //! and memory limits.
@@ -21,6 +21,7 @@ mod config;
 mod event;
 mod event_loop;
 mod switch;
+mod tls;
 
 use std::time::{Duration, Instant};
 
