@@ -27,7 +27,7 @@ use std::{
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges, io::sync::DecodeResponseIter};
 use cnode_types::{BlobHash, PeerId};
 use futures::{StreamExt, stream::FuturesUnordered};
-use rand::seq::SliceRandom;
+use rand::{RngCore, seq::SliceRandom};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -554,20 +554,20 @@ fn schedule<R: PeerRequester>(
 ) {
     let _ = partial;
     let mut rng = rand::thread_rng();
-    // Rarity of each missing piece among usable peers.
-    let rarity: HashMap<u64, usize> = missing
+    // Missing pieces, rarest among usable peers first, ties in random order
+    // (so that leechers spread out over different pieces).
+    let mut ranked: Vec<(usize, u32, u64)> = missing
         .iter()
         .map(|&i| {
             let n = peers
                 .values()
                 .filter(|p| !p.dropped && (p.complete || has_piece(&p.bitfield, i)))
                 .count();
-            (i, n)
+            (n, rng.next_u32(), i)
         })
         .collect();
-    let mut order: Vec<u64> = missing.to_vec();
-    order.shuffle(&mut rng);
-    order.sort_by_key(|i| rarity.get(i).copied().unwrap_or(0));
+    ranked.sort_unstable();
+    let order: Vec<u64> = ranked.into_iter().map(|(_, _, i)| i).collect();
     let endgame = missing
         .iter()
         .all(|i| requested.get(i).is_some_and(|s| !s.is_empty()));
