@@ -20,8 +20,9 @@ Usage:
            Targets: throughput >= 1.0 x sendme and >= 40 % of the CPU ceiling.
            Reference, same run: bench/pipeline (built on first use), the same
            AES-GCM, TCP, BLAKE3 and write+fsync work with no protocol around
-           it; its fraction of the ceiling is what this machine allows a
-           program that does nothing else.
+           it, with page-cache writes as the node does and with O_DIRECT; its
+           fraction of the ceiling is what this machine allows a program
+           that does nothing else.
   ceiling  the CPU ceiling for an encrypted, verified transfer on this machine:
            2 cores / (1/chacha20 + 1/chacha20 + 1/blake3) from
            ../shared/bench/loopback_ceiling.sh.
@@ -167,7 +168,7 @@ PIPELINE_DIR = os.path.join(HERE, "pipeline")
 PIPELINE_TARGET = os.path.join(os.path.expanduser("~"), ".cache", "cnode-bench-pipeline")
 
 
-def bare_pipeline_one(size_mib, src):
+def bare_pipeline_one(size_mib, src, direct=False):
     """The reference program in bench/pipeline (built once): the same crypto,
     hashing, TCP and disk work as a transfer, with no protocol around it."""
     exe = os.path.join(PIPELINE_TARGET, "release", "bare-pipeline")
@@ -176,7 +177,7 @@ def bare_pipeline_one(size_mib, src):
                    env={**os.environ, "CARGO_TARGET_DIR": PIPELINE_TARGET})
     tmp = tempfile.mkdtemp(prefix="cnode-bench-pipe-")
     try:
-        out = subprocess.run([exe, src, os.path.join(tmp, "out.bin")], check=True,
+        out = subprocess.run([exe, *(["--direct"] if direct else []), src, os.path.join(tmp, "out.bin")], check=True,
                              capture_output=True, text=True, timeout=600).stdout
         return float(re.search(r"seconds=([0-9.]+)", out).group(1))
     finally:
@@ -251,15 +252,17 @@ def main():
                   f"peak_rss_mb={max(rss_all):.1f} target<=64 {'PASS' if max(rss_all) <= 64 else 'FAIL'}")
         else:
             c, _ = ceiling()
-            ratios, tputs, bares = [], [], []
+            ratios, tputs, bares, directs = [], [], [], []
             for i in range(a.runs):
                 sm = sendme_one(size)
                 cn = cnode_one(size, src)
                 bare = size * 1.048576 / bare_pipeline_one(size, src)
+                direct = size * 1.048576 / bare_pipeline_one(size, src, direct=True)
                 tput = size * 1.048576 / cn
-                ratios.append(sm / cn); tputs.append(tput); bares.append(bare)
+                ratios.append(sm / cn); tputs.append(tput); bares.append(bare); directs.append(direct)
                 print(f"run {i+1}: cnode {cn:.2f} s ({tput:.0f} MB/s)  sendme {sm:.2f} s ({size*1.048576/sm:.0f} MB/s)  "
-                      f"cnode/sendme throughput {sm/cn:.2f}  bare pipeline {bare:.0f} MB/s", flush=True)
+                      f"cnode/sendme throughput {sm/cn:.2f}  bare pipeline {bare:.0f} MB/s (O_DIRECT {direct:.0f})",
+                      flush=True)
             med = statistics.median(ratios)
             frac = statistics.median(tputs) / c
             bare = statistics.median(bares)
@@ -267,7 +270,8 @@ def main():
                   f"throughput_ratio_vs_sendme={med:.2f} target>=1.0 {'PASS' if med >= 1.0 else 'FAIL'} "
                   f"ceiling_mb_per_s={c:.0f} fraction_of_ceiling={frac:.2f} target>=0.40 {'PASS' if frac >= 0.4 else 'FAIL'} "
                   f"bare_pipeline_mb_per_s={bare:.0f} bare_fraction_of_ceiling={bare / c:.2f} "
-                  f"cnode_vs_bare={statistics.median(tputs) / bare:.2f}")
+                  f"cnode_vs_bare={statistics.median(tputs) / bare:.2f} "
+                  f"bare_direct_fraction_of_ceiling={statistics.median(directs) / c:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
