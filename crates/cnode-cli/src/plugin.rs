@@ -219,6 +219,17 @@ fn print_view(v: &PluginView) {
     if let Some(e) = &v.error {
         println!("  error:     {e}");
     }
+    match (&v.package_cid, &v.publisher) {
+        (Some(package), Some(publisher)) => {
+            println!("  package:   {package}");
+            println!("  publisher: {publisher} (signature verified at install)");
+        }
+        (Some(package), None) => {
+            println!("  package:   {package}");
+            println!("  publisher: unsigned");
+        }
+        _ => println!("  source:    a local install (no package)"),
+    }
     if let Some(code) = &v.code {
         let kind = if v.script {
             " (a script on the shared JavaScript engine)"

@@ -42,7 +42,7 @@ pub use datadir::{
     TOKEN_FILE, default_data_dir, new_token,
 };
 pub use node::{Node, NodeBuilder, NodeError};
-pub use plugins::{PluginError, PluginService, PluginView};
+pub use plugins::{Origin, PluginError, PluginService, PluginView};
 pub use records::{
     MAX_GOSSIP_IN_FLIGHT, Posted, RecordError, RecordMetrics, RecordService, RecordsConfig,
     RegionInfo, SyncFailure, SyncReport,

@@ -156,6 +156,22 @@ pub struct PluginView {
     /// The host's counters (calls, traps, timeouts, host calls).
     #[schema(value_type = Object)]
     pub stats: Option<serde_json::Value>,
+    /// The package (CID) it was installed from; none for a local install.
+    #[serde(default)]
+    pub package_cid: Option<String>,
+    /// The address whose signature on that package verified at install;
+    /// none for an unsigned package or a local install.
+    #[serde(default)]
+    pub publisher: Option<String>,
+}
+
+/// Where an installed plugin came from, kept as `origin.json` beside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The package's CID.
+    pub package: String,
+    /// The verified signer of the package, if it was signed.
+    pub publisher: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +180,7 @@ struct Installed {
     grants: Grants,
     enabled: bool,
     error: Option<String>,
+    origin: Option<Origin>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -315,6 +332,9 @@ impl PluginService {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<StateFile>(&b).ok())
                 .is_none_or(|s| s.enabled);
+            let origin = fs::read(dir.join("origin.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Origin>(&b).ok());
             let mut error = None;
             if enabled {
                 let loaded = match fs::read(dir.join("component.wasm")) {
@@ -339,6 +359,7 @@ impl PluginService {
                     grants,
                     enabled,
                     error,
+                    origin,
                 },
             );
         }
@@ -372,6 +393,19 @@ impl PluginService {
         component: &[u8],
         grants: GrantChoice,
     ) -> Result<PluginView, PluginError> {
+        self.install_from(manifest_text, component, grants, None)
+            .await
+    }
+
+    /// [`install`](Self::install), recording the package it came from (and
+    /// its verified publisher), which `info` then shows.
+    pub async fn install_from(
+        &self,
+        manifest_text: &str,
+        component: &[u8],
+        grants: GrantChoice,
+        origin: Option<Origin>,
+    ) -> Result<PluginView, PluginError> {
         let manifest =
             Manifest::from_toml(manifest_text).map_err(|e| PluginError::Invalid(e.to_string()))?;
         let grants = match grants {
@@ -399,6 +433,9 @@ impl PluginService {
                 &tmp.join("state.json"),
                 &json_bytes(&StateFile { enabled: true }),
             )?;
+            if let Some(origin) = &origin {
+                write(&tmp.join("origin.json"), &json_bytes(origin))?;
+            }
             let _ = fs::remove_dir_all(&dir);
             fs::rename(&tmp, &dir).map_err(io_err(&dir))
         })();
@@ -414,6 +451,7 @@ impl PluginService {
                 grants,
                 enabled: true,
                 error: None,
+                origin,
             },
         );
         self.notify_changed();
@@ -575,6 +613,8 @@ impl PluginService {
             script: info.as_ref().is_some_and(|i| i.script),
             code: info.map(|i| i.code),
             stats: stats.and_then(|s| serde_json::to_value(s).ok()),
+            package_cid: p.origin.as_ref().map(|o| o.package.clone()),
+            publisher: p.origin.and_then(|o| o.publisher),
         })
     }
 

@@ -247,6 +247,7 @@ fn plugin_new_js_builds_on_the_shared_engine_installs_and_answers() {
     let out = c.run_cmd(&["plugin", "info", "org.example.town-board"]);
     let info = ok(&out, "plugin info");
     assert!(info.contains("shared JavaScript engine"), "{info}");
+    assert!(info.contains("source:    a local install"), "{info}");
     let (status, _, err) = node.terminate(Duration::from_secs(15));
     assert!(status.success(), "{err}");
     // `cnode run` compiles in a child process (its own binary), so

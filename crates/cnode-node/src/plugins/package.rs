@@ -31,7 +31,7 @@ use cnode_types::BlobHash;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{GrantChoice, MAX_MANIFEST_BYTES, PluginError, PluginView, format_capability};
+use super::{GrantChoice, MAX_MANIFEST_BYTES, Origin, PluginError, PluginView, format_capability};
 use crate::{Node, blobs::NetRequester};
 
 /// The manifest's file name in a package.
@@ -403,9 +403,13 @@ pub async fn install(
         )));
     }
     let files = &fetched.files;
+    let origin = Origin {
+        package: fetched.preview.package.clone(),
+        publisher: fetched.preview.publisher.clone(),
+    };
     let view = node
         .plugins()
-        .install(&files.manifest_text, &files.component, grants)
+        .install_from(&files.manifest_text, &files.component, grants, Some(origin))
         .await?;
     // Keep the package and serve it to other nodes.
     let blobs = node.blobs();

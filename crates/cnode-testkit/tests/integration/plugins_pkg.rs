@@ -321,6 +321,20 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
     );
     let info = b.node.blobs().store().info(events).await?.context("on B")?;
     assert!(info.pinned, "the installed package is kept (pinned)");
+    // The plugin shows where it came from, and who signed it.
+    let view = b
+        .node
+        .plugins()
+        .info("org.cnode.events")
+        .context("events")?;
+    assert_eq!(view.package_cid, Some(events.to_cid()));
+    assert_eq!(view.publisher, Some(publisher_addr.to_checksum(None)));
+    let local = b.node.plugins().info("org.test.other").context("other")?;
+    assert_eq!(
+        (local.package_cid, local.publisher),
+        (None, None),
+        "a local install"
+    );
 
     // Refusals.
     refused(
@@ -412,6 +426,13 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
             .await?,
         StatusCode::OK
     );
+    let view = b
+        .node
+        .plugins()
+        .info("org.test.unsigned")
+        .context("unsigned")?;
+    assert_eq!(view.package_cid, Some(unsigned.to_cid()));
+    assert_eq!(view.publisher, None, "unsigned");
     // A signed one by CID shows its signer (here: another key than any
     // publisher's; by CID that is only shown, not checked against the chain).
     let (s, preview) = api
@@ -421,7 +442,28 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
     assert_eq!(preview["publisher"], dev_key(2).address().to_checksum(None));
     api.other_serves().await?;
 
+    // Where each plugin came from survives a restart.
+    let b_dir = b.data_dir().clone();
+    let b_tmp = b.shutdown().await;
+    let b = TestNode::spawn(NodeOptions {
+        transports: Transports::Tcp,
+        data_dir: Some(b_dir),
+        ..Default::default()
+    })
+    .await?;
+    let view = b
+        .node
+        .plugins()
+        .info("org.cnode.events")
+        .context("events")?;
+    assert!(view.loaded, "{view:?}");
+    assert_eq!(view.package_cid, Some(events.to_cid()));
+    assert_eq!(view.publisher, Some(publisher_addr.to_checksum(None)));
+    let local = b.node.plugins().info("org.test.other").context("other")?;
+    assert_eq!((local.package_cid, local.publisher), (None, None));
+
     b.shutdown().await;
+    drop(b_tmp);
     a.shutdown().await;
     Ok(())
 }
