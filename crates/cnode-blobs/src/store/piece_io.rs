@@ -164,21 +164,16 @@ pub(super) fn verify_and_write(
         data.write_all_at(&encoded[start..start + len], offset)?;
     }
     // Parent hashes: pre-order keeps a piece's subtree together; its
-    // ancestors are single pairs elsewhere.
+    // ancestors are single pairs elsewhere. One write per contiguous run.
     let mut parents = v.parents;
     parents.sort_unstable();
-    let mut buf = Vec::new();
-    let mut i = 0;
-    while i < parents.len() {
-        let start = parents[i].0;
-        buf.clear();
-        while let Some(&(o, s)) = parents.get(i)
-            && o == start + buf.len() as u64
-        {
-            buf.extend_from_slice(&encoded[s..s + 64]);
-            i += 1;
-        }
-        outboard.data.write_all_at(&buf, start)?;
+    for run in parents.chunk_by(|a, b| b.0 == a.0 + 64) {
+        let bytes: Vec<u8> = run
+            .iter()
+            .flat_map(|&(_, s)| &encoded[s..s + 64])
+            .copied()
+            .collect();
+        outboard.data.write_all_at(&bytes, run[0].0)?;
     }
     Ok(Ok(()))
 }
@@ -226,40 +221,20 @@ pub(super) fn encode(
         }
     }
     out.resize(base + len, 0);
-    // Leaves: one vectored read per contiguous run.
-    let mut i = 0;
-    while i < leaves.len() {
-        let (offset, _, _) = leaves[i];
-        let mut end = offset;
-        let mut run = Vec::new();
-        while let Some(&(o, p, l)) = leaves.get(i)
-            && o == end
-        {
-            run.push((p, l));
-            end += l as u64;
-            i += 1;
-        }
-        read_exact_vectored_at(data, offset, out, &run)?;
+    // Leaves: one vectored read per contiguous run of the blob.
+    for run in leaves.chunk_by(|a, b| b.0 == a.0 + a.2 as u64) {
+        let slots: Vec<(usize, usize)> = run.iter().map(|&(_, p, l)| (p, l)).collect();
+        read_exact_vectored_at(data, run[0].0, out, &slots)?;
     }
     // Parent hashes: one read per contiguous run of the outboard.
     parents.sort_unstable();
     let mut buf = Vec::new();
-    let mut i = 0;
-    while i < parents.len() {
-        let start = parents[i].0;
-        let mut n = 1;
-        while parents
-            .get(i + n)
-            .is_some_and(|&(o, _)| o == start + 64 * n as u64)
-        {
-            n += 1;
+    for run in parents.chunk_by(|a, b| b.0 == a.0 + 64) {
+        buf.resize(64 * run.len(), 0);
+        outboard.data.read_exact_at(&mut buf, run[0].0)?;
+        for (pair, &(_, pos)) in buf.chunks_exact(64).zip(run) {
+            out[pos..pos + 64].copy_from_slice(pair);
         }
-        buf.resize(64 * n, 0);
-        outboard.data.read_exact_at(&mut buf, start)?;
-        for (k, &(_, pos)) in parents[i..i + n].iter().enumerate() {
-            out[pos..pos + 64].copy_from_slice(&buf[64 * k..64 * (k + 1)]);
-        }
-        i += n;
     }
     Ok(())
 }
