@@ -252,7 +252,7 @@ async fn copy_into_place(from: &Path, to: &Path) -> Result<(), BlobError> {
     ));
     let res = async {
         let (src, dst) = (from.to_owned(), tmp.clone());
-        tokio::task::spawn_blocking(move || copy_in_small_writes(&src, &dst))
+        tokio::task::spawn_blocking(move || crate::store::files::copy_in_small_writes(&src, &dst))
             .await
             .map_err(std::io::Error::other)??;
         tokio::fs::rename(&tmp, to).await
@@ -264,47 +264,6 @@ async fn copy_into_place(from: &Path, to: &Path) -> Result<(), BlobError> {
             context: format!("cannot write {}", to.display()),
             source: e,
         });
-    }
-    Ok(())
-}
-
-/// Copies `from` to a new file `to`: 1 MiB reads, 16 KiB writes. Not
-/// `copy_file_range`: on this machine's kernel (6.18, ext4) its splice path
-/// writes into large page-cache folios, and exporting 1 GiB after a download
-/// took 2.7 s of CPU in `cnode get` (53 % of the process, `perf`); 16 KiB
-/// writes keep the folios small (the same reason pieces are written a leaf
-/// at a time, `store/piece_io.rs`).
-fn copy_in_small_writes(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::{io::Read, os::unix::fs::FileExt};
-    const READ: usize = 1 << 20;
-    const WRITE: usize = 16 << 10;
-    let mut src = fs::File::open(from)?;
-    let dst = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(to)?;
-    let len = src.metadata()?.len();
-    if len > 0 {
-        use std::os::fd::AsRawFd;
-        // SAFETY: fallocate on a descriptor we own, plain integers; a failure
-        // (a file system without it) only leaves the file sparse.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::fallocate(dst.as_raw_fd(), 0, 0, len as libc::off64_t);
-        }
-    }
-    let mut buf = vec![0u8; READ];
-    let mut at = 0u64;
-    loop {
-        let n = src.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        for chunk in buf[..n].chunks(WRITE) {
-            dst.write_all_at(chunk, at)?;
-            at += chunk.len() as u64;
-        }
     }
     Ok(())
 }

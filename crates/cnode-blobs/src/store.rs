@@ -28,6 +28,7 @@ use cnode_types::BlobHash;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod files;
 mod partial;
 mod piece_io;
 

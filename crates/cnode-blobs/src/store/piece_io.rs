@@ -154,12 +154,8 @@ pub(super) fn verify_and_write(
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
-    // Leaves: one write each, straight from the response. Bigger writes
-    // were measured and are slower here: on this kernel (6.18, ext4 with
-    // large folios) a 1 MiB write makes the page cache allocate large folios,
-    // and 1 GiB from 1 -> 1 went from ~430 MB/s with 16 KiB writes to
-    // 360 with 64 KiB, 280 with 256 KiB and ~240 with one 1 MiB `pwritev`
-    // per piece (4 KiB writes: 350).
+    // Leaves: one write each (a chunk group, `files::SMALL_WRITE`), straight
+    // from the response; bigger writes are slower here (see `files`).
     for &(offset, start, len) in &v.leaves {
         data.write_all_at(&encoded[start..start + len], offset)?;
     }

@@ -1,0 +1,94 @@
+//! File-level tricks the store's writes depend on, measured on this
+//! project's reference machine (Linux 6.18, ext4, 2 cores):
+//!
+//! - data is written in [`SMALL_WRITE`] pieces: larger writes make the page
+//!   cache allocate large folios, and those were much slower here (1 GiB
+//!   1 -> 1 from ~430 MB/s with 16 KiB writes to 360 with 64 KiB, 280 with
+//!   256 KiB and ~240 with one 1 MiB write per piece; 4 KiB: 350);
+//! - a download's data file is preallocated ([`reserve_blocks`]);
+//! - each written piece starts its own writeback ([`start_writeback`]).
+
+use std::{
+    fs::{File, OpenOptions},
+    path::Path,
+};
+
+/// The size of the store's data writes: one chunk group, 16 KiB.
+pub(crate) const SMALL_WRITE: usize = 1024 << crate::protocol::CHUNK_GROUP_LOG;
+
+/// Allocates the blocks of a partial blob's data file up front (the room is
+/// already reserved under the quota). Writing into allocated blocks costs the
+/// kernel less than allocating them on each write: 1 GiB of 16 KiB writes
+/// took 0.41-0.59 s of system time here instead of 0.51-0.77 s. Where the
+/// file system cannot (tmpfs, some network file systems), the file simply
+/// stays sparse.
+pub(crate) fn reserve_blocks(file: &File, size: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fallocate takes a file descriptor we own for the duration
+        // of the call and plain integers; mode 0 allocates without changing
+        // the file's contents or size.
+        #[allow(unsafe_code)]
+        unsafe {
+            if size > 0 {
+                libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off64_t);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, size);
+}
+
+/// Starts writing a just-written range to disk without waiting for it, so
+/// that the `sync_all` when the download finishes has little left to wait
+/// for (a 1 GiB blob would otherwise be written out all at once there).
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sync_file_range takes a file descriptor we own for the
+        // duration of the call and plain integers; SYNC_FILE_RANGE_WRITE
+        // only starts writeback.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
+/// Copies `from` to a new file `to` (preallocated): 1 MiB reads,
+/// [`SMALL_WRITE`] writes. Not `copy_file_range`: its splice path writes into
+/// large page-cache folios, and exporting 1 GiB after a download took 2.7 s
+/// of CPU in `cnode get` (53 % of the process, `perf`).
+pub(crate) fn copy_in_small_writes(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::{io::Read, os::unix::fs::FileExt};
+    const READ: usize = 1 << 20;
+    let mut src = File::open(from)?;
+    let dst = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(to)?;
+    reserve_blocks(&dst, src.metadata()?.len());
+    let mut buf = vec![0u8; READ];
+    let mut at = 0u64;
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for chunk in buf[..n].chunks(SMALL_WRITE) {
+            dst.write_all_at(chunk, at)?;
+            at += chunk.len() as u64;
+        }
+    }
+    Ok(())
+}
