@@ -34,7 +34,7 @@ use libp2p::{
     tls::certificate,
 };
 use rustls::{
-    CertificateError, CommonState, DigitallySignedStruct, DistinguishedName, SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme,
     SupportedCipherSuite,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::aws_lc_rs::{self, cipher_suite},
@@ -140,24 +140,29 @@ fn hardware_aes() -> bool {
     }
 }
 
-/// The suite a finished handshake agreed on, for the log.
-fn suite_name(state: &CommonState) -> String {
-    state
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_default()
-}
-
-/// The peer's identity from its (single, already verified) certificate.
-fn peer_id(state: &CommonState) -> Result<PeerId, TlsError> {
-    match state.peer_certificates() {
-        Some([cert]) => Ok(certificate::parse(cert)?.peer_id()),
+/// A finished handshake: the peer's identity from its (single, already
+/// verified) certificate, and the stream ready for the muxer.
+fn established<C>(
+    stream: TlsStream<C>,
+    direction: &str,
+) -> Result<(PeerId, Coalesced<TlsStream<C>>), TlsError> {
+    let state = stream.get_ref().1;
+    let peer = match state.peer_certificates() {
+        Some([cert]) => certificate::parse(cert)?.peer_id(),
         // The verifiers refuse anything else during the handshake.
-        _ => Err(TlsError::Handshake(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the peer did not present exactly one certificate",
-        ))),
-    }
+        _ => {
+            return Err(TlsError::Handshake(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the peer did not present exactly one certificate",
+            )));
+        }
+    };
+    tracing::trace!(
+        %peer,
+        suite = ?state.negotiated_cipher_suite().map(|s| s.suite()),
+        "{direction} TLS"
+    );
+    Ok((peer, Coalesced::new(stream)))
 }
 
 impl UpgradeInfo for Tls {
@@ -182,10 +187,7 @@ where
             let stream = futures_rustls::TlsAcceptor::from(self.server)
                 .accept(socket)
                 .await?;
-            let state = stream.get_ref().1;
-            let peer = peer_id(state)?;
-            tracing::trace!(%peer, suite = %suite_name(state), "inbound TLS");
-            Ok((peer, Coalesced::new(stream.into())))
+            established(stream.into(), "inbound")
         }
         .boxed()
     }
@@ -207,10 +209,7 @@ where
             let stream = futures_rustls::TlsConnector::from(self.client)
                 .connect(name, socket)
                 .await?;
-            let state = stream.get_ref().1;
-            let peer = peer_id(state)?;
-            tracing::trace!(%peer, suite = %suite_name(state), "outbound TLS");
-            Ok((peer, Coalesced::new(stream.into())))
+            established(stream.into(), "outbound")
         }
         .boxed()
     }
