@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "bench"))
 BIN = os.environ.get("CNODE_BIN", os.path.join(HERE, "..", "target", "release", "cnode"))
 CEILING_CACHE = {}
+PIPELINE_BUILT = []  # built once per run of this script
 
 
 def log(*a):
@@ -172,9 +173,11 @@ def bare_pipeline_one(size_mib, src, direct=False):
     """The reference program in bench/pipeline (built once): the same crypto,
     hashing, TCP and disk work as a transfer, with no protocol around it."""
     exe = os.path.join(PIPELINE_TARGET, "release", "bare-pipeline")
-    subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path",
-                    os.path.join(PIPELINE_DIR, "Cargo.toml")], check=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": PIPELINE_TARGET})
+    if not PIPELINE_BUILT:
+        subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path",
+                        os.path.join(PIPELINE_DIR, "Cargo.toml")], check=True,
+                       env={**os.environ, "CARGO_TARGET_DIR": PIPELINE_TARGET})
+        PIPELINE_BUILT.append(True)
     tmp = tempfile.mkdtemp(prefix="cnode-bench-pipe-")
     try:
         out = subprocess.run([exe, *(["--direct"] if direct else []), src, os.path.join(tmp, "out.bin")], check=True,
