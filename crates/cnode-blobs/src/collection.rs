@@ -14,7 +14,7 @@ use std::{
 use cnode_types::BlobHash;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{BlobError, BlobKind, BlobStore, ImportReport};
+use crate::store::{BlobError, BlobKind, BlobStore, ExportMode, ImportReport};
 
 /// The format tag of a collection.
 pub const FORMAT: &str = "cnode-collection/1";
@@ -190,8 +190,15 @@ pub async fn read_collection(store: &BlobStore, hash: BlobHash) -> Result<Collec
 }
 
 /// Writes a complete blob to `out`: a file, or for a collection a folder.
-/// Every collection path is checked before anything is written.
-pub async fn export(store: &BlobStore, hash: BlobHash, out: &Path) -> Result<u64, BlobError> {
+/// Every collection path is checked before anything is written. With
+/// [`ExportMode::Move`] each file's data is handed over rather than copied
+/// where the filesystem allows (see [`ExportMode`]).
+pub async fn export(
+    store: &BlobStore,
+    hash: BlobHash,
+    out: &Path,
+    mode: ExportMode,
+) -> Result<u64, BlobError> {
     let info = store.info(hash).await?.ok_or(BlobError::NotFound(hash))?;
     let io = |what: String| {
         move |e| BlobError::Io {
@@ -200,11 +207,7 @@ pub async fn export(store: &BlobStore, hash: BlobHash, out: &Path) -> Result<u64
         }
     };
     match info.kind {
-        BlobKind::Raw => {
-            let (path, size) = store.complete_path(hash).await?;
-            copy_into_place(&path, out).await?;
-            Ok(size)
-        }
+        BlobKind::Raw => export_file(store, hash, out, mode).await,
         BlobKind::Collection => {
             let coll = read_collection(store, hash).await?;
             let targets: Vec<(PathBuf, &Entry)> = coll
@@ -228,13 +231,35 @@ pub async fn export(store: &BlobStore, hash: BlobHash, out: &Path) -> Result<u64
                         .await
                         .map_err(io(format!("cannot create {}", parent.display())))?;
                 }
-                let (path, size) = store.complete_path(e.hash).await?;
-                copy_into_place(&path, &target).await?;
-                total += size;
+                total += export_file(store, e.hash, &target, mode).await?;
             }
             Ok(total)
         }
     }
+}
+
+/// One complete blob to the file `out`: handed over or copied.
+async fn export_file(
+    store: &BlobStore,
+    hash: BlobHash,
+    out: &Path,
+    mode: ExportMode,
+) -> Result<u64, BlobError> {
+    let (path, size) = store.complete_path(hash).await?;
+    if mode == ExportMode::Move && store.hand_over(hash, out).await?.is_some() {
+        return Ok(size);
+    }
+    // Already handed over to this very file: writing it again would replace
+    // the file the store serves from.
+    if let (Ok(a), Ok(b)) = (
+        tokio::fs::canonicalize(&path).await,
+        tokio::fs::canonicalize(out).await,
+    ) && a == b
+    {
+        return Ok(size);
+    }
+    copy_into_place(&path, out).await?;
+    Ok(size)
 }
 
 /// Copies via a temp file in the target folder, then renames: a crash never

@@ -8,7 +8,8 @@
 //! - [`BlobServer`]: answers peers, with bounded upload slots.
 //! - [`download`]: the swarm downloader (rarest-first, adaptive depth, endgame,
 //!   bad peers dropped), over any [`PeerRequester`].
-//! - [`collection`]: folders as collection blobs, with confined export paths.
+//! - [`collection`]: folders as collection blobs, with confined export paths;
+//!   export by copy or by handing the store's file over ([`ExportMode`]).
 //!
 //! This crate does not know libp2p: `cnode-node` implements [`PeerRequester`]
 //! over the network client, and tests can use anything.
@@ -26,4 +27,6 @@ pub use download::{
     DownloadError, DownloadOptions, DownloadStats, PeerRequester, Progress, download, download_tree,
 };
 pub use server::BlobServer;
-pub use store::{BLOCK_SIZE, BlobError, BlobInfo, BlobKind, BlobStore, GcReport, ImportReport};
+pub use store::{
+    BLOCK_SIZE, BlobError, BlobInfo, BlobKind, BlobStore, ExportMode, GcReport, ImportReport,
+};

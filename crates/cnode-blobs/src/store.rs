@@ -8,6 +8,12 @@
 //!   crash and unverified bytes are never trusted;
 //! - `tmp/`: imports in progress, deleted if they fail.
 //!
+//! A complete blob can also be *handed over* to a file outside the store
+//! ([`ExportMode::Move`], what `cnode get -o` does): the store then keeps only
+//! its outboard and serves the data from that file for as long as the file is
+//! unchanged, like a BitTorrent client seeding from its download folder. See
+//! [`external`].
+//!
 //! All file work runs on the blocking pool; nothing here blocks a runtime thread.
 
 use std::{
@@ -28,11 +34,22 @@ use cnode_types::BlobHash;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+mod external;
 pub(crate) mod files;
 mod partial;
 mod piece_io;
 
 use crate::protocol::{self, CHUNK_GROUP_LOG, piece_count, set_piece};
+
+/// `SELECT` of the columns [`read_row`] reads, in order, `FROM blobs`, then `$tail`.
+macro_rules! select_rows {
+    ($tail:literal) => {
+        concat!(
+            "SELECT hash, size, complete, pinned, kind, bitfield, external, external_stamp FROM blobs",
+            $tail
+        )
+    };
+}
 
 /// How often a download's verified-piece set is saved to the database.
 const BITFIELD_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -81,6 +98,25 @@ pub struct BlobInfo {
     pub kind: BlobKind,
     /// Verified bytes held (equals `size` when complete).
     pub have_bytes: u64,
+    /// Where the data lives when the blob was handed over to a file outside
+    /// the store ([`ExportMode::Move`]); `None` for the store's own copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<PathBuf>,
+}
+
+/// How a complete blob is written out of the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportMode {
+    /// Write a copy; the store keeps its own.
+    #[default]
+    Copy,
+    /// Hand the store's copy over: the file at the target *is* the data from
+    /// then on (no bytes copied, no second copy on disk) and the store serves
+    /// it from there until the file is changed, moved or deleted, when the
+    /// store forgets the blob. Falls back to a copy when the target is on
+    /// another filesystem or the blob already lives outside the store.
+    Move,
 }
 
 /// A store operation failed.
@@ -230,7 +266,7 @@ impl BlobStore {
                 let _ = fs::remove_file(e.path());
             }
         }
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 dir,
                 db,
@@ -239,7 +275,9 @@ impl BlobStore {
                 corrupt: AtomicBool::new(false),
                 reserve: tokio::sync::Mutex::new(()),
             }),
-        })
+        };
+        store.finish_hand_overs().await?;
+        Ok(store)
     }
 
     /// The storage quota in bytes.
@@ -275,15 +313,18 @@ impl BlobStore {
         }
     }
 
-    /// Bytes counted against the quota: every blob's full size, partial ones included.
+    /// Bytes counted against the quota: every blob's full size, partial ones
+    /// included; blobs handed over to files outside the store are not counted.
     pub async fn used_bytes(&self) -> Result<u64, BlobError> {
         Ok(self
             .inner
             .db
             .call(|c| {
-                c.query_row("SELECT COALESCE(SUM(size), 0) FROM blobs", [], |r| {
-                    r.get::<_, i64>(0)
-                })
+                c.query_row(
+                    "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE external IS NULL",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
             })
             .await? as u64)
     }
@@ -308,20 +349,32 @@ impl BlobStore {
             .db
             .call(move |c| {
                 c.query_row(
-                    "SELECT hash, size, complete, pinned, kind, bitfield FROM blobs WHERE hash = ?1",
+                    select_rows!(" WHERE hash = ?1"),
                     params![hash.as_bytes().as_slice()],
                     read_row,
                 )
                 .optional()
             })
             .await?;
-        Ok(row.and_then(|r| self.to_info(r)))
+        match row {
+            Some(r) => self.checked_info(r).await,
+            None => Ok(None),
+        }
     }
 
     /// A database row as a [`BlobInfo`]; a partial blob's progress comes from
     /// its open download when there is one, else from the saved bitfield.
     fn to_info(&self, row: Row) -> Option<BlobInfo> {
-        let (hash, size, complete, pinned, kind, bitfield) = row;
+        let Row {
+            hash,
+            size,
+            complete,
+            pinned,
+            kind,
+            bitfield,
+            external,
+            ..
+        } = row;
         let hash = BlobHash::from_bytes(<[u8; 32]>::try_from(hash.as_slice()).ok()?);
         let have_bytes = if complete {
             size
@@ -345,6 +398,7 @@ impl BlobStore {
             pinned,
             kind: BlobKind::parse(&kind),
             have_bytes,
+            external: external.map(PathBuf::from),
         })
     }
 
@@ -375,14 +429,16 @@ impl BlobStore {
             .inner
             .db
             .call(|c| {
-                let mut st = c.prepare_cached(
-                    "SELECT hash, size, complete, pinned, kind, bitfield FROM blobs ORDER BY created_ms",
-                )?;
+                let mut st = c.prepare_cached(select_rows!(" ORDER BY created_ms"))?;
                 let rows = st.query_map([], read_row)?;
                 rows.collect::<Result<Vec<_>, _>>()
             })
             .await?;
-        Ok(rows.into_iter().filter_map(|r| self.to_info(r)).collect())
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.extend(self.checked_info(r).await?);
+        }
+        Ok(out)
     }
 
     /// Marks a blob pinned or not; pinned blobs survive [`BlobStore::gc`].
@@ -403,7 +459,8 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Deletes a blob (complete or partial) and its files.
+    /// Deletes a blob (complete or partial) and its files. A blob handed over
+    /// to a file outside the store is forgotten; that file is left alone.
     pub async fn remove(&self, hash: BlobHash) -> Result<u64, BlobError> {
         let info = self.info(hash).await?.ok_or(BlobError::NotFound(hash))?;
         self.inner
@@ -605,7 +662,8 @@ impl BlobStore {
                     "INSERT INTO blobs (hash, size, complete, pinned, kind, bitfield, created_ms)
                      VALUES (?1, ?2, 1, ?3, ?4, NULL, ?5)
                      ON CONFLICT(hash) DO UPDATE SET complete = 1, bitfield = NULL,
-                         pinned = MAX(pinned, excluded.pinned)",
+                         pinned = MAX(pinned, excluded.pinned),
+                         external = NULL, external_stamp = NULL",
                     params![
                         hash.as_bytes().as_slice(),
                         size as i64,
@@ -712,7 +770,7 @@ impl BlobStore {
                     p.size
                 }
                 (None, Some(info)) => {
-                    let data = File::open(this.data_path(&hash, false))
+                    let data = File::open(this.complete_data_path(info))
                         .map_err(io_err(format!("cannot open blob {hash}")))?;
                     let obao = File::open(this.obao_path(&hash, false))
                         .map_err(io_err(format!("cannot open outboard of {hash}")))?;
@@ -750,7 +808,7 @@ impl BlobStore {
                     .await?
                     .filter(|i| i.complete)
                     .ok_or(BlobError::NotFound(hash))?;
-                (self.data_path(&hash, false), info.size, None)
+                (self.complete_data_path(&info), info.size, None)
             }
         };
         if offset >= size {
@@ -783,7 +841,15 @@ impl BlobStore {
             .await?
             .filter(|i| i.complete)
             .ok_or(BlobError::NotFound(hash))?;
-        Ok((self.data_path(&hash, false), info.size))
+        Ok((self.complete_data_path(&info), info.size))
+    }
+
+    /// Where a complete blob's data lives: its own file in the store, or the
+    /// file it was handed over to.
+    fn complete_data_path(&self, info: &BlobInfo) -> PathBuf {
+        info.external
+            .clone()
+            .unwrap_or_else(|| self.data_path(&info.hash, false))
     }
 
     /// Checks a complete blob's data against its hash (slow: reads it all).
@@ -807,18 +873,30 @@ impl BlobStore {
     }
 }
 
-/// One `blobs` row: hash, size, complete, pinned, kind, bitfield.
-type Row = (Vec<u8>, u64, bool, bool, String, Option<Vec<u8>>);
+/// One `blobs` row.
+#[derive(Debug)]
+struct Row {
+    hash: Vec<u8>,
+    size: u64,
+    complete: bool,
+    pinned: bool,
+    kind: String,
+    bitfield: Option<Vec<u8>>,
+    external: Option<String>,
+    external_stamp: Option<String>,
+}
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((
-        r.get(0)?,
-        r.get::<_, i64>(1)? as u64,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
+    Ok(Row {
+        hash: r.get(0)?,
+        size: r.get::<_, i64>(1)? as u64,
+        complete: r.get(2)?,
+        pinned: r.get(3)?,
+        kind: r.get(4)?,
+        bitfield: r.get(5)?,
+        external: r.get(6)?,
+        external_stamp: r.get(7)?,
+    })
 }
 
 /// Copies everything read from `inner` into `copy`.

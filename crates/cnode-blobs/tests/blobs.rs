@@ -13,7 +13,8 @@ use std::{
 };
 
 use cnode_blobs::{
-    BlobError, BlobServer, BlobStore, DownloadOptions, PeerRequester, collection, download,
+    BlobError, BlobServer, BlobStore, DownloadOptions, ExportMode, PeerRequester, collection,
+    download,
     protocol::{self, PIECE_SIZE},
 };
 use cnode_types::{BlobHash, PeerId};
@@ -277,18 +278,156 @@ async fn folder_round_trips_as_a_collection() {
     .await
     .unwrap();
     assert_eq!(all.len(), 5, "the collection and its four files");
+    // Out once by copy, once handed over: both give the same tree, and
+    // after the hand-over the store still serves every file (from `moved`).
     let out = tempfile::tempdir().unwrap();
-    let dest = out.path().join("copy");
-    collection::export(&leecher.store, report.hash, &dest)
+    let (copy, moved) = (out.path().join("copy"), out.path().join("moved"));
+    collection::export(&leecher.store, report.hash, &copy, ExportMode::Copy)
+        .await
+        .unwrap();
+    collection::export(&leecher.store, report.hash, &moved, ExportMode::Move)
         .await
         .unwrap();
     for p in ["top.txt", "a/one.bin", "a/b/c/deep.txt", "a/b/empty"] {
+        let want = std::fs::read(src.path().join(p)).unwrap();
+        assert_eq!(std::fs::read(copy.join(p)).unwrap(), want, "{p}");
+        assert_eq!(std::fs::read(moved.join(p)).unwrap(), want, "{p}");
+        let e = coll.entries.iter().find(|e| e.path == p).unwrap();
+        let info = leecher.store.info(e.hash).await.unwrap().unwrap();
         assert_eq!(
-            std::fs::read(dest.join(p)).unwrap(),
-            std::fs::read(src.path().join(p)).unwrap(),
-            "{p}"
+            info.external,
+            Some(std::fs::canonicalize(moved.join(p)).unwrap())
         );
+        assert_eq!(read_all(&leecher.store, e.hash, want.len()).await, want);
     }
+}
+
+#[tokio::test]
+async fn hand_over_serves_from_the_file_until_it_changes() {
+    let bytes = data(3 * PIECE_SIZE as usize + 99, 5);
+    let seeder = node(u64::MAX, 8).await;
+    let hash = import(&seeder, &bytes).await;
+    let fake = Fake::new(vec![(random_peer(), seeder.server.clone())]);
+    let leecher = node(u64::MAX, 8).await;
+    download(
+        &leecher.store,
+        &fake,
+        hash,
+        &DownloadOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let own = leecher
+        ._dir
+        .path()
+        .join("blobs")
+        .join(format!("{}.data", hash.to_hex()));
+    assert!(own.exists());
+    assert_eq!(
+        leecher.store.used_bytes().await.unwrap(),
+        bytes.len() as u64
+    );
+
+    // Handed over: the bytes are at `out`, not in the store, and not counted.
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("got.bin");
+    collection::export(&leecher.store, hash, &file, ExportMode::Move)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    assert!(!own.exists(), "no second copy in the store");
+    let info = leecher.store.info(hash).await.unwrap().unwrap();
+    assert!(info.complete);
+    assert_eq!(info.external, Some(std::fs::canonicalize(&file).unwrap()));
+    assert_eq!(leecher.store.used_bytes().await.unwrap(), 0);
+    assert!(leecher.store.verify(hash).await.unwrap());
+
+    // A third node downloads it from the leecher, i.e. from `got.bin`.
+    let fake = Fake::new(vec![(random_peer(), leecher.server.clone())]);
+    let third = node(u64::MAX, 8).await;
+    download(
+        &third.store,
+        &fake,
+        hash,
+        &DownloadOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_all(&third.store, hash, bytes.len()).await, bytes);
+
+    // Exporting to the same file again leaves it alone; a copy elsewhere
+    // is a plain copy and the blob stays served from `got.bin`.
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+    collection::export(&leecher.store, hash, &file, ExportMode::Move)
+        .await
+        .unwrap();
+    let copy = out.path().join("copy.bin");
+    collection::export(&leecher.store, hash, &copy, ExportMode::Move)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&copy).unwrap(), bytes);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap()),
+        ino
+    );
+    assert!(leecher.store.info(hash).await.unwrap().unwrap().external == info.external);
+
+    // `rm` forgets the blob and leaves the user's file alone.
+    leecher.store.remove(hash).await.unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+
+    // Handed over again (from the third node), then the file is edited: the
+    // store forgets the blob and its outboard rather than serve other bytes.
+    let edited = out.path().join("edited.bin");
+    collection::export(&third.store, hash, &edited, ExportMode::Move)
+        .await
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&edited)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"!"))
+        .unwrap();
+    assert!(third.store.info(hash).await.unwrap().is_none());
+    assert!(third.store.read_at(hash, 0, 10).await.is_err());
+    let obao = third
+        ._dir
+        .path()
+        .join("blobs")
+        .join(format!("{}.obao", hash.to_hex()));
+    assert!(!obao.exists());
+    assert_eq!(
+        std::fs::metadata(&edited).unwrap().len(),
+        bytes.len() as u64 + 1
+    );
+}
+
+#[tokio::test]
+async fn blob_whose_data_file_vanished_is_forgotten_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || async {
+        let db = cnode_store::Store::open(dir.path()).unwrap();
+        BlobStore::open(dir.path().join("blobs"), db, u64::MAX)
+            .await
+            .unwrap()
+    };
+    let store = open().await;
+    let (keep, gone) = (data(5000, 1), data(6000, 2));
+    let mut hashes = vec![];
+    for b in [&keep, &gone] {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), b).unwrap();
+        hashes.push(store.import_path(f.path(), false).await.unwrap().hash);
+    }
+    drop(store);
+    let blobs = dir.path().join("blobs");
+    std::fs::remove_file(blobs.join(format!("{}.data", hashes[1].to_hex()))).unwrap();
+    let store = open().await;
+    let listed: Vec<BlobHash> = store.list().await.unwrap().iter().map(|i| i.hash).collect();
+    assert_eq!(listed, [hashes[0]]);
+    assert!(!blobs.join(format!("{}.obao", hashes[1].to_hex())).exists());
+    assert_eq!(read_all(&store, hashes[0], keep.len()).await, keep);
 }
 
 #[tokio::test]
@@ -305,9 +444,13 @@ async fn evil_collection_is_refused_and_nothing_written() {
         .unwrap();
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("x");
-    let err = collection::export(&n.store, hash, &dest).await.unwrap_err();
+    let err = collection::export(&n.store, hash, &dest, ExportMode::Move)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("../../etc/passwd"), "{err}");
     assert!(!dest.exists(), "nothing written, not even the good entry");
+    let info = n.store.info(file).await.unwrap().unwrap();
+    assert_eq!(info.external, None, "and nothing handed over");
     for abs in [r#"/etc/passwd"#] {
         let c = format!(
             r#"{{"format":"cnode-collection/1","entries":[{{"path":"{abs}","hash":"{file}","size":10}}]}}"#
@@ -317,7 +460,11 @@ async fn evil_collection_is_refused_and_nothing_written() {
             .import_bytes(c.into_bytes(), true, cnode_blobs::BlobKind::Collection)
             .await
             .unwrap();
-        assert!(collection::export(&n.store, h, &dest).await.is_err());
+        assert!(
+            collection::export(&n.store, h, &dest, ExportMode::Copy)
+                .await
+                .is_err()
+        );
     }
 }
 

@@ -105,6 +105,13 @@ const MIGRATIONS: &[M<'static>] = &[
     CREATE INDEX records_geo
         ON records(cell >> 5, created_at, id, expires_at, deleted, lat, lon, cell);",
     ),
+    // Blobs handed over to a file outside the store (`cnode get -o`): the
+    // store keeps the outboard and serves the data from `external` while the
+    // file still matches `external_stamp` (size, mtime, inode, device).
+    M::up(
+        "ALTER TABLE blobs ADD COLUMN external TEXT;
+    ALTER TABLE blobs ADD COLUMN external_stamp TEXT;",
+    ),
 ];
 
 /// Opening the database failed.
