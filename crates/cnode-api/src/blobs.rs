@@ -281,6 +281,13 @@ pub(crate) async fn download(
 pub(crate) struct ExportBody {
     /// Where to write (absolute path): a file, or a folder for a collection.
     path: String,
+    /// `copy` (the default) writes a copy; `move` hands the store's file over
+    /// to `path` (no bytes copied, no second copy on disk) and the node serves
+    /// the blob from there until the file changes, when it forgets the blob.
+    /// `move` copies when `path` is on another filesystem.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "move")]
+    mode: cnode_blobs::ExportMode,
 }
 
 /// Writes a complete blob to the node's disk (a collection as a folder).
@@ -299,7 +306,8 @@ pub(crate) async fn export(
             body.path
         )));
     }
-    let bytes = cnode_blobs::collection::export(state.node.blobs().store(), hash, &path).await?;
+    let bytes =
+        cnode_blobs::collection::export(state.node.blobs().store(), hash, &path, body.mode).await?;
     Ok(Json(
         serde_json::json!({ "cid": hash.to_cid(), "path": body.path, "bytes": bytes }),
     ))

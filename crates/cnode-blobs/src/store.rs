@@ -459,8 +459,9 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Deletes a blob (complete or partial) and its files. A blob handed over
-    /// to a file outside the store is forgotten; that file is left alone.
+    /// Deletes a blob (complete or partial) and its files; returns the bytes
+    /// freed. A blob handed over to a file outside the store is forgotten;
+    /// that file is left alone.
     pub async fn remove(&self, hash: BlobHash) -> Result<u64, BlobError> {
         let info = self.info(hash).await?.ok_or(BlobError::NotFound(hash))?;
         self.inner
@@ -481,7 +482,8 @@ impl BlobStore {
                 )
             })
             .await?;
-        Ok(info.size)
+        // A handed-over file is the user's: nothing freed here.
+        Ok(if info.external.is_some() { 0 } else { info.size })
     }
 
     /// Removes every unpinned blob that is not being downloaded.

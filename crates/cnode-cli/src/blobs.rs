@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use cnode_blobs::{BlobInfo, BlobStore, DownloadOptions};
+use cnode_blobs::{BlobInfo, BlobStore, DownloadOptions, ExportMode};
 use cnode_node::{DataDir, NodeBuilder, NodeConfig, Overrides, TransferEvent, TransferState};
 use cnode_types::BlobHash;
 use libp2p::Multiaddr;
@@ -135,16 +135,18 @@ impl Bar {
     }
 }
 
+/// `cnode get`: `out` is where to write and how ([`ExportMode`]).
 pub(crate) async fn get(
     dir: &DataDir,
     cid: &str,
-    out: Option<&Path>,
+    out: Option<(&Path, ExportMode)>,
     peers: Vec<Multiaddr>,
     pin: bool,
     as_json: bool,
 ) -> Result<()> {
     let hash: BlobHash = cid.parse()?;
-    let out = out.map(absolute).transpose()?;
+    let mode = out.map(|(_, m)| m).unwrap_or_default();
+    let out = out.map(|(o, _)| absolute(o)).transpose()?;
     if let Some(o) = &out
         && o.exists()
     {
@@ -200,14 +202,15 @@ pub(crate) async fn get(
             if let Some(o) = &out {
                 api.post_json::<serde_json::Value>(
                     &["v1", "blobs", &hash.to_cid(), "export"],
-                    &json!({ "path": o }),
+                    &json!({ "path": o, "mode": mode }),
                 )
                 .await?;
             }
             json!({ "cid": hash.to_cid(), "size": last.size, "path": out, "seconds": t.elapsed().as_secs_f64() })
         }
         None => {
-            let r = get_embedded(dir, hash, out.as_deref(), peers, pin, &mut bar).await;
+            let out = out.as_deref().map(|o| (o, mode));
+            let r = get_embedded(dir, hash, out, peers, pin, &mut bar).await;
             bar.finish();
             let mut v = r?;
             v["seconds"] = json!(t.elapsed().as_secs_f64());
@@ -232,7 +235,7 @@ pub(crate) async fn get(
 async fn get_embedded(
     dir: &DataDir,
     hash: BlobHash,
-    out: Option<&Path>,
+    out: Option<(&Path, ExportMode)>,
     peers: Vec<Multiaddr>,
     pin: bool,
     bar: &mut Bar,
@@ -296,14 +299,14 @@ async fn get_embedded(
             }
         };
         let stats = outcome.map_err(|e| anyhow!(e))?;
-        if let Some(o) = out {
-            cnode_blobs::collection::export(node.blobs().store(), hash, o).await?;
+        if let Some((o, mode)) = out {
+            cnode_blobs::collection::export(node.blobs().store(), hash, o, mode).await?;
         }
         let size = node.blobs().store().info(hash).await?.map(|i| i.size);
         Ok(json!({
             "cid": hash.to_cid(),
             "size": size,
-            "path": out,
+            "path": out.map(|(o, _)| o),
             "fetched_bytes": stats.iter().map(|s| s.fetched_bytes).sum::<u64>(),
             "resumed_pieces": stats.iter().map(|s| s.resumed_pieces).sum::<u64>(),
             "sources": stats.first().map(|s| s.pieces_from.len()).unwrap_or(0),
@@ -334,12 +337,16 @@ fn print_list(list: &[BlobInfo], as_json: bool) {
             format!("{}%", (b.have_bytes * 100).checked_div(b.size).unwrap_or(0))
         };
         println!(
-            "{:<62} {:>14} {:<10} {:<8} {:?}",
+            "{:<62} {:>14} {:<10} {:<8} {:?}{}",
             b.hash.to_cid(),
             b.size,
             state,
             if b.pinned { "yes" } else { "no" },
-            b.kind
+            b.kind,
+            b.external
+                .as_ref()
+                .map(|p| format!(" (data at {})", p.display()))
+                .unwrap_or_default()
         );
     }
 }

@@ -91,9 +91,14 @@ pub(crate) enum Command {
     Get {
         /// The CID (bafkr4…).
         cid: String,
-        /// Write the file (or folder) here.
+        /// Write the file (or folder) here. The node's store hands its copy
+        /// over to PATH (no second copy on disk) and seeds from it until you
+        /// change, move or delete the file; then the store forgets the blob.
         #[arg(short, long, value_name = "PATH")]
         output: Option<std::path::PathBuf>,
+        /// With -o: write a separate copy and keep the store's own.
+        #[arg(long, requires = "output")]
+        copy: bool,
         /// Also ask this peer (repeatable), e.g. /ip4/…/udp/4040/quic-v1/p2p/12D3Koo…
         #[arg(long, value_name = "MULTIADDR")]
         peer: Vec<Multiaddr>,

@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
+use cnode_blobs::ExportMode;
 use cnode_node::{DataDir, default_data_dir};
 use cnode_types::{DhtValue, PeerInfo, StatusInfo};
 
@@ -182,10 +183,19 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Get {
             cid,
             output,
+            copy,
             peer,
             no_pin,
             json,
-        }) => blobs::get(&dir, &cid, output.as_deref(), peer, !no_pin, json).await,
+        }) => {
+            let mode = if copy {
+                ExportMode::Copy
+            } else {
+                ExportMode::Move
+            };
+            let out = output.as_deref().map(|o| (o, mode));
+            blobs::get(&dir, &cid, out, peer, !no_pin, json).await
+        }
         Some(Command::Blobs { command }) => blobs::blobs(&dir, command).await,
         Some(Command::Post(args)) => records::post(&dir, args).await,
         Some(Command::Query(args)) => records::query(&dir, args).await,

@@ -137,7 +137,17 @@ fn killed_get_resumes_without_refetching_verified_pieces() {
         "output differs from the original"
     );
 
-    // blobs ls / unpin / gc / rm through the binary.
+    // The store handed its copy over to `dest` and lists it there.
+    let ls = leecher.run_cmd(&["blobs", "ls", "--json"]);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(
+        ls[0]["external"].as_str().map(std::path::PathBuf::from),
+        Some(std::fs::canonicalize(&dest).unwrap()),
+        "{ls}"
+    );
+
+    // blobs ls / unpin / gc / rm through the binary; gc forgets the blob and
+    // leaves the user's file alone.
     let (_, _, complete) = blob_state(&leecher, &cid).unwrap();
     assert!(complete);
     assert!(leecher.run_cmd(&["blobs", "unpin", &cid]).status.success());
@@ -145,6 +155,7 @@ fn killed_get_resumes_without_refetching_verified_pieces() {
     let gc: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
     assert_eq!(gc["removed"], 1);
     assert!(blob_state(&leecher, &cid).is_none());
+    assert!(std::fs::read(&dest).unwrap() == bytes, "gc touched the file");
     let bad = leecher.run_cmd(&["blobs", "rm", "not-a-cid"]);
     crate::harness::assert_one_line_error(&bad, "rm bad cid");
 

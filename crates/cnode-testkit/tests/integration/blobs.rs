@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use cnode_blobs::DownloadOptions;
+use cnode_blobs::{DownloadOptions, ExportMode};
 use cnode_testkit::{DEFAULT_TIMEOUT, NodeOptions, TestNode, Transports, shutdown_all, timeout};
 use reqwest::StatusCode;
 
@@ -163,7 +163,7 @@ async fn corrupting_peer_is_detected_and_dropped() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_round_trips_between_nodes() -> Result<()> {
-    let nodes = swarm(1, 32).await?;
+    let nodes = swarm(2, 32).await?;
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("photos/2026/songkran"))?;
     std::fs::write(dir.path().join("README"), b"hello")?;
@@ -184,12 +184,52 @@ async fn folder_round_trips_between_nodes() -> Result<()> {
     )
     .await?
     .map_err(anyhow::Error::msg)?;
+    // Handed over to a folder (what `cnode get -o` does): the files are
+    // there, and the store keeps serving them from there.
     let out = tempfile::tempdir()?;
     let dest = out.path().join("copy");
-    cnode_blobs::collection::export(nodes[1].node.blobs().store(), report.hash, &dest).await?;
-    for p in ["README", "photos/2026/songkran/a.jpg", "photos/b.txt"] {
+    cnode_blobs::collection::export(
+        nodes[1].node.blobs().store(),
+        report.hash,
+        &dest,
+        ExportMode::Move,
+    )
+    .await?;
+    let paths = ["README", "photos/2026/songkran/a.jpg", "photos/b.txt"];
+    for p in paths {
         assert_eq!(
             std::fs::read(dest.join(p))?,
+            std::fs::read(dir.path().join(p))?,
+            "{p}"
+        );
+    }
+    // The seeder drops everything; the last node can only fetch the tree
+    // from the handed-over files.
+    let seeder = nodes[0].node.blobs().store();
+    for b in seeder.list().await? {
+        seeder.remove(b.hash).await?;
+    }
+    timeout(
+        "download from the handed-over files",
+        DEFAULT_TIMEOUT,
+        nodes[2]
+            .node
+            .blobs()
+            .download(report.hash, DownloadOptions::default()),
+    )
+    .await?
+    .map_err(anyhow::Error::msg)?;
+    let dest2 = out.path().join("again");
+    cnode_blobs::collection::export(
+        nodes[2].node.blobs().store(),
+        report.hash,
+        &dest2,
+        ExportMode::Copy,
+    )
+    .await?;
+    for p in paths {
+        assert_eq!(
+            std::fs::read(dest2.join(p))?,
             std::fs::read(dir.path().join(p))?,
             "{p}"
         );
