@@ -21,6 +21,7 @@
 use std::{
     collections::{HashMap, HashSet},
     future::Future,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -101,10 +102,57 @@ pub struct Progress {
     pub done: bool,
 }
 
-/// A piece answer: data to verify in place, or anything else.
-enum Answer {
-    Data(u64, Vec<u8>),
-    Other(Response),
+/// How one piece request ended, once its answer was verified and written.
+enum Outcome {
+    /// Verified and written.
+    Written,
+    /// Already verified from another peer (an endgame duplicate).
+    Duplicate,
+    /// Data that failed verification, or a malformed data answer.
+    Bad(String),
+    /// The peer answered with an error (e.g. busy).
+    Refused(String),
+    /// No usable answer (network error, timeout, wrong message).
+    Failed,
+    /// Our own store failed: the download cannot go on.
+    Fatal(BlobError),
+}
+
+/// Verifies and writes a piece answer. Runs inside the request's future, so
+/// that several pieces are verified and written at once (on the blocking
+/// pool) while the download loop goes on asking for more.
+async fn settle(
+    store: &BlobStore,
+    partial: &Arc<Partial>,
+    piece: u64,
+    answer: Result<Vec<u8>, String>,
+) -> Outcome {
+    let Ok(bytes) = answer else {
+        return Outcome::Failed;
+    };
+    match protocol::data_size(&bytes) {
+        Some(s) if s == partial.size => {
+            if partial.has(piece) {
+                return Outcome::Duplicate;
+            }
+            // Verified in place (no copy of the piece).
+            match store
+                .write_piece(partial, piece, bytes, protocol::DATA_HEADER)
+                .await
+            {
+                Ok(true) => Outcome::Written,
+                Ok(false) => Outcome::Duplicate,
+                Err(BlobError::Verify { reason, .. }) => Outcome::Bad(reason),
+                Err(e) => Outcome::Fatal(e),
+            }
+        }
+        Some(s) => Outcome::Bad(format!("claims size {s}, not {}", partial.size)),
+        None => match Response::decode(&bytes) {
+            Ok(Response::Data { .. }) => Outcome::Bad("malformed data answer".into()),
+            Ok(Response::Error { message }) => Outcome::Refused(message),
+            _ => Outcome::Failed,
+        },
+    }
 }
 
 /// What a finished download did.
@@ -161,9 +209,9 @@ struct PeerState {
 type Refresh =
     std::pin::Pin<Box<dyn Future<Output = Vec<(PeerId, Result<Vec<u8>, String>)>> + Send>>;
 
-type InFlight = std::pin::Pin<
-    Box<dyn Future<Output = (PeerId, u64, Result<Vec<u8>, String>, Duration)> + Send>,
->;
+/// A piece request and then the verification and write of its answer:
+/// (peer, piece, outcome, time until the answer arrived).
+type InFlight = std::pin::Pin<Box<dyn Future<Output = (PeerId, u64, Outcome, Duration)> + Send>>;
 
 /// Proves `size` by fetching the blob's last chunk with its proof from `peer`.
 async fn verify_size<R: PeerRequester>(
@@ -313,6 +361,7 @@ pub async fn download<R: PeerRequester>(
         }
         if !missing.is_empty() {
             schedule(
+                store,
                 &partial,
                 &missing,
                 &mut peers,
@@ -378,58 +427,44 @@ pub async fn download<R: PeerRequester>(
         }
 
         tokio::select! {
-            Some((peer, piece, result, took)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((peer, piece, outcome, took)) = in_flight.next(), if !in_flight.is_empty() => {
                 if let Some(set) = requested.get_mut(&piece) {
                     set.remove(&peer);
                 }
                 let mut emit = false;
                 let Some(state) = peers.get_mut(&peer) else { continue };
                 state.in_flight = state.in_flight.saturating_sub(1);
-                if partial.has(piece) {
-                    continue; // endgame duplicate: someone else was faster
-                }
-                // A data answer is verified in place (no copy of the piece).
-                let result = result.map(|bytes| match protocol::data_size(&bytes) {
-                    Some(s) => Ok(Answer::Data(s, bytes)),
-                    None => Response::decode(&bytes).map(Answer::Other),
-                });
-                match result {
-                    Ok(Ok(Answer::Data(s, encoded))) if s == size => {
-                        match store.write_piece(&partial, piece, encoded, protocol::DATA_HEADER).await {
-                            Ok(()) => {
-                                let (a, b) = protocol::piece_bytes(size, piece);
-                                have_bytes += b - a;
-                                stats.fetched_bytes += b - a;
-                                *stats.pieces_from.entry(peer).or_default() += 1;
-                                last_progress = Instant::now();
-                                state.failures = 0;
-                                // Adaptive depth: fast answers earn more in flight.
-                                if took < Duration::from_millis(250) {
-                                    state.depth = (state.depth + 1).min(opts.max_in_flight_per_peer);
-                                } else if took > Duration::from_secs(2) {
-                                    state.depth = (state.depth / 2).max(1);
-                                }
-                                if rate_window.0.elapsed() >= Duration::from_millis(500) {
-                                    rate = (stats.fetched_bytes - rate_window.1) as f64 / rate_window.0.elapsed().as_secs_f64();
-                                    rate_window = (Instant::now(), stats.fetched_bytes);
-                                }
-                                emit = true;
-                            }
-                            Err(BlobError::Verify { reason, .. }) => {
-                                warn!(%peer, %hash, piece, "bad piece, dropping peer for this blob: {reason}");
-                                *stats.bad_pieces.entry(peer).or_default() += 1;
-                                state.dropped = true;
-                                stats.dropped.push(peer);
-                            }
-                            Err(e) => return Err(e.into()),
+                match outcome {
+                    Outcome::Written => {
+                        let (a, b) = protocol::piece_bytes(size, piece);
+                        have_bytes += b - a;
+                        stats.fetched_bytes += b - a;
+                        *stats.pieces_from.entry(peer).or_default() += 1;
+                        last_progress = Instant::now();
+                        state.failures = 0;
+                        // Adaptive depth: fast answers earn more in flight.
+                        if took < Duration::from_millis(250) {
+                            state.depth = (state.depth + 1).min(opts.max_in_flight_per_peer);
+                        } else if took > Duration::from_secs(2) {
+                            state.depth = (state.depth / 2).max(1);
                         }
+                        if rate_window.0.elapsed() >= Duration::from_millis(500) {
+                            rate = (stats.fetched_bytes - rate_window.1) as f64 / rate_window.0.elapsed().as_secs_f64();
+                            rate_window = (Instant::now(), stats.fetched_bytes);
+                        }
+                        emit = true;
                     }
-                    Ok(Ok(Answer::Data(..))) | Ok(Ok(Answer::Other(Response::Data { .. }))) => {
+                    Outcome::Fatal(e) => return Err(e.into()),
+                    Outcome::Bad(reason) => {
+                        warn!(%peer, %hash, piece, "bad piece, dropping peer for this blob: {reason}");
                         *stats.bad_pieces.entry(peer).or_default() += 1;
                         state.dropped = true;
                         stats.dropped.push(peer);
                     }
-                    Ok(Ok(Answer::Other(Response::Error { message }))) => {
+                    // Someone else was faster; no fault of this peer's.
+                    _ if partial.has(piece) => continue,
+                    Outcome::Duplicate => continue,
+                    Outcome::Refused(message) => {
                         debug!(%peer, piece, "peer refused: {message}");
                         // Busy (all upload slots taken) is no fault: ask less
                         // of it for now. Anything else counts as a failure.
@@ -442,7 +477,7 @@ pub async fn download<R: PeerRequester>(
                             }
                         }
                     }
-                    Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
+                    Outcome::Failed => {
                         state.failures += 1;
                         if state.failures >= 5 {
                             debug!(%peer, "dropping unresponsive peer for this blob");
@@ -542,7 +577,8 @@ pub async fn download_tree<R: PeerRequester>(
 /// not in flight; in endgame, a piece in flight elsewhere but not here.
 #[allow(clippy::too_many_arguments)]
 fn schedule<R: PeerRequester>(
-    partial: &Partial,
+    store: &BlobStore,
+    partial: &Arc<Partial>,
     missing: &[u64],
     peers: &mut HashMap<PeerId, PeerState>,
     requested: &mut HashMap<u64, HashSet<PeerId>>,
@@ -552,7 +588,6 @@ fn schedule<R: PeerRequester>(
     size: u64,
     max_depth: usize,
 ) {
-    let _ = partial;
     let mut rng = rand::thread_rng();
     // Missing pieces, rarest among usable peers first, ties in random order
     // (so that leechers spread out over different pieces).
@@ -614,10 +649,13 @@ fn schedule<R: PeerRequester>(
                 ranges: vec![(s, e)],
             }
             .encode();
+            let (store, partial) = (store.clone(), partial.clone());
             in_flight.push(Box::pin(async move {
                 let t = Instant::now();
-                let res = r.request(peer, req).await;
-                (peer, piece, res, t.elapsed())
+                let answer = r.request(peer, req).await;
+                let took = t.elapsed();
+                let outcome = settle(&store, &partial, piece, answer).await;
+                (peer, piece, outcome, took)
             }));
         }
         if !assigned {

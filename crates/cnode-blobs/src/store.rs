@@ -180,6 +180,9 @@ pub(crate) struct Partial {
     pub(crate) hash: BlobHash,
     pub(crate) size: u64,
     pub(crate) data: File,
+    /// The same file opened with `O_DIRECT`, for whole pieces (see
+    /// `piece_io::verify_and_write`); `None` where that is not supported.
+    pub(crate) direct: Option<File>,
     pub(crate) outboard: PreOrderOutboard<File>,
     pub(crate) bitfield: Mutex<Vec<u8>>,
     /// When the bitfield was last written to the database.
@@ -483,7 +486,11 @@ impl BlobStore {
             })
             .await?;
         // A handed-over file is the user's: nothing freed here.
-        Ok(if info.external.is_some() { 0 } else { info.size })
+        Ok(if info.external.is_some() {
+            0
+        } else {
+            info.size
+        })
     }
 
     /// Removes every unpinned blob that is not being downloaded.

@@ -64,6 +64,45 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
+/// The alignment `O_DIRECT` writes need (offset, length and buffer): the
+/// page size, a multiple of every disk's logical block size.
+pub(crate) const DIRECT_ALIGN: usize = 4096;
+
+/// A second handle on a download's data file that bypasses the page cache
+/// (`O_DIRECT`), or `None` where the file system does not support it (tmpfs
+/// before Linux 6.6, some FUSE and network file systems).
+pub(crate) fn open_direct(path: &Path) -> Option<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// Runs `f` with a `len`-byte buffer aligned for `O_DIRECT`, reused by the
+/// calling thread (at most one piece plus the alignment slack per thread).
+pub(crate) fn with_aligned<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        if buf.len() < len + DIRECT_ALIGN {
+            *buf = vec![0u8; len + DIRECT_ALIGN];
+        }
+        let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        f(&mut buf[at..at + len])
+    })
+}
+
 /// Copies `from` to a new file `to` (preallocated): 1 MiB reads,
 /// [`SMALL_WRITE`] writes. Not `copy_file_range`: its splice path writes into
 /// large page-cache folios, and exporting 1 GiB after a download took 2.7 s

@@ -73,10 +73,12 @@ impl BlobStore {
             .map_err(io_err(format!("cannot size {}", data_path.display())))?;
         files::reserve_blocks(&data, size);
         let tree = BaoTree::new(size, BLOCK_SIZE);
+        let direct = files::open_direct(&data_path);
         let partial = Arc::new(Partial {
             hash,
             size,
             data,
+            direct,
             outboard: PreOrderOutboard {
                 root: hash.into(),
                 tree,
@@ -107,33 +109,40 @@ impl BlobStore {
 
     /// Verifies a bao-encoded response for `piece` (the encoding starts at
     /// `offset` of `encoded`) and writes it; on success
-    /// marks the piece verified (in memory and in the database).
+    /// marks the piece verified (in memory and in the database). Returns
+    /// `false` when another answer for the same piece got there first (both
+    /// verified, so both wrote the same bytes).
     pub(crate) async fn write_piece(
         &self,
         partial: &Arc<Partial>,
         piece: u64,
         encoded: Vec<u8>,
         offset: usize,
-    ) -> Result<(), BlobError> {
+    ) -> Result<bool, BlobError> {
         let p = partial.clone();
         tokio::task::spawn_blocking(move || {
             let (s, e) = protocol::piece_chunks(p.size, piece);
             let ranges = protocol::to_chunk_ranges(&[(s, e)]);
             let encoded = encoded.get(offset..).unwrap_or_default();
-            piece_io::verify_and_write(encoded, &ranges, &p.data, &p.outboard)
+            piece_io::verify_and_write(encoded, &ranges, &p.data, p.direct.as_ref(), &p.outboard)
                 .map_err(io_err("cannot write a piece"))?
                 .map_err(|e| BlobError::Verify {
                     hash: p.hash,
                     reason: e.to_string(),
                 })?;
-            let (start, end) = protocol::piece_bytes(p.size, piece);
-            files::start_writeback(&p.data, start, end - start);
+            if p.direct.is_none() {
+                let (start, end) = protocol::piece_bytes(p.size, piece);
+                files::start_writeback(&p.data, start, end - start);
+            }
             Ok::<(), BlobError>(())
         })
         .await
         .map_err(|e| BlobError::Invalid(format!("verify task failed: {e}")))??;
         let bitfield = {
             let mut bf = partial.bitfield.lock().unwrap_or_else(|e| e.into_inner());
+            if protocol::has_piece(&bf, piece) {
+                return Ok(false);
+            }
             set_piece(&mut bf, piece);
             bf.clone()
         };
@@ -151,7 +160,7 @@ impl BlobStore {
         if due {
             self.save_bitfield(partial.hash, bitfield).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn save_bitfield(&self, hash: BlobHash, bitfield: Vec<u8>) -> Result<(), BlobError> {

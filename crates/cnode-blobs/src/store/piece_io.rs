@@ -17,6 +17,8 @@
 
 use std::{fs::File, io, os::unix::fs::FileExt};
 
+use super::files;
+
 use bao_tree::{
     BaoTree, ChunkRangesRef, TreeNode,
     blake3::{
@@ -144,20 +146,29 @@ fn verify(
 /// Verifies `encoded` (a bao response for `ranges`) against the outboard's
 /// root and, only if all of it checks out, writes its data to `data` and its
 /// parent hashes to the outboard.
+///
+/// With `direct` (an `O_DIRECT` handle on the same file), a contiguous,
+/// page-aligned run of leaves (every whole piece) is gathered into an aligned
+/// buffer and written with one call that bypasses the page cache; anything
+/// else, or a direct write the file system refuses, goes through `data`.
 pub(super) fn verify_and_write(
     encoded: &[u8],
     ranges: &ChunkRangesRef,
     data: &File,
+    direct: Option<&File>,
     outboard: &PreOrderOutboard<File>,
 ) -> Result<Result<(), VerifyError>, io::Error> {
     let v = match verify(outboard.root, outboard.tree, ranges, encoded) {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
-    // Leaves: one write each (a chunk group, `files::SMALL_WRITE`), straight
-    // from the response; bigger writes are slower here (see `files`).
-    for &(offset, start, len) in &v.leaves {
-        data.write_all_at(&encoded[start..start + len], offset)?;
+    if !(direct.is_some_and(|d| write_direct(d, encoded, &v.leaves).is_ok())) {
+        // Leaves: one write each (a chunk group, `files::SMALL_WRITE`),
+        // straight from the response; bigger buffered writes are slower
+        // here (see `files`).
+        for &(offset, start, len) in &v.leaves {
+            data.write_all_at(&encoded[start..start + len], offset)?;
+        }
     }
     // Parent hashes: pre-order keeps a piece's subtree together; its
     // ancestors are single pairs elsewhere. One write per contiguous run.
@@ -172,6 +183,29 @@ pub(super) fn verify_and_write(
         outboard.data.write_all_at(&bytes, run[0].0)?;
     }
     Ok(Ok(()))
+}
+
+/// Writes `leaves` (contiguous in the blob, page-aligned start and length)
+/// with one `O_DIRECT` write; an error if they do not qualify or the write
+/// fails, so that the caller writes them through the page cache instead.
+fn write_direct(direct: &File, encoded: &[u8], leaves: &[(u64, usize, usize)]) -> io::Result<()> {
+    let align = files::DIRECT_ALIGN as u64;
+    let (Some(&(first, ..)), Some(&(last, _, last_len))) = (leaves.first(), leaves.last()) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    let total = (last - first) as usize + last_len;
+    let contiguous = leaves.windows(2).all(|w| w[0].0 + w[0].2 as u64 == w[1].0);
+    if !contiguous || first % align != 0 || total as u64 % align != 0 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    files::with_aligned(total, |buf| {
+        let mut at = 0;
+        for &(_, start, len) in leaves {
+            buf[at..at + len].copy_from_slice(&encoded[start..start + len]);
+            at += len;
+        }
+        direct.write_all_at(buf, first)
+    })
 }
 
 /// Bao-encodes `ranges` of a blob held in `data` with `outboard`, appending
@@ -413,12 +447,54 @@ mod tests {
     }
 
     #[test]
+    fn direct_writes_land_the_same_bytes_as_buffered_ones() {
+        for (size, ranges) in cases() {
+            let b = blob(size);
+            let encoded = b.encode(&ranges);
+            let (data, ob) = b.receiver();
+            verify_and_write(&encoded, &ranges, &data, None, &ob)
+                .unwrap()
+                .unwrap();
+            let named = tempfile::NamedTempFile::new().unwrap();
+            named.as_file().set_len(size as u64).unwrap();
+            let direct = files::open_direct(named.path())
+                .expect("the temp dir's file system supports O_DIRECT");
+            let (_, ob2) = b.receiver();
+            verify_and_write(&encoded, &ranges, named.as_file(), Some(&direct), &ob2)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                read_all(named.as_file()),
+                read_all(&data),
+                "size {size}, {ranges:?}"
+            );
+            assert_eq!(
+                read_all(&ob2.data),
+                read_all(&ob.data),
+                "size {size}, {ranges:?}"
+            );
+        }
+        // A whole piece goes direct; a run that is not page-aligned does not.
+        let named = tempfile::NamedTempFile::new().unwrap();
+        named.as_file().set_len(2 << 20).unwrap();
+        let direct = files::open_direct(named.path()).unwrap();
+        let piece = vec![7u8; 1 << 20];
+        let leaves: Vec<_> = (0..64)
+            .map(|i| ((1 << 20) + i * 16384, i as usize * 16384, 16384))
+            .collect();
+        write_direct(&direct, &piece, &leaves).unwrap();
+        assert_eq!(&read_all(named.as_file())[1 << 20..], &piece[..]);
+        assert!(write_direct(&direct, &piece, &[(100, 0, 16384)]).is_err());
+        assert!(write_direct(&direct, &piece, &[(0, 0, 16384), (32768, 16384, 16384)]).is_err());
+    }
+
+    #[test]
     fn a_verified_response_writes_the_data_and_hashes_bao_tree_would() {
         for (size, ranges) in cases() {
             let b = blob(size);
             let encoded = b.encode(&ranges);
             let (data, ob) = b.receiver();
-            verify_and_write(&encoded, &ranges, &data, &ob)
+            verify_and_write(&encoded, &ranges, &data, None, &ob)
                 .unwrap()
                 .unwrap();
             let (their_data, their_ob) = b.receiver();
@@ -463,7 +539,7 @@ mod tests {
             let mut bad = encoded.clone();
             bad[pos] ^= 0x20;
             let (data, ob) = b.receiver();
-            let err = verify_and_write(&bad, &ranges, &data, &ob)
+            let err = verify_and_write(&bad, &ranges, &data, None, &ob)
                 .unwrap()
                 .unwrap_err();
             assert!(
@@ -482,13 +558,13 @@ mod tests {
         let (data, ob) = b.receiver();
         let short = &encoded[..encoded.len() - 1];
         assert!(matches!(
-            verify_and_write(short, &ranges, &data, &ob).unwrap(),
+            verify_and_write(short, &ranges, &data, None, &ob).unwrap(),
             Err(VerifyError::Truncated(_))
         ));
         let mut long = encoded.clone();
         long.push(0);
         assert_eq!(
-            verify_and_write(&long, &ranges, &data, &ob).unwrap(),
+            verify_and_write(&long, &ranges, &data, None, &ob).unwrap(),
             Err(VerifyError::Trailing(1))
         );
         assert!(read_all(&data).iter().all(|&x| x == 0));
@@ -497,7 +573,7 @@ mod tests {
         let (data, mut ob) = other.receiver();
         ob.root = blake3::hash(b"another blob");
         assert!(
-            verify_and_write(&encoded, &ranges, &data, &ob)
+            verify_and_write(&encoded, &ranges, &data, None, &ob)
                 .unwrap()
                 .is_err()
         );

@@ -155,7 +155,10 @@ fn killed_get_resumes_without_refetching_verified_pieces() {
     let gc: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
     assert_eq!(gc["removed"], 1);
     assert!(blob_state(&leecher, &cid).is_none());
-    assert!(std::fs::read(&dest).unwrap() == bytes, "gc touched the file");
+    assert!(
+        std::fs::read(&dest).unwrap() == bytes,
+        "gc touched the file"
+    );
     let bad = leecher.run_cmd(&["blobs", "rm", "not-a-cid"]);
     crate::harness::assert_one_line_error(&bad, "rm bad cid");
 
