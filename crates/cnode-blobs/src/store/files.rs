@@ -6,7 +6,7 @@
 //!   1 -> 1 from ~430 MB/s with 16 KiB writes to 360 with 64 KiB, 280 with
 //!   256 KiB and ~240 with one 1 MiB write per piece; 4 KiB: 350);
 //! - a download's data file is preallocated ([`reserve_blocks`]);
-//! - whole pieces bypass the page cache ([`open_direct`], [`with_aligned`]):
+//! - whole pieces bypass the page cache ([`open_direct`], [`gather_aligned`]):
 //!   allocating page-cache pages was the leecher's largest and least stable
 //!   cost on the reference VM; the 16 KiB writes are the fallback;
 //! - each piece written through the page cache starts its own writeback
@@ -92,19 +92,21 @@ pub(crate) fn open_direct(path: &Path) -> Option<File> {
     }
 }
 
-/// Runs `f` with a `len`-byte buffer aligned for `O_DIRECT`, reused by the
-/// calling thread (at most one piece plus the alignment slack per thread).
-pub(crate) fn with_aligned<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// `parts` gathered into one buffer that starts on a [`DIRECT_ALIGN`]
+/// boundary, for an `O_DIRECT` write: `(buffer, start of the data in it)`.
+/// Filled by copying, never zeroed first; freed when the write is done (the
+/// allocator recycles it), so idle threads hold nothing.
+pub(crate) fn gather_aligned<'a>(
+    parts: impl Iterator<Item = &'a [u8]>,
+    len: usize,
+) -> (Vec<u8>, usize) {
+    let mut buf: Vec<u8> = Vec::with_capacity(len + DIRECT_ALIGN);
+    let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    buf.resize(at, 0);
+    for p in parts {
+        buf.extend_from_slice(p);
     }
-    BUF.with_borrow_mut(|buf| {
-        if buf.len() < len + DIRECT_ALIGN {
-            *buf = vec![0u8; len + DIRECT_ALIGN];
-        }
-        let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
-        f(&mut buf[at..at + len])
-    })
+    (buf, at)
 }
 
 /// Copies `from` to a new file `to` (preallocated): 1 MiB reads,

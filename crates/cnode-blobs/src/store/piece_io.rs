@@ -162,7 +162,7 @@ pub(super) fn verify_and_write(
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
-    if !(direct.is_some_and(|d| write_direct(d, encoded, &v.leaves).is_ok())) {
+    if direct.is_none_or(|d| write_direct(d, encoded, &v.leaves).is_err()) {
         // Leaves: one write each (a chunk group, `files::SMALL_WRITE`),
         // straight from the response; bigger buffered writes are slower
         // here (see `files`).
@@ -195,17 +195,12 @@ fn write_direct(direct: &File, encoded: &[u8], leaves: &[(u64, usize, usize)]) -
     };
     let total = (last - first) as usize + last_len;
     let contiguous = leaves.windows(2).all(|w| w[0].0 + w[0].2 as u64 == w[1].0);
-    if !contiguous || first % align != 0 || total as u64 % align != 0 {
+    if !contiguous || !first.is_multiple_of(align) || !(total as u64).is_multiple_of(align) {
         return Err(io::ErrorKind::InvalidInput.into());
     }
-    files::with_aligned(total, |buf| {
-        let mut at = 0;
-        for &(_, start, len) in leaves {
-            buf[at..at + len].copy_from_slice(&encoded[start..start + len]);
-            at += len;
-        }
-        direct.write_all_at(buf, first)
-    })
+    let parts = leaves.iter().map(|&(_, s, len)| &encoded[s..s + len]);
+    let (buf, at) = files::gather_aligned(parts, total);
+    direct.write_all_at(&buf[at..], first)
 }
 
 /// Bao-encodes `ranges` of a blob held in `data` with `outboard`, appending
