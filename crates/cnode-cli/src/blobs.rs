@@ -262,10 +262,12 @@ async fn get_embedded(
         .collect();
     let node = NodeBuilder::new(config).spawn().await?;
     let result = async {
-        // Give bootstrap and known peers a moment to connect.
+        // Give bootstrap and known peers a moment to connect. Checked often:
+        // on a LAN a connection takes a few milliseconds, and a 256 MiB
+        // download well under a second.
         let deadline = Instant::now() + Duration::from_secs(10);
         while node.net().status().await?.connected_peers == 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         for p in &peers {
             let _ = node.net().dial(p.clone()).await;

@@ -95,6 +95,9 @@ fn main() -> ExitCode {
         };
     }
     let runs_node = matches!(cli.command, None | Some(Command::Run(_)));
+    if runs_node || matches!(cli.command, Some(Command::Get { .. })) {
+        cnode_net::seed_random_early();
+    }
     init_tracing(if runs_node {
         "info,libp2p_mdns=warn,libp2p_kad=error"
     } else {

@@ -81,6 +81,7 @@ impl Tls {
             cipher_suites: cipher_suites(hardware_aes()),
             ..aws_lc_rs::default_provider()
         });
+        seed_random_early();
         // Handed over as is: rustls' own certificate parsing (webpki) would
         // refuse the critical libp2p extension that makes it ours.
         let signing_key = provider.key_provider.load_private_key(key)?;
@@ -105,6 +106,26 @@ impl Tls {
             client: Arc::new(client),
         })
     }
+}
+
+/// Seeds aws-lc's random generator now, on a thread of its own (once per
+/// process; later calls do nothing). The first random bytes a process asks
+/// aws-lc for cost ~30 ms here (it gathers CPU jitter entropy), every later
+/// call under a microsecond; the first TLS handshake (key share, signature)
+/// paid that on both sides, which was a tenth of a fresh `cnode get` of
+/// 256 MiB. Called when the transport is built, so a running node is seeded
+/// before its first peer connects; the CLI calls it first thing for commands
+/// that start a node, so a fresh `cnode get` has little left to wait for.
+pub fn seed_random_early() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("cnode-rng-seed".into())
+            .spawn(|| {
+                let mut bytes = [0u8; 16];
+                let _ = aws_lc_rs::default_provider().secure_random.fill(&mut bytes);
+            });
+    });
 }
 
 /// TLS 1.3 suites, fastest first for this CPU.
