@@ -91,6 +91,14 @@ async fn import(n: &Node, bytes: &[u8]) -> BlobHash {
     n.store.import_path(f.path(), true).await.unwrap().hash
 }
 
+/// Downloads `hash` into `to` from `from` alone.
+async fn fetch_from(to: &Node, from: &Node, hash: BlobHash) {
+    let fake = Fake::new(vec![(random_peer(), from.server.clone())]);
+    download(&to.store, &fake, hash, &DownloadOptions::default(), |_| {})
+        .await
+        .unwrap();
+}
+
 async fn read_all(store: &BlobStore, hash: BlobHash, len: usize) -> Vec<u8> {
     store.read_at(hash, 0, len).await.unwrap().unwrap()
 }
@@ -307,17 +315,8 @@ async fn hand_over_serves_from_the_file_until_it_changes() {
     let bytes = data(3 * PIECE_SIZE as usize + 99, 5);
     let seeder = node(u64::MAX, 8).await;
     let hash = import(&seeder, &bytes).await;
-    let fake = Fake::new(vec![(random_peer(), seeder.server.clone())]);
     let leecher = node(u64::MAX, 8).await;
-    download(
-        &leecher.store,
-        &fake,
-        hash,
-        &DownloadOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    fetch_from(&leecher, &seeder, hash).await;
     let own = leecher
         ._dir
         .path()
@@ -344,17 +343,8 @@ async fn hand_over_serves_from_the_file_until_it_changes() {
     assert!(leecher.store.verify(hash).await.unwrap());
 
     // A third node downloads it from the leecher, i.e. from `got.bin`.
-    let fake = Fake::new(vec![(random_peer(), leecher.server.clone())]);
     let third = node(u64::MAX, 8).await;
-    download(
-        &third.store,
-        &fake,
-        hash,
-        &DownloadOptions::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    fetch_from(&third, &leecher, hash).await;
     assert_eq!(read_all(&third.store, hash, bytes.len()).await, bytes);
 
     // Exporting to the same file again leaves it alone; a copy elsewhere

@@ -196,13 +196,17 @@ async fn folder_round_trips_between_nodes() -> Result<()> {
     )
     .await?;
     let paths = ["README", "photos/2026/songkran/a.jpg", "photos/b.txt"];
-    for p in paths {
-        assert_eq!(
-            std::fs::read(dest.join(p))?,
-            std::fs::read(dir.path().join(p))?,
-            "{p}"
-        );
-    }
+    let same_tree = |at: &std::path::Path| -> Result<()> {
+        for p in paths {
+            assert_eq!(
+                std::fs::read(at.join(p))?,
+                std::fs::read(dir.path().join(p))?,
+                "{p}"
+            );
+        }
+        Ok(())
+    };
+    same_tree(&dest)?;
     // The seeder drops everything; the last node can only fetch the tree
     // from the handed-over files.
     let seeder = nodes[0].node.blobs().store();
@@ -227,13 +231,7 @@ async fn folder_round_trips_between_nodes() -> Result<()> {
         ExportMode::Copy,
     )
     .await?;
-    for p in paths {
-        assert_eq!(
-            std::fs::read(dest2.join(p))?,
-            std::fs::read(dir.path().join(p))?,
-            "{p}"
-        );
-    }
+    same_tree(&dest2)?;
     shutdown_all(nodes).await;
     Ok(())
 }
