@@ -193,10 +193,13 @@ pub(crate) async fn devnet(dir: DataDir, args: DevnetArgs) -> Result<()> {
         port: Some(args.port),
         state: args.state.clone(),
         block_time: None,
+        die_with_parent: true,
     };
-    let mut anvil = tokio::task::spawn_blocking(move || Anvil::start(options))
-        .await
-        .context("anvil start task failed")?
+    // Started from this thread, the one `main` blocks on for the whole run:
+    // anvil is tied to it (`die_with_parent`), so even a SIGKILLed devnet
+    // does not leave anvil holding the port. (A blocking-pool thread would
+    // end while idle and take anvil with it.)
+    let mut anvil = tokio::task::block_in_place(|| Anvil::start(options))
         .map_err(|e| anyhow!("cannot start the devnet: {e}"))?;
     let url = anvil.url();
     progress(args.json, &format!("anvil answering at {url}"));

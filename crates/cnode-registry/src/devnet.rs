@@ -112,6 +112,12 @@ pub struct AnvilOptions {
     pub state: Option<PathBuf>,
     /// Mine a block every this often (default: a block per transaction).
     pub block_time: Option<Duration>,
+    /// Linux: anvil gets SIGTERM (and saves `--state`) when the *thread*
+    /// that started it ends, even if this process is killed with SIGKILL
+    /// (`PR_SET_PDEATHSIG`). Only for a thread that lives as long as the
+    /// chain should, e.g. the main thread; never a blocking-pool thread,
+    /// which ends when idle.
+    pub die_with_parent: bool,
 }
 
 /// A running anvil on 127.0.0.1. Killed when dropped.
@@ -155,6 +161,26 @@ impl Anvil {
         }
         if let Some(t) = self.options.block_time {
             cmd.args(["--block-time", &t.as_secs().max(1).to_string()]);
+        }
+        #[cfg(target_os = "linux")]
+        if self.options.die_with_parent {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: runs in the child between fork and exec and calls only
+            // async-signal-safe functions (prctl, getppid), allocating nothing.
+            #[allow(unsafe_code)]
+            unsafe {
+                let parent = libc::getpid();
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // The parent may have died before the prctl.
+                    if libc::getppid() != parent {
+                        return Err(std::io::Error::other("parent gone"));
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn()?;
         let deadline = Instant::now() + START_TIMEOUT;

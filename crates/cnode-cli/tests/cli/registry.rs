@@ -569,3 +569,39 @@ fn devnet_then_registry_reads_writes_and_reverts() {
     );
     eprintln!("whole scenario: {:?}", t0.elapsed());
 }
+
+#[test]
+fn a_killed_devnet_takes_its_anvil_with_it() {
+    let a = Cnode::new();
+    a.init();
+    let cfg = config_text(&a).replace(
+        "listen = [\"/ip4/0.0.0.0/udp/4040/quic-v1\", \"/ip4/0.0.0.0/tcp/4040\"]",
+        "listen = [\"/ip4/0.0.0.0/udp/0/quic-v1\", \"/ip4/0.0.0.0/tcp/0\"]",
+    );
+    fs::write(a.file("config.toml"), cfg).unwrap();
+    let port = free_port();
+    let out = a.data.with_file_name("devnet.out");
+    let err = a.data.with_file_name("devnet.err");
+    let child = a
+        .command()
+        .args(["devnet", "--port", &port.to_string(), "--json"])
+        .stdout(Stdio::from(fs::File::create(&out).unwrap()))
+        .stderr(Stdio::from(fs::File::create(&err).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut devnet = Devnet { child, out, err };
+    devnet.summary(Duration::from_secs(60));
+    let anvil_up = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(anvil_up());
+    // No chance to clean up: SIGKILL. Anvil must go with it.
+    signal(devnet.child.id(), "KILL");
+    let _ = devnet.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while anvil_up() {
+        assert!(
+            Instant::now() < deadline,
+            "anvil still answers on {port} 10 s after its devnet was killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
