@@ -400,6 +400,51 @@ async fn http_range_requests_and_quota() -> Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), StatusCode::OK);
+
+    // Export: `move` hands the store's file over and the node still serves
+    // the blob from it; a mode it does not know or a relative path is a 4xx
+    // and writes nothing.
+    let out = tempfile::tempdir()?;
+    let export = |body: serde_json::Value| {
+        http.post(format!("{base}/v1/blobs/{cid3}/export"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let moved = out.path().join("moved.bin");
+    export(serde_json::json!({ "path": moved, "mode": "move" }))
+        .await?
+        .error_for_status()?;
+    assert!(std::fs::read(&moved)? == third);
+    let st: serde_json::Value = http
+        .get(format!("{base}/v1/blobs/{cid3}/status"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        st["info"]["external"]
+            .as_str()
+            .map(std::path::PathBuf::from),
+        Some(std::fs::canonicalize(&moved)?),
+        "{st}"
+    );
+    let again = http
+        .get(format!("{base}/v1/blobs/{cid3}"))
+        .bearer_auth(&token)
+        .header("range", "bytes=5-14")
+        .send()
+        .await?;
+    assert_eq!(again.bytes().await?.as_ref(), &third[5..15]);
+    for bad in [
+        serde_json::json!({ "path": out.path().join("x"), "mode": "teleport" }),
+        serde_json::json!({ "path": "relative/x", "mode": "copy" }),
+    ] {
+        let r = export(bad.clone()).await?;
+        assert!(r.status().is_client_error(), "{bad}: {}", r.status());
+    }
+    assert!(!out.path().join("x").exists());
     shutdown_all(vec![node, seeder]).await;
     Ok(())
 }
