@@ -394,6 +394,30 @@ async fn hand_over_serves_from_the_file_until_it_changes() {
 }
 
 #[tokio::test]
+async fn hand_over_to_another_file_system_copies() {
+    use std::os::unix::fs::MetadataExt;
+    let shm = std::path::Path::new("/dev/shm");
+    let n = node(u64::MAX, 8).await;
+    let bytes = data(PIECE_SIZE as usize + 7, 9);
+    let hash = import(&n, &bytes).await;
+    let blobs = n._dir.path().join("blobs");
+    if !shm.is_dir() || shm.metadata().unwrap().dev() == blobs.metadata().unwrap().dev() {
+        panic!("this test needs /dev/shm on another file system than the temp dir");
+    }
+    let out = tempfile::tempdir_in(shm).unwrap();
+    let file = out.path().join("x.bin");
+    collection::export(&n.store, hash, &file, ExportMode::Move)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    // A rename cannot cross file systems: the store copied and kept its own.
+    let info = n.store.info(hash).await.unwrap().unwrap();
+    assert_eq!(info.external, None);
+    assert!(blobs.join(format!("{}.data", hash.to_hex())).exists());
+    assert_eq!(read_all(&n.store, hash, bytes.len()).await, bytes);
+}
+
+#[tokio::test]
 async fn blob_whose_data_file_vanished_is_forgotten_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let open = || async {
