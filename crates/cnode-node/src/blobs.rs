@@ -107,7 +107,8 @@ pub struct TransferEvent {
 }
 
 impl TransferEvent {
-    fn from_progress(p: &Progress) -> Self {
+    /// A downloader's progress report as an event.
+    pub fn from_progress(p: &Progress) -> Self {
         Self {
             hash: p.hash,
             size: p.size,
@@ -174,6 +175,13 @@ impl BlobService {
     /// skip the oldest events).
     pub fn subscribe(&self) -> broadcast::Receiver<TransferEvent> {
         self.events.subscribe()
+    }
+
+    /// Broadcasts the progress of a transfer this service did not start (a
+    /// plugin package's files, fetched with their own size caps), so that
+    /// progress bars and `/v1/events` show it like any other.
+    pub fn report(&self, event: TransferEvent) {
+        let _ = self.events.send(event);
     }
 
     /// Announces `hash` in the DHT, so other nodes find us as a provider.

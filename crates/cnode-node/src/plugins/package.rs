@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::{GrantChoice, MAX_MANIFEST_BYTES, Origin, PluginError, PluginView, format_capability};
-use crate::{Node, blobs::NetRequester};
+use crate::{Node, TransferEvent, TransferState, blobs::NetRequester};
 
 /// The manifest's file name in a package.
 pub const MANIFEST_FILE: &str = "plugin.toml";
@@ -619,32 +619,56 @@ async fn fetch_blob(
             ..DownloadOptions::default()
         };
         let (over_tx, mut over_rx) = tokio::sync::watch::channel(None::<u64>);
+        // Progress goes out like any download's (progress bars, /v1/events).
+        let blobs = node.blobs().clone();
+        let last = std::sync::Arc::new(std::sync::Mutex::new(None::<TransferEvent>));
+        let last2 = last.clone();
         let download = cnode_blobs::download(store, &requester, hash, &opts, move |p| {
             if let Some(size) = p.size
                 && size > max
             {
                 let _ = over_tx.send(Some(size));
             }
+            let ev = TransferEvent::from_progress(&p);
+            *last2.lock().unwrap_or_else(|e| e.into_inner()) = Some(ev.clone());
+            blobs.report(ev);
         });
         let outcome = tokio::select! {
             r = tokio::time::timeout(FETCH_LIMIT, download) => Some(r),
             _ = over_rx.wait_for(Option::is_some) => None,
         };
-        match outcome {
-            Some(Ok(Ok(_))) => {}
-            Some(Ok(Err(e))) => return Err(err(e.to_string())),
+        let failed = match outcome {
+            Some(Ok(Ok(_))) => None,
+            Some(Ok(Err(e))) => Some(err(e.to_string())),
             Some(Err(_)) => {
                 let _ = store.remove(hash).await;
-                return Err(err(format!(
+                Some(err(format!(
                     "no complete copy within {} s",
                     FETCH_LIMIT.as_secs()
-                )));
+                )))
             }
             None => {
                 let _ = store.remove(hash).await;
                 let size = over_rx.borrow().unwrap_or_default();
-                return Err(err(format!("it is {size} bytes, the limit is {max}")));
+                Some(err(format!("it is {size} bytes, the limit is {max}")))
             }
+        };
+        if let Some(e) = failed {
+            let last = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            node.blobs().report(TransferEvent {
+                state: TransferState::Failed,
+                error: Some(e.to_string()),
+                ..last.unwrap_or(TransferEvent {
+                    hash,
+                    size: None,
+                    have_bytes: 0,
+                    peers: 0,
+                    bytes_per_sec: 0.0,
+                    state: TransferState::Failed,
+                    error: None,
+                })
+            });
+            return Err(e);
         }
     }
     let info = store

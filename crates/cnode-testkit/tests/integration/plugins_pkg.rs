@@ -271,10 +271,23 @@ async fn packages_install_by_service_id_and_cid_and_bad_ones_are_refused() -> Re
     .await?;
 
     // B installs org.cnode.events by service id: preview, then install.
+    let mut transfers = b.node.blobs().subscribe();
     let (s, preview) = api
         .install_json(json!({ "service": "org.cnode.events", "preview": true }))
         .await?;
     assert_eq!(s, StatusCode::OK, "{preview}");
+    // The package's files came with progress events, like any download.
+    let component_hash = BlobHash::of(&component);
+    let mut done = Vec::new();
+    while let Ok(ev) = transfers.try_recv() {
+        if ev.state == cnode_node::TransferState::Done {
+            done.push(ev.hash);
+        }
+    }
+    assert!(
+        done.contains(&events) && done.contains(&component_hash),
+        "done transfers: {done:?}"
+    );
     let publisher_addr: Address = publisher_key.address();
     assert_eq!(preview["id"], "org.cnode.events");
     assert_eq!(preview["version"], "0.1.0");
