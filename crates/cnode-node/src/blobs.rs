@@ -107,6 +107,19 @@ pub struct TransferEvent {
 }
 
 impl TransferEvent {
+    /// A transfer that has just started: nothing known yet.
+    pub fn started(hash: BlobHash) -> Self {
+        Self {
+            hash,
+            size: None,
+            have_bytes: 0,
+            peers: 0,
+            bytes_per_sec: 0.0,
+            state: TransferState::Running,
+            error: None,
+        }
+    }
+
     /// A downloader's progress report as an event.
     pub fn from_progress(p: &Progress) -> Self {
         Self {
@@ -272,15 +285,7 @@ impl BlobService {
         // Forget finished ones so the map stays bounded.
         running.retain(|_, r| r.done.borrow().is_none());
         let (tx, rx) = watch::channel(None);
-        let last = Arc::new(Mutex::new(TransferEvent {
-            hash,
-            size: None,
-            have_bytes: 0,
-            peers: 0,
-            bytes_per_sec: 0.0,
-            state: TransferState::Running,
-            error: None,
-        }));
+        let last = Arc::new(Mutex::new(TransferEvent::started(hash)));
         running.insert(
             hash,
             Running {

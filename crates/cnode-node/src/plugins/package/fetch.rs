@@ -238,15 +238,7 @@ async fn fetch_blob(
             node.blobs().report(TransferEvent {
                 state: TransferState::Failed,
                 error: Some(e.to_string()),
-                ..last.unwrap_or(TransferEvent {
-                    hash,
-                    size: None,
-                    have_bytes: 0,
-                    peers: 0,
-                    bytes_per_sec: 0.0,
-                    state: TransferState::Failed,
-                    error: None,
-                })
+                ..last.unwrap_or_else(|| TransferEvent::started(hash))
             });
             return Err(e);
         }
