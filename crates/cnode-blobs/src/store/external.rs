@@ -91,29 +91,42 @@ impl BlobStore {
                 rows.collect::<Result<Vec<_>, _>>()
             })
             .await?;
-        for (hash, external) in rows {
-            let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()).map(BlobHash::from_bytes) else {
-                continue;
-            };
-            let data = self.data_path(&hash, false);
-            if external {
-                // The rename happened; the row was written; a leftover here
-                // is a later re-import that crashed before its row update,
-                // and the external file still serves.
-                let _ = fs::remove_file(&data);
-            } else if !data.exists() {
-                tracing::warn!(%hash, "blob data file is missing; forgetting the blob");
-                let _ = fs::remove_file(self.obao_path(&hash, false));
-                self.inner
-                    .db
-                    .call(move |c| {
-                        c.execute(
-                            "DELETE FROM blobs WHERE hash = ?1",
-                            params![hash.as_bytes().as_slice()],
-                        )
-                    })
-                    .await?;
+        // One stat or unlink per complete blob: on the blocking pool.
+        let this = self.clone();
+        let missing: Vec<BlobHash> = tokio::task::spawn_blocking(move || {
+            let mut missing = Vec::new();
+            for (hash, external) in rows {
+                let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()).map(BlobHash::from_bytes)
+                else {
+                    continue;
+                };
+                let data = this.data_path(&hash, false);
+                if external {
+                    // The rename happened and the row was written; a leftover
+                    // here is a later re-import that crashed before its row
+                    // update, and the external file still serves.
+                    let _ = fs::remove_file(&data);
+                } else if !data.exists() {
+                    tracing::warn!(%hash, "blob data file is missing; forgetting the blob");
+                    let _ = fs::remove_file(this.obao_path(&hash, false));
+                    missing.push(hash);
+                }
             }
+            missing
+        })
+        .await
+        .map_err(|e| BlobError::Invalid(format!("store check task failed: {e}")))?;
+        if !missing.is_empty() {
+            self.inner
+                .db
+                .call(move |c| {
+                    let mut st = c.prepare("DELETE FROM blobs WHERE hash = ?1")?;
+                    for hash in &missing {
+                        st.execute(params![hash.as_bytes().as_slice()])?;
+                    }
+                    Ok(())
+                })
+                .await?;
         }
         Ok(())
     }
