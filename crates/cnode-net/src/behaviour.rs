@@ -22,6 +22,8 @@ use crate::{
 
 /// The piece protocol of `cnode-blobs`.
 pub const BLOBS_PROTOCOL: &str = "/cnode/blobs/1";
+/// How long a `/cnode/blobs/1` request may wait for its answer.
+pub(crate) const BLOBS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Record set reconciliation of `cnode-records`.
 pub const SYNC_PROTOCOL: &str = "/cnode/sync/1";
@@ -59,6 +61,8 @@ pub(crate) struct Behaviour {
     pub(crate) blobs: request_response::Behaviour<BytesCodec>,
     pub(crate) sync: request_response::Behaviour<BytesCodec>,
     pub(crate) rpc: request_response::Behaviour<BytesCodec>,
+    /// `/cnode/lane/1`: which port our lanes listen on (see `lane`).
+    pub(crate) lane: request_response::Behaviour<BytesCodec>,
 }
 
 fn build_behaviour(
@@ -198,7 +202,7 @@ fn build_behaviour(
                 request_response::ProtocolSupport::Full,
             )],
             request_response::Config::default()
-                .with_request_timeout(Duration::from_secs(30))
+                .with_request_timeout(BLOBS_TIMEOUT)
                 .with_max_concurrent_streams(64),
         ),
         sync: request_response::Behaviour::with_codec(
@@ -228,6 +232,19 @@ fn build_behaviour(
             request_response::Config::default()
                 .with_request_timeout(RPC_TIMEOUT)
                 .with_max_concurrent_streams(16),
+        ),
+        lane: request_response::Behaviour::with_codec(
+            BytesCodec {
+                max_request: 0,
+                max_response: 2,
+            },
+            [(
+                StreamProtocol::new(crate::lane::LANE_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(10))
+                .with_max_concurrent_streams(4),
         ),
     })
 }

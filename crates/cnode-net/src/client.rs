@@ -5,10 +5,12 @@
 //! All methods are cancel-safe: dropping the future drops the reply receiver,
 //! and the actor ignores a reply nobody waits for.
 
+use std::{net::SocketAddr, sync::Arc};
+
 use libp2p::{Multiaddr, PeerId, gossipsub::TopicHash, request_response::ResponseChannel};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::NetStatus;
+use crate::{NetStatus, lane::Lanes};
 use cnode_types::PeerInfo;
 
 /// A request to the swarm actor with the channel for its answer.
@@ -72,6 +74,10 @@ pub(crate) enum Command {
         channel: ResponseChannel<Vec<u8>>,
         data: Vec<u8>,
     },
+    LaneAddr {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<SocketAddr>>,
+    },
     ReportGossip {
         id: GossipId,
         verdict: GossipVerdict,
@@ -129,7 +135,18 @@ pub struct InboundRequest {
     /// The request bytes (already size-capped).
     pub data: Vec<u8>,
     /// Where the answer goes: pass it to [`NetClient::respond`].
-    pub channel: ResponseChannel<Vec<u8>>,
+    pub channel: ReplyChannel,
+}
+
+/// Where the answer to an [`InboundRequest`] goes: the libp2p stream it came
+/// on, or the lane (see `lane`).
+#[derive(Debug)]
+pub struct ReplyChannel(pub(crate) Reply);
+
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Swarm(ResponseChannel<Vec<u8>>),
+    Lane(oneshot::Sender<Vec<u8>>),
 }
 
 /// A request to a peer failed.
@@ -229,6 +246,7 @@ pub struct DhtRecord {
 pub struct NetClient {
     pub(crate) tx: mpsc::Sender<Command>,
     pub(crate) local_peer_id: PeerId,
+    pub(crate) lanes: Option<Arc<Lanes>>,
 }
 
 impl NetClient {
@@ -299,13 +317,24 @@ impl NetClient {
             .await?
     }
 
-    /// Sends a request to `peer` (dialling it if needed) and waits for the answer.
+    /// Sends a request to `peer` (dialling it if needed) and waits for the
+    /// answer. Blobs requests to a connected peer take its lane when one is
+    /// open (opening one for later requests if not); if the lane fails, the
+    /// request goes over the libp2p connection, so nothing is lost.
     pub async fn request(
         &self,
         peer: PeerId,
         protocol: ReqProtocol,
         data: Vec<u8>,
     ) -> Result<Vec<u8>, RequestError> {
+        if protocol == ReqProtocol::Blobs
+            && let Some(lanes) = &self.lanes
+            && let Some(lane) = lanes.lane_to(peer, self)
+            && let Some(answer) = lane.request(data.clone(), lanes.timeout()).await
+        {
+            lanes.answered();
+            return Ok(answer);
+        }
         self.ask(|reply| Command::Request {
             peer,
             protocol,
@@ -313,6 +342,12 @@ impl NetClient {
             reply,
         })
         .await?
+    }
+
+    /// Where `peer`'s lane listens: the IP of our direct connection to it and
+    /// the port it tells us on `/cnode/lane/1` (`None`: no lane).
+    pub(crate) async fn lane_addr(&self, peer: PeerId) -> Result<Option<SocketAddr>, Closed> {
+        self.ask(|reply| Command::LaneAddr { peer, reply }).await
     }
 
     /// Dials a peer by id, with the addresses the swarm already knows (from
@@ -338,9 +373,17 @@ impl NetClient {
     pub async fn respond(
         &self,
         protocol: ReqProtocol,
-        channel: ResponseChannel<Vec<u8>>,
+        channel: ReplyChannel,
         data: Vec<u8>,
     ) -> Result<(), Closed> {
+        let channel = match channel.0 {
+            Reply::Swarm(c) => c,
+            Reply::Lane(tx) => {
+                // The lane is gone if nobody waits: nothing to do then.
+                let _ = tx.send(data);
+                return Ok(());
+            }
+        };
         self.tx
             .send(Command::Respond {
                 protocol,

@@ -115,6 +115,10 @@ pub struct NetConfig {
     pub dht_mode: DhtMode,
     /// AutoNAT: only count global IP addresses (off in tests on private networks).
     pub autonat_only_global: bool,
+    /// Blob pieces on lanes, TCP + TLS connections of their own beside the
+    /// libp2p connection (faster: no multiplexer in the way). Off: this node
+    /// neither listens for nor opens lanes, and peers ask it the usual way.
+    pub lanes: bool,
     /// Resource limits.
     pub limits: NetLimits,
 }
@@ -133,6 +137,7 @@ impl NetConfig {
             external_addrs: Vec::new(),
             dht_mode: DhtMode::default(),
             autonat_only_global: true,
+            lanes: true,
             limits: NetLimits::default(),
         }
     }

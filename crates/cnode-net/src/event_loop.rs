@@ -7,6 +7,8 @@
 
 use std::{
     collections::{HashMap, hash_map::Entry},
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -41,6 +43,7 @@ use crate::{
         RequestError,
     },
     config::{NetConfig, RelayServerMode},
+    lane::Lanes,
 };
 
 /// The shortest and longest wait before re-dialling a known peer.
@@ -85,6 +88,8 @@ struct PeerState {
 
 /// An outbound request's peer and the caller waiting for the answer.
 type PendingRequest = (PeerId, oneshot::Sender<Result<Vec<u8>, RequestError>>);
+/// A lane port question: the IP to connect to and who waits for the address.
+type PendingLane = (IpAddr, oneshot::Sender<Option<SocketAddr>>);
 
 enum PendingQuery {
     Put(oneshot::Sender<Result<(), DhtError>>),
@@ -118,6 +123,9 @@ pub(crate) struct EventLoop {
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, DialError>>)>,
     pending_queries: HashMap<kad::QueryId, PendingQuery>,
     pending_requests: HashMap<request_response::OutboundRequestId, PendingRequest>,
+    /// `/cnode/lane/1` questions: the peer's IP and who waits for its lane address.
+    pending_lanes: HashMap<request_response::OutboundRequestId, PendingLane>,
+    lanes: Option<Arc<Lanes>>,
     nat_status: &'static str,
     config: NetConfig,
     started: Instant,
@@ -131,6 +139,7 @@ impl EventLoop {
         metrics: Metrics,
         net_metrics: NetMetrics,
         config: NetConfig,
+        lanes: Option<Arc<Lanes>>,
     ) -> Self {
         let Channels {
             commands,
@@ -152,6 +161,8 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             pending_queries: HashMap::new(),
             pending_requests: HashMap::new(),
+            pending_lanes: HashMap::new(),
+            lanes,
             nat_status: "unknown",
             config,
             started: Instant::now(),
@@ -452,6 +463,9 @@ impl EventLoop {
                     .connected_peers
                     .set(self.swarm.connected_peers().count() as i64);
                 if num_established.get() == 1 {
+                    if let Some(lanes) = &self.lanes {
+                        lanes.peer_connected(peer_id);
+                    }
                     self.emit(NetEvent::PeerConnected {
                         peer: peer_id,
                         addr,
@@ -474,6 +488,9 @@ impl EventLoop {
                     .set(self.swarm.connected_peers().count() as i64);
                 if num_established == 0 {
                     self.peers.remove(&peer_id);
+                    if let Some(lanes) = &self.lanes {
+                        lanes.peer_disconnected(peer_id);
+                    }
                     if let Some(k) = self.known.get_mut(&peer_id) {
                         // Try again soon, then back off if it keeps failing.
                         k.next_dial = Instant::now() + k.backoff;
@@ -643,6 +660,7 @@ impl EventLoop {
             BehaviourEvent::Blobs(ev) => self.on_request_event(ReqProtocol::Blobs, ev),
             BehaviourEvent::Sync(ev) => self.on_request_event(ReqProtocol::Sync, ev),
             BehaviourEvent::Rpc(ev) => self.on_request_event(ReqProtocol::Rpc, ev),
+            BehaviourEvent::Lane(ev) => self.on_lane_event(ev),
             BehaviourEvent::Limits(never) => match never {},
             BehaviourEvent::Blocked(never) => match never {},
             BehaviourEvent::Memory(never) => match never {},

@@ -20,6 +20,7 @@ mod codec;
 mod config;
 mod event;
 mod event_loop;
+mod lane;
 mod switch;
 mod tls;
 
@@ -32,7 +33,7 @@ pub use behaviour::{
 };
 pub use client::{
     Closed, DhtError, DhtRecord, DialError, GossipError, GossipId, GossipVerdict, InboundRequest,
-    ListenError, NetClient, ReqProtocol, RequestError,
+    ListenError, NetClient, ReplyChannel, ReqProtocol, RequestError,
 };
 pub use config::{DhtMode, NetConfig, NetLimits, RelayServerMode};
 pub use event::NetEvent;
@@ -82,6 +83,10 @@ pub struct NetMetrics {
     pub events_dropped: Counter,
     /// Inbound requests refused because too many were waiting.
     pub inbound_refused: Counter,
+    /// Lanes open right now, both directions (see [`NetConfig::lanes`]).
+    pub lanes: Gauge,
+    /// Requests to peers answered over a lane.
+    pub lane_requests: Counter,
 }
 
 /// Starting the network failed.
@@ -164,6 +169,16 @@ pub async fn spawn(
         net_metrics.inbound_refused.clone(),
     );
     ours.register(
+        "lanes",
+        "Lanes (blob transfers beside the libp2p connection) open right now",
+        net_metrics.lanes.clone(),
+    );
+    ours.register(
+        "lane_requests",
+        "Requests to peers answered over a lane",
+        net_metrics.lane_requests.clone(),
+    );
+    ours.register(
         "events_dropped",
         "Network events dropped because the node did not keep up",
         net_metrics.events_dropped.clone(),
@@ -230,6 +245,26 @@ pub async fn spawn(
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_CAPACITY);
     let (in_tx, in_rx) = mpsc::channel(config.limits.max_pending_inbound.max(1));
+    let lanes = if config.lanes {
+        let lane_config = lane::LaneConfig {
+            keypair: config.keypair.clone(),
+            listen: lane::listen_ip(&config.listen),
+            max_request: config.limits.max_blob_request,
+            max_response: config.limits.max_blob_response,
+            timeout: behaviour::BLOBS_TIMEOUT,
+        };
+        let lanes = lane::Lanes::start(
+            lane_config,
+            in_tx.clone(),
+            net_metrics.clone(),
+            cancel.clone(),
+        )
+        .await
+        .map_err(|e| SpawnError::Transport(format!("lanes: {e}")))?;
+        Some(lanes)
+    } else {
+        None
+    };
     let event_loop = event_loop::EventLoop::new(
         swarm,
         event_loop::Channels {
@@ -241,12 +276,14 @@ pub async fn spawn(
         metrics,
         net_metrics,
         config,
+        lanes.clone(),
     );
     let task = tokio::spawn(tracing::Instrument::in_current_span(event_loop.run()));
     Ok(Spawned {
         client: NetClient {
             tx: cmd_tx,
             local_peer_id: local,
+            lanes,
         },
         events: ev_rx,
         inbound: in_rx,

@@ -131,6 +131,9 @@ pub struct NetworkSection {
     pub target_peers: usize,
     /// Close connections idle for this many seconds.
     pub idle_timeout_secs: u64,
+    /// Blob pieces on lanes: TCP + TLS connections of their own beside the
+    /// libp2p connection, on a second, OS-chosen port (see docs/protocol.md).
+    pub lanes: bool,
 }
 
 impl Default for NetworkSection {
@@ -148,6 +151,7 @@ impl Default for NetworkSection {
             max_connections_per_peer: limits.max_connections_per_peer,
             target_peers: limits.target_peers,
             idle_timeout_secs: limits.idle_timeout.as_secs(),
+            lanes: true,
         }
     }
 }
@@ -306,7 +310,11 @@ impl ConfigFile {
              max_connections = 256\n\
              max_connections_per_peer = 4\n\
              target_peers = 25\n\
-             idle_timeout_secs = 3600\n\n\
+             idle_timeout_secs = 3600\n\
+             # Blob transfers on \"lanes\": TCP + TLS connections of their own beside the\n\
+             # peer connection, on a second port the OS chooses (faster; peers without\n\
+             # lanes are asked the usual way).\n\
+             lanes = true\n\n\
              [blobs]\n\
              # Most bytes of blobs kept, complete and partial (20 GiB).\n\
              quota_bytes = {DEFAULT_BLOB_QUOTA}\n\
@@ -362,6 +370,8 @@ pub struct NodeConfig {
     pub dht_mode: DhtMode,
     /// AutoNAT counts only global addresses (off for tests on private networks).
     pub autonat_only_global: bool,
+    /// Blob pieces on lanes beside the libp2p connection.
+    pub lanes: bool,
     /// Network limits.
     pub limits: NetLimits,
     /// The HTTP API address.
@@ -429,6 +439,7 @@ impl NodeConfig {
                 DhtModeSetting::Auto => DhtMode::Auto,
             },
             autonat_only_global: true,
+            lanes: net.lanes,
             limits,
             api_listen: overrides.api.unwrap_or(file.api.listen),
             blob_quota: file.blobs.quota_bytes,

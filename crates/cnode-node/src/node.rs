@@ -115,6 +115,7 @@ impl NodeBuilder {
         net_config.external_addrs = self.config.external.clone();
         net_config.dht_mode = self.config.dht_mode;
         net_config.autonat_only_global = self.config.autonat_only_global;
+        net_config.lanes = self.config.lanes;
         net_config.limits = self.config.limits.clone();
         let spawned = cnode_net::spawn(net_config, &mut registry, cancel.child_token()).await?;
 

@@ -179,6 +179,28 @@ impl EventLoop {
                     ReqProtocol::Rpc => behaviour.rpc.send_response(channel, data),
                 };
             }
+            Command::LaneAddr { peer, reply } => {
+                let ip = self.peers.get(&peer).and_then(|state| {
+                    state
+                        .conns
+                        .iter()
+                        .find_map(|(_, addr, _)| crate::lane::direct_ip(addr))
+                });
+                let Some(ip) = ip else {
+                    let _ = reply.send(None);
+                    return;
+                };
+                if self.pending_lanes.len() >= MAX_PENDING_REQUESTS {
+                    let _ = reply.send(None);
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .lane
+                    .send_request(&peer, Vec::new());
+                self.pending_lanes.insert(id, (ip, reply));
+            }
             Command::ReportGossip { id, verdict } => {
                 let acceptance = match verdict {
                     GossipVerdict::Accept => gossipsub::MessageAcceptance::Accept,

@@ -5,7 +5,11 @@ use libp2p::{kad, request_response};
 use tracing::debug;
 
 use super::{EventLoop, MAX_PROVIDERS, PendingQuery};
-use crate::client::{DhtError, DhtRecord, InboundRequest, ReqProtocol, RequestError};
+use crate::{
+    client::{DhtError, DhtRecord, InboundRequest, Reply, ReplyChannel, ReqProtocol, RequestError},
+    lane,
+};
+use std::net::SocketAddr;
 
 impl EventLoop {
     pub(super) fn on_request_event(
@@ -22,7 +26,7 @@ impl EventLoop {
                         peer,
                         protocol,
                         data: request,
-                        channel,
+                        channel: ReplyChannel(Reply::Swarm(channel)),
                     };
                     // Too many waiting: dropping the channel tells the peer
                     // we refused, and it asks someone else.
@@ -56,6 +60,40 @@ impl EventLoop {
                 debug!(%peer, "inbound request failed: {error}");
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// `/cnode/lane/1`: peers ask which port our lanes listen on; answers to
+    /// our own questions complete [`crate::NetClient::lane_addr`].
+    pub(super) fn on_lane_event(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message { message, .. } => match message {
+                request_response::Message::Request { channel, .. } => {
+                    let port = self.lanes.as_ref().and_then(|l| l.port());
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .lane
+                        .send_response(channel, lane::encode_port(port));
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((ip, reply)) = self.pending_lanes.remove(&request_id) {
+                        let addr = lane::decode_port(&response).map(|p| SocketAddr::new(ip, p));
+                        let _ = reply.send(addr);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, .. } => {
+                // A peer without lanes (or an older version): none.
+                if let Some((_, reply)) = self.pending_lanes.remove(&request_id) {
+                    let _ = reply.send(None);
+                }
+            }
+            request_response::Event::InboundFailure { .. }
+            | request_response::Event::ResponseSent { .. } => {}
         }
     }
 

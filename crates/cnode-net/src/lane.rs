@@ -1,0 +1,601 @@
+//! Lanes: `/cnode/blobs/1` requests on a TCP + TLS connection of their own.
+//!
+//! Why: on the libp2p connection every byte of a piece goes through Yamux and
+//! the request-response machinery, which zero and copy it twice more than
+//! the transfer needs, all on the connection's one task. On a 2-core machine
+//! a 1 GiB transfer is CPU-bound, so those copies are the transfer's speed.
+//!
+//! What: a node that listens on TCP also listens on a lane port (same IP,
+//! port chosen by the OS) and tells connected peers which one on
+//! `/cnode/lane/1` (an empty request, a 2-byte little-endian port, 0 for
+//! none). When the node sends a blobs request to a peer it has no lane to, it
+//! starts opening one in the background and sends that request the usual way;
+//! later requests take the lane. A lane is:
+//!
+//! 1. TCP to the port, at the IP of our direct libp2p connection to the peer
+//!    (relayed or DNS-only peers get no lane);
+//! 2. the same TLS 1.3 handshake as libp2p's (`crate::tls`), so the peer id
+//!    comes from the certificate, and it must be the peer we asked;
+//! 3. [`PREFACE`] from the client;
+//! 4. requests from the client and answers from the server, each a u32
+//!    little-endian length and the bytes, answered in order (pipelined, at
+//!    most [`PIPELINE`] waiting). A zero-length answer means "refused": the
+//!    client then asks the usual way.
+//!
+//! Bounds: lanes are accepted only from peers that have a libp2p connection
+//! to us (so a blocked or disconnected peer has none, and a peer's lanes close
+//! with its last connection), at most [`MAX_LANES_IN`] at once and
+//! [`MAX_LANES_PER_PEER`] per peer; handshakes time out; requests and answers
+//! have the blobs protocol's size caps; a lane idle for [`IDLE_TIMEOUT`] is
+//! closed. Inbound lane requests go to the node's one inbound queue, like the
+//! swarm's, so the blob server's upload slots and rate limit cover both.
+//! Whatever fails, a request is never lost: the caller asks the usual way,
+//! and a peer whose lane could not be opened is not tried again for
+//! [`RETRY_AFTER`].
+
+use std::{
+    collections::HashMap,
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::{
+    Multiaddr, PeerId,
+    core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade},
+    identity::Keypair,
+    multiaddr::Protocol,
+};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{Semaphore, mpsc, oneshot},
+};
+use tokio_util::{compat::TokioAsyncReadCompatExt, sync::CancellationToken};
+use tracing::{debug, trace};
+
+use crate::{
+    NetMetrics,
+    client::{InboundRequest, NetClient, Reply, ReplyChannel, ReqProtocol},
+    tls::{Tls, TlsError},
+};
+
+/// The libp2p protocol that tells a peer our lane port.
+pub(crate) const LANE_PROTOCOL: &str = "/cnode/lane/1";
+/// What a client sends first on a lane.
+pub(crate) const PREFACE: &[u8; 8] = b"cnlane/1";
+/// Most inbound lanes at once (handshakes included).
+pub(crate) const MAX_LANES_IN: usize = 64;
+/// Most inbound lanes from one peer.
+pub(crate) const MAX_LANES_PER_PEER: usize = 2;
+/// Most requests waiting for their answers on one lane.
+pub(crate) const PIPELINE: usize = 16;
+/// Connecting, TLS and the preface must each finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TCP connect to a lane port may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A lane with no request for this long is closed.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// After a lane could not be opened, or broke, ask that peer the usual way
+/// for this long.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The lanes of one node: its listener's port, its lanes to peers, and the
+/// peers it accepts lanes from.
+pub(crate) struct Lanes {
+    tls: Tls,
+    port: Option<u16>,
+    max_request: usize,
+    max_response: usize,
+    timeout: Duration,
+    inbound: mpsc::Sender<InboundRequest>,
+    metrics: NetMetrics,
+    handshakes: Arc<Semaphore>,
+    cancel: CancellationToken,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes").field("port", &self.port).finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Peers with a libp2p connection, each with the token that ends its lanes.
+    connected: HashMap<PeerId, CancellationToken>,
+    /// Our lanes to peers.
+    out: HashMap<PeerId, Out>,
+    /// Inbound lanes per peer.
+    served: HashMap<PeerId, usize>,
+}
+
+enum Out {
+    Opening,
+    Ready(LaneTx),
+    Failed(Instant),
+}
+
+/// A request and where its answer goes.
+type Job = (Vec<u8>, oneshot::Sender<Vec<u8>>);
+
+/// The sending end of an open lane.
+#[derive(Clone)]
+pub(crate) struct LaneTx(mpsc::Sender<Job>);
+
+impl LaneTx {
+    /// Sends `data` and waits for the answer; `None` if the lane broke, timed
+    /// out or the peer refused (then ask the usual way).
+    pub(crate) async fn request(&self, data: Vec<u8>, timeout: Duration) -> Option<Vec<u8>> {
+        let (tx, rx) = oneshot::channel();
+        self.0.send((data, tx)).await.ok()?;
+        let answer = tokio::time::timeout(timeout, rx).await.ok()?.ok()?;
+        (!answer.is_empty()).then_some(answer)
+    }
+}
+
+/// Settings for [`Lanes::start`].
+pub(crate) struct LaneConfig {
+    pub(crate) keypair: Keypair,
+    /// Where to listen (`None`: no inbound lanes).
+    pub(crate) listen: Option<IpAddr>,
+    pub(crate) max_request: usize,
+    pub(crate) max_response: usize,
+    pub(crate) timeout: Duration,
+}
+
+impl Lanes {
+    /// Binds the lane listener (if any) and starts accepting lanes until
+    /// `cancel`.
+    pub(crate) async fn start(
+        config: LaneConfig,
+        inbound: mpsc::Sender<InboundRequest>,
+        metrics: NetMetrics,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Self>, TlsError> {
+        let tls = Tls::new(&config.keypair)?;
+        let listener = match config.listen {
+            Some(ip) => match TcpListener::bind(SocketAddr::new(ip, 0)).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    // Lanes are an optimisation: without one, peers ask the usual way.
+                    debug!(%ip, "no lane listener: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let port = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port());
+        let lanes = Arc::new(Self {
+            tls,
+            port,
+            max_request: config.max_request,
+            max_response: config.max_response,
+            timeout: config.timeout,
+            inbound,
+            metrics,
+            handshakes: Arc::new(Semaphore::new(MAX_LANES_IN)),
+            cancel,
+            state: Mutex::new(State::default()),
+        });
+        if let Some(listener) = listener {
+            tokio::spawn(lanes.clone().accept(listener));
+        }
+        Ok(lanes)
+    }
+
+    /// Our lane port, if we listen for lanes.
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// How long a request on a lane may wait for its answer.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Counts a request a lane answered.
+    pub(crate) fn answered(&self) {
+        self.metrics.lane_requests.inc();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The swarm actor: `peer` has its first libp2p connection.
+    pub(crate) fn peer_connected(&self, peer: PeerId) {
+        self.lock()
+            .connected
+            .entry(peer)
+            .or_insert_with(|| self.cancel.child_token());
+    }
+
+    /// The swarm actor: `peer`'s last libp2p connection closed; its lanes close.
+    pub(crate) fn peer_disconnected(&self, peer: PeerId) {
+        let mut st = self.lock();
+        if let Some(token) = st.connected.remove(&peer) {
+            token.cancel();
+        }
+        st.out.remove(&peer);
+    }
+
+    /// The open lane to `peer`, if there is one. If there is none and one
+    /// may be opened, starts opening it in the background (`client` asks the
+    /// peer for its port) and returns `None`: this request goes the usual way.
+    pub(crate) fn lane_to(self: &Arc<Self>, peer: PeerId, client: &NetClient) -> Option<LaneTx> {
+        let mut st = self.lock();
+        let token = st.connected.get(&peer)?.clone();
+        match st.out.get(&peer) {
+            Some(Out::Ready(tx)) if !tx.0.is_closed() => return Some(tx.clone()),
+            Some(Out::Opening) => return None,
+            Some(Out::Failed(until)) if Instant::now() < *until => return None,
+            _ => {}
+        }
+        st.out.insert(peer, Out::Opening);
+        drop(st);
+        tokio::spawn(self.clone().open(client.clone(), peer, token));
+        None
+    }
+
+    /// Opens a lane to `peer` and runs it until it breaks, the peer
+    /// disconnects or the node stops.
+    async fn open(self: Arc<Self>, client: NetClient, peer: PeerId, token: CancellationToken) {
+        let stream = tokio::select! {
+            _ = token.cancelled() => return,
+            s = self.connect(&client, peer) => s,
+        };
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(%peer, "no lane: {e}");
+                self.set_failed(peer);
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::channel(PIPELINE);
+        {
+            let mut st = self.lock();
+            if !st.connected.contains_key(&peer) {
+                return;
+            }
+            st.out.insert(peer, Out::Ready(LaneTx(tx)));
+        }
+        debug!(%peer, "lane open");
+        self.metrics.lanes.inc();
+        let res = tokio::select! {
+            _ = token.cancelled() => Ok(()),
+            r = run_client(stream, rx, self.max_response) => r,
+        };
+        self.metrics.lanes.dec();
+        if let Err(e) = res {
+            debug!(%peer, "lane to peer broke: {e}");
+            self.set_failed(peer);
+        }
+    }
+
+    fn set_failed(&self, peer: PeerId) {
+        let mut st = self.lock();
+        if st.connected.contains_key(&peer) {
+            st.out
+                .insert(peer, Out::Failed(Instant::now() + RETRY_AFTER));
+        }
+    }
+
+    async fn connect(
+        &self,
+        client: &NetClient,
+        peer: PeerId,
+    ) -> Result<impl AsyncRead + AsyncWrite + Unpin + use<>, io::Error> {
+        let addr = client
+            .lane_addr(peer)
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| io::Error::other("the peer offers no lane"))?;
+        let sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        sock.set_nodelay(true)?;
+        let handshake = async {
+            let (who, mut stream) = self
+                .tls
+                .clone()
+                .upgrade_outbound(sock.compat(), "")
+                .await
+                .map_err(io::Error::other)?;
+            if who != peer {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("lane at {addr} is {who}, not {peer}"),
+                ));
+            }
+            stream.write_all(PREFACE).await?;
+            stream.flush().await?;
+            Ok(stream)
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "lane handshake timed out"))?
+    }
+
+    async fn accept(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let (sock, from) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    debug!("lane accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = self.handshakes.clone().try_acquire_owned() else {
+                trace!(%from, "lane refused: too many lanes");
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.serve(sock).await {
+                    debug!(%from, "lane: {e}");
+                }
+                drop(slot);
+            });
+        }
+    }
+
+    /// Admits an inbound lane from `peer`: the token that ends it, or `None`
+    /// if the peer has no libp2p connection or enough lanes.
+    fn admit(&self, peer: PeerId) -> Option<CancellationToken> {
+        let mut st = self.lock();
+        let token = st.connected.get(&peer)?.child_token();
+        let n = st.served.entry(peer).or_default();
+        if *n >= MAX_LANES_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(token)
+    }
+
+    fn release(&self, peer: PeerId) {
+        let mut st = self.lock();
+        if let Some(n) = st.served.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                st.served.remove(&peer);
+            }
+        }
+    }
+
+    async fn serve(&self, sock: TcpStream) -> io::Result<()> {
+        sock.set_nodelay(true)?;
+        let handshake = async {
+            let (peer, mut stream) = self
+                .tls
+                .clone()
+                .upgrade_inbound(sock.compat(), "")
+                .await
+                .map_err(io::Error::other)?;
+            let mut preface = [0u8; PREFACE.len()];
+            stream.read_exact(&mut preface).await?;
+            if &preface != PREFACE {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not a cnode lane",
+                ));
+            }
+            Ok((peer, stream))
+        };
+        let (peer, stream) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "lane handshake timed out"))??;
+        let Some(token) = self.admit(peer) else {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("lane from {peer} refused (not connected, or enough lanes)"),
+            ));
+        };
+        trace!(%peer, "lane accepted");
+        self.metrics.lanes.inc();
+        let res = tokio::select! {
+            _ = token.cancelled() => Ok(()),
+            r = self.run_server(peer, stream) => r,
+        };
+        self.metrics.lanes.dec();
+        self.release(peer);
+        res
+    }
+
+    /// Reads requests, hands them to the node, writes the answers in order.
+    async fn run_server<S>(&self, peer: PeerId, stream: S) -> io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (mut rd, mut wr) = stream.split();
+        let (wait_tx, mut wait_rx) = mpsc::channel::<oneshot::Receiver<Vec<u8>>>(PIPELINE);
+        let reader = async {
+            loop {
+                let data =
+                    match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut rd, self.max_request))
+                        .await
+                    {
+                        Err(_) => return Ok(()), // idle
+                        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                        Ok(r) => r?,
+                    };
+                let Ok(slot) = wait_tx.reserve().await else {
+                    return Ok(());
+                };
+                let (tx, rx) = oneshot::channel();
+                slot.send(rx);
+                let req = InboundRequest {
+                    peer,
+                    protocol: ReqProtocol::Blobs,
+                    data,
+                    channel: ReplyChannel(Reply::Lane(tx)),
+                };
+                // Too many waiting: the dropped sender answers "refused".
+                if self.inbound.try_send(req).is_err() {
+                    self.metrics.inbound_refused.inc();
+                }
+            }
+        };
+        let writer = async {
+            while let Some(rx) = wait_rx.recv().await {
+                let mut answer = rx.await.unwrap_or_default();
+                if answer.len() > self.max_response {
+                    answer.clear();
+                }
+                write_frame(&mut wr, &answer).await?;
+            }
+            Ok(())
+        };
+        tokio::select! {
+            r = reader => r,
+            r = writer => r,
+        }
+    }
+}
+
+/// A client lane: writes requests from `jobs`, reads their answers in order.
+async fn run_client<S>(
+    stream: S,
+    mut jobs: mpsc::Receiver<Job>,
+    max_response: usize,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut rd, mut wr) = stream.split();
+    let (wait_tx, mut wait_rx) = mpsc::channel::<oneshot::Sender<Vec<u8>>>(PIPELINE);
+    let writer = async {
+        while let Some((data, reply)) = jobs.recv().await {
+            if wait_tx.send(reply).await.is_err() {
+                break;
+            }
+            write_frame(&mut wr, &data).await?;
+        }
+        Ok(())
+    };
+    let reader = async {
+        while let Some(reply) = wait_rx.recv().await {
+            let answer = read_frame(&mut rd, max_response).await?;
+            let _ = reply.send(answer);
+        }
+        Ok(())
+    };
+    tokio::select! {
+        r = writer => r,
+        r = reader => r,
+    }
+}
+
+/// One frame: a u32 little-endian length, then that many bytes (at most `max`).
+async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    rd.read_exact(&mut len).await?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("lane frame of {len} bytes is over the {max}-byte limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    rd.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, data: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(data.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lane frame too large"))?;
+    wr.write_all(&len.to_le_bytes()).await?;
+    wr.write_all(data).await?;
+    wr.flush().await
+}
+
+/// The IP of a direct connection's remote address (none for relayed
+/// circuits and DNS names).
+pub(crate) fn direct_ip(addr: &Multiaddr) -> Option<IpAddr> {
+    if crate::addr::is_circuit(addr) {
+        return None;
+    }
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
+/// The IP to listen for lanes on: that of the first TCP listen address.
+pub(crate) fn listen_ip(listen: &[Multiaddr]) -> Option<IpAddr> {
+    listen.iter().find_map(|a| {
+        let tcp = a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
+        tcp.then(|| direct_ip(a)).flatten()
+    })
+}
+
+/// Encodes our lane port for `/cnode/lane/1` (0: no lanes).
+pub(crate) fn encode_port(port: Option<u16>) -> Vec<u8> {
+    port.unwrap_or(0).to_le_bytes().to_vec()
+}
+
+/// Decodes a `/cnode/lane/1` answer: the port, if the peer offers lanes.
+pub(crate) fn decode_port(bytes: &[u8]) -> Option<u16> {
+    let port = u16::from_le_bytes(bytes.try_into().ok()?);
+    (port != 0).then_some(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_round_trips_and_zero_means_none() {
+        assert_eq!(decode_port(&encode_port(Some(40123))), Some(40123));
+        assert_eq!(decode_port(&encode_port(None)), None);
+        assert_eq!(decode_port(&[1, 2, 3]), None);
+        assert_eq!(decode_port(&[]), None);
+    }
+
+    #[test]
+    fn lanes_listen_on_the_first_tcp_address_and_skip_circuits() {
+        let quic: Multiaddr = "/ip4/10.0.0.1/udp/4001/quic-v1".parse().unwrap();
+        let tcp: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        assert_eq!(
+            listen_ip(&[quic, tcp.clone()]),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        let circuit: Multiaddr =
+            "/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWGzBvEBdqNkBNsBHuGMfe8cGwLFvvFmM9Q8NaSXLsz6Ux/p2p-circuit"
+                .parse()
+                .unwrap();
+        assert_eq!(direct_ip(&circuit), None);
+        assert_eq!(direct_ip(&"/dns4/example.org/tcp/1".parse().unwrap()), None);
+        assert_eq!(listen_ip(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversized_ones_are_refused() {
+        let mut buf = Vec::new();
+        write_frame(&mut futures::io::Cursor::new(&mut buf), b"hello")
+            .await
+            .unwrap();
+        assert_eq!(&buf[..4], &5u32.to_le_bytes());
+        let got = read_frame(&mut &buf[..], 5).await.unwrap();
+        assert_eq!(got, b"hello");
+        let err = read_frame(&mut &buf[..], 4).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let err = read_frame(&mut &buf[..6], 5).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
