@@ -298,6 +298,15 @@ impl Lanes {
             .ok()
             .flatten()
             .ok_or_else(|| io::Error::other("the peer offers no lane"))?;
+        self.connect_to(addr, peer).await
+    }
+
+    /// TCP to `addr`, TLS, and the preface; the TLS certificate must be `peer`'s.
+    async fn connect_to(
+        &self,
+        addr: SocketAddr,
+        peer: PeerId,
+    ) -> Result<impl AsyncRead + AsyncWrite + Unpin + use<>, io::Error> {
         let sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -558,6 +567,132 @@ pub(crate) fn decode_port(bytes: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lane server on 127.0.0.1 and the receiving end of its inbound queue.
+    async fn server() -> (Arc<Lanes>, Keypair, mpsc::Receiver<InboundRequest>) {
+        let key = Keypair::generate_ed25519();
+        let (tx, rx) = mpsc::channel(64);
+        let config = LaneConfig {
+            keypair: key.clone(),
+            listen: Some("127.0.0.1".parse().unwrap()),
+            max_request: 64,
+            max_response: 1 << 20,
+            timeout: Duration::from_secs(5),
+        };
+        let lanes = Lanes::start(config, tx, NetMetrics::default(), CancellationToken::new())
+            .await
+            .unwrap();
+        (lanes, key, rx)
+    }
+
+    async fn client() -> (Arc<Lanes>, PeerId) {
+        let (lanes, key, _) = server().await;
+        (lanes, key.public().to_peer_id())
+    }
+
+    fn addr(lanes: &Lanes) -> SocketAddr {
+        SocketAddr::new("127.0.0.1".parse().unwrap(), lanes.port().unwrap())
+    }
+
+    /// Answers every request with its bytes reversed, like a node would.
+    fn answer_all(mut rx: mpsc::Receiver<InboundRequest>) -> tokio::task::JoinHandle<Vec<PeerId>> {
+        tokio::spawn(async move {
+            let mut from = Vec::new();
+            while let Some(req) = rx.recv().await {
+                from.push(req.peer);
+                let mut answer = req.data.clone();
+                answer.reverse();
+                if let Reply::Lane(tx) = req.channel.0 {
+                    let _ = tx.send(answer);
+                }
+            }
+            from
+        })
+    }
+
+    #[tokio::test]
+    async fn a_connected_peer_gets_pipelined_answers_in_order() {
+        let (srv, srv_key, rx) = server().await;
+        let (cli, cli_peer) = client().await;
+        srv.peer_connected(cli_peer);
+        let answers = answer_all(rx);
+        let stream = cli
+            .connect_to(addr(&srv), srv_key.public().to_peer_id())
+            .await
+            .unwrap();
+        let (tx, jobs) = mpsc::channel(PIPELINE);
+        let run = tokio::spawn(run_client(stream, jobs, 1 << 20));
+        let lane = LaneTx(tx);
+        let asks = (0..40u8).map(|i| {
+            let lane = lane.clone();
+            async move { lane.request(vec![i, 1, 2], Duration::from_secs(5)).await }
+        });
+        let got = futures::future::join_all(asks).await;
+        for (i, g) in got.into_iter().enumerate() {
+            assert_eq!(g, Some(vec![2, 1, i as u8]));
+        }
+        drop(lane);
+        run.await.unwrap().unwrap();
+        srv.peer_disconnected(cli_peer);
+        srv.cancel.cancel();
+        let from = tokio::time::timeout(Duration::from_secs(5), async {
+            // The server's lane ends with the peer; the queue closes with it.
+            drop(srv);
+            answers.await.unwrap()
+        })
+        .await
+        .unwrap();
+        // The peer id the server saw is the one in the client's certificate.
+        assert!(from.iter().all(|p| *p == cli_peer) && from.len() == 40);
+    }
+
+    #[tokio::test]
+    async fn lanes_from_unconnected_peers_and_to_the_wrong_peer_are_refused() {
+        let (srv, srv_key, rx) = server().await;
+        let (cli, _) = client().await;
+        let answers = answer_all(rx);
+        // Not connected over libp2p: the server closes the lane after TLS.
+        let stream = cli
+            .connect_to(addr(&srv), srv_key.public().to_peer_id())
+            .await
+            .unwrap();
+        let (tx, jobs) = mpsc::channel(PIPELINE);
+        let run = tokio::spawn(run_client(stream, jobs, 1 << 20));
+        let answer = LaneTx(tx).request(vec![1], Duration::from_secs(5)).await;
+        assert_eq!(answer, None);
+        assert!(
+            run.await.unwrap().is_err(),
+            "the lane should have been closed"
+        );
+        // Expecting another peer at that address: the client refuses.
+        let other = Keypair::generate_ed25519().public().to_peer_id();
+        let err = cli.connect_to(addr(&srv), other).await.err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        answers.abort();
+    }
+
+    #[tokio::test]
+    async fn an_oversized_request_closes_the_lane_and_answers_nothing() {
+        let (srv, srv_key, rx) = server().await;
+        let (cli, cli_peer) = client().await;
+        srv.peer_connected(cli_peer);
+        let answers = answer_all(rx);
+        let stream = cli
+            .connect_to(addr(&srv), srv_key.public().to_peer_id())
+            .await
+            .unwrap();
+        let (tx, jobs) = mpsc::channel(PIPELINE);
+        let run = tokio::spawn(run_client(stream, jobs, 1 << 20));
+        let lane = LaneTx(tx);
+        assert_eq!(
+            lane.request(vec![7; 65], Duration::from_secs(5)).await,
+            None
+        );
+        assert!(run.await.unwrap().is_err());
+        answers.abort();
+        let from = answers.await;
+        assert!(from.is_err() || from.unwrap().is_empty());
+    }
 
     #[test]
     fn port_round_trips_and_zero_means_none() {

@@ -63,6 +63,8 @@ pub struct NodeOptions {
     pub sync_on_connect: bool,
     /// The chain registry to follow.
     pub chain: Option<cnode_node::cnode_registry::ChainConfig>,
+    /// Blob transfers on lanes beside the libp2p connection (default true).
+    pub lanes: bool,
 }
 
 impl Default for NodeOptions {
@@ -82,6 +84,7 @@ impl Default for NodeOptions {
             chain: None,
             sync_interval: None,
             sync_on_connect: true,
+            lanes: true,
         }
     }
 }
@@ -138,6 +141,7 @@ impl TestNode {
         config.bootstrap = opts.bootstrap;
         config.mdns = false;
         config.autonat_only_global = false;
+        config.lanes = opts.lanes;
         config.relay_server = opts.relay_server;
         config.relays = opts.relays;
         if let Some(n) = opts.upload_slots {

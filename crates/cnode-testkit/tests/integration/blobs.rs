@@ -106,6 +106,74 @@ async fn one_seeder_three_leechers_trade_pieces() -> Result<()> {
     Ok(())
 }
 
+/// A counter from the node's Prometheus text (0 when absent).
+fn metric(node: &TestNode, name: &str) -> f64 {
+    let text = node.node.encode_metrics().expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lanes_carry_pieces_and_a_node_without_lanes_is_asked_the_usual_way() -> Result<()> {
+    let bytes = data(24 * 1024 * 1024 + 777, 3);
+    let src = tempfile::NamedTempFile::new()?;
+    std::fs::write(src.path(), &bytes)?;
+    for seeder_lanes in [true, false] {
+        let seeder = TestNode::spawn(NodeOptions {
+            lanes: seeder_lanes,
+            ..Default::default()
+        })
+        .await?;
+        let leecher = TestNode::spawn(NodeOptions {
+            bootstrap: vec![seeder.addr(Transports::Tcp)],
+            ..Default::default()
+        })
+        .await?;
+        leecher
+            .wait_connected(seeder.peer_id(), DEFAULT_TIMEOUT)
+            .await?;
+        let hash = seeder.node.blobs().add(src.path(), true).await?.hash;
+        let stats = timeout(
+            "download",
+            DEFAULT_TIMEOUT,
+            leecher
+                .node
+                .blobs()
+                .download(hash, DownloadOptions::default()),
+        )
+        .await?
+        .map_err(anyhow::Error::msg)?;
+        let pieces = cnode_blobs::protocol::piece_count(bytes.len() as u64);
+        assert_eq!(stats[0].pieces_from.values().sum::<u64>(), pieces);
+        let got = leecher
+            .node
+            .blobs()
+            .store()
+            .read_at(hash, 0, bytes.len())
+            .await?
+            .expect("complete");
+        assert!(
+            got == bytes,
+            "content differs (seeder lanes {seeder_lanes})"
+        );
+        let on_lanes = metric(&leecher, "cnode_net_lane_requests_total");
+        eprintln!("seeder lanes {seeder_lanes}: {on_lanes} of the requests on a lane");
+        if seeder_lanes {
+            // The first requests go the usual way while the lane opens.
+            assert!(
+                on_lanes >= (pieces / 2) as f64,
+                "only {on_lanes} of {pieces} pieces came over the lane"
+            );
+            assert_eq!(metric(&leecher, "cnode_net_lanes"), 1.0);
+        } else {
+            assert_eq!(on_lanes, 0.0, "a seeder without lanes has no lane port");
+        }
+        shutdown_all(vec![leecher, seeder]).await;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupting_peer_is_detected_and_dropped() -> Result<()> {
     let nodes = swarm(2, 32).await?;
