@@ -245,11 +245,14 @@ pub(super) fn encode(
             }
         }
     }
-    out.resize(base + len, 0);
+    // Filled in place, without zeroing it first (1 MiB per piece served):
+    // every byte of `base..base + len` is a leaf's or a parent pair's slot.
+    out.reserve(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
     // Leaves: one vectored read per contiguous run of the blob.
     for run in leaves.chunk_by(|a, b| b.0 == a.0 + a.2 as u64) {
-        let slots: Vec<(usize, usize)> = run.iter().map(|&(_, p, l)| (p, l)).collect();
-        read_exact_vectored_at(data, run[0].0, out, &slots)?;
+        let slots: Vec<(usize, usize)> = run.iter().map(|&(_, p, l)| (p - base, l)).collect();
+        read_exact_vectored_at(data, run[0].0, spare, &slots)?;
     }
     // Parent hashes: one read per contiguous run of the outboard.
     parents.sort_unstable();
@@ -258,18 +261,28 @@ pub(super) fn encode(
         buf.resize(64 * run.len(), 0);
         outboard.data.read_exact_at(&mut buf, run[0].0)?;
         for (pair, &(_, pos)) in buf.chunks_exact(64).zip(run) {
-            out[pos..pos + 64].copy_from_slice(pair);
+            for (slot, byte) in spare[pos - base..pos - base + 64].iter_mut().zip(pair) {
+                slot.write(*byte);
+            }
         }
+    }
+    // SAFETY: the layout above gives every byte of `base..base + len` to
+    // exactly one leaf or parent pair, and each was written just above
+    // (`read_exact_vectored_at` fills its slots completely or fails, and a
+    // failure returned before this point).
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(base + len);
     }
     Ok(())
 }
 
 /// `preadv` of a contiguous file range into the given (position, length)
-/// slots of `out`, in order, until all are filled.
+/// slots of `out`, in order, until all are filled (or an error).
 fn read_exact_vectored_at(
     file: &File,
     mut offset: u64,
-    out: &mut [u8],
+    out: &mut [std::mem::MaybeUninit<u8>],
     slots: &[(usize, usize)],
 ) -> io::Result<()> {
     use std::os::fd::AsRawFd;
