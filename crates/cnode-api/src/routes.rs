@@ -76,6 +76,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusI
         nat_status: net.nat_status,
         relay_server: net.relay_server,
         uptime_secs: node.started().elapsed().as_secs(),
+        lane_port: net.lane_port,
         data_dir: node.data_dir().root().display().to_string(),
         registry: node.registry().map(crate::registry::info),
     }))

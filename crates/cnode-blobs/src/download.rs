@@ -458,8 +458,9 @@ pub async fn download<R: PeerRequester>(
                     Outcome::Bad(reason) => {
                         warn!(%peer, %hash, piece, "bad piece, dropping peer for this blob: {reason}");
                         *stats.bad_pieces.entry(peer).or_default() += 1;
-                        state.dropped = true;
-                        stats.dropped.push(peer);
+                        if !std::mem::replace(&mut state.dropped, true) {
+                            stats.dropped.push(peer);
+                        }
                     }
                     // Someone else was faster; no fault of this peer's.
                     _ if partial.has(piece) => continue,
@@ -471,8 +472,7 @@ pub async fn download<R: PeerRequester>(
                         state.depth = (state.depth / 2).max(1);
                         if !message.starts_with("busy") {
                             state.failures += 1;
-                            if state.failures >= 5 {
-                                state.dropped = true;
+                            if state.failures >= 5 && !std::mem::replace(&mut state.dropped, true) {
                                 stats.dropped.push(peer);
                             }
                         }
@@ -481,8 +481,9 @@ pub async fn download<R: PeerRequester>(
                         state.failures += 1;
                         if state.failures >= 5 {
                             debug!(%peer, "dropping unresponsive peer for this blob");
-                            state.dropped = true;
-                            stats.dropped.push(peer);
+                            if !std::mem::replace(&mut state.dropped, true) {
+                                stats.dropped.push(peer);
+                            }
                         }
                     }
                 }

@@ -46,6 +46,10 @@ pub(crate) fn print_status(s: &StatusInfo) {
         }
     );
     println!("uptime      {}s", s.uptime_secs);
+    match s.lane_port {
+        Some(port) => println!("lanes       tcp port {port}"),
+        None => println!("lanes       off"),
+    }
     println!("data        {}", s.data_dir);
     if let Some(r) = &s.registry {
         println!("registry    {}", crate::registry::summary_line(r));

@@ -119,6 +119,8 @@ pub struct NetConfig {
     /// libp2p connection (faster: no multiplexer in the way). Off: this node
     /// neither listens for nor opens lanes, and peers ask it the usual way.
     pub lanes: bool,
+    /// The lane port (0: the OS chooses); set it to open it in a firewall.
+    pub lane_port: u16,
     /// Resource limits.
     pub limits: NetLimits,
 }
@@ -138,6 +140,7 @@ impl NetConfig {
             dht_mode: DhtMode::default(),
             autonat_only_global: true,
             lanes: true,
+            lane_port: 0,
             limits: NetLimits::default(),
         }
     }

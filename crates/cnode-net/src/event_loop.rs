@@ -291,6 +291,7 @@ impl EventLoop {
             nat_status: self.nat_status.to_owned(),
             relay_server: self.swarm.behaviour().relay_server.is_enabled(),
             uptime: self.started.elapsed(),
+            lane_port: self.lanes.as_ref().and_then(|l| l.port()),
         }
     }
 

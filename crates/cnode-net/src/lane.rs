@@ -75,8 +75,12 @@ pub(crate) const PIPELINE: usize = 16;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a TCP connect to a lane port may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// A lane with no request for this long is closed.
+/// A lane with no request for this long is closed by the server...
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// ...and a little earlier by the client, so that it is the client that
+/// closes an idle lane (and opens a new one when it needs one) rather than
+/// finding it closed under its next request.
+const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(100);
 /// After a lane could not be opened, or broke, ask that peer the usual way
 /// for this long.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -140,7 +144,7 @@ impl LaneTx {
 pub(crate) struct LaneConfig {
     pub(crate) keypair: Keypair,
     /// Where to listen (`None`: no inbound lanes).
-    pub(crate) listen: Option<IpAddr>,
+    pub(crate) listen: Option<SocketAddr>,
     pub(crate) max_request: usize,
     pub(crate) max_response: usize,
     pub(crate) timeout: Duration,
@@ -157,11 +161,11 @@ impl Lanes {
     ) -> Result<Arc<Self>, TlsError> {
         let tls = Tls::new(&config.keypair)?;
         let listener = match config.listen {
-            Some(ip) => match TcpListener::bind(SocketAddr::new(ip, 0)).await {
+            Some(addr) => match TcpListener::bind(addr).await {
                 Ok(l) => Some(l),
                 Err(e) => {
-                    // Lanes are an optimisation: without one, peers ask the usual way.
-                    debug!(%ip, "no lane listener: {e}");
+                    // Lanes are an optimisation: without them, peers ask the usual way.
+                    tracing::warn!(%addr, "no lanes: cannot listen: {e}");
                     None
                 }
             },
@@ -487,7 +491,11 @@ where
     let (mut rd, mut wr) = stream.split();
     let (wait_tx, mut wait_rx) = mpsc::channel::<oneshot::Sender<Vec<u8>>>(PIPELINE);
     let writer = async {
-        while let Some((data, reply)) = jobs.recv().await {
+        // Ends quietly when idle (see CLIENT_IDLE_TIMEOUT) or when the lane
+        // is dropped (the peer disconnected).
+        while let Ok(Some((data, reply))) =
+            tokio::time::timeout(CLIENT_IDLE_TIMEOUT, jobs.recv()).await
+        {
             if wait_tx.send(reply).await.is_err() {
                 break;
             }
@@ -574,7 +582,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(64);
         let config = LaneConfig {
             keypair: key.clone(),
-            listen: Some("127.0.0.1".parse().unwrap()),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
             max_request: 64,
             max_response: 1 << 20,
             timeout: Duration::from_secs(5),
@@ -692,6 +700,42 @@ mod tests {
         answers.abort();
         let from = answers.await;
         assert!(from.is_err() || from.unwrap().is_empty());
+    }
+
+    /// The `lane-*` vectors in docs/protocol.md.
+    #[tokio::test]
+    async fn protocol_md_test_vectors() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/protocol.md"
+        ))
+        .unwrap();
+        let vector = |name: &str| -> Vec<u8> {
+            let hex = doc
+                .lines()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("vector ")?
+                        .strip_prefix(name)?
+                        .strip_prefix(' ')
+                })
+                .unwrap_or_else(|| panic!("no vector {name}"));
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        assert_eq!(encode_port(Some(40123)), vector("lane-port-40123"));
+        assert_eq!(encode_port(None), vector("lane-port-none"));
+        assert_eq!(PREFACE.to_vec(), vector("lane-preface"));
+        let mut frame = Vec::new();
+        write_frame(
+            &mut futures::io::Cursor::new(&mut frame),
+            &vector("req-have"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(frame, vector("lane-frame-have"));
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct NetStatus {
     pub relay_server: bool,
     /// Time since the network started.
     pub uptime: Duration,
+    /// The TCP port lanes listen on, if they do.
+    pub lane_port: Option<u16>,
 }
 
 /// cnode's own network metrics (libp2p's are registered beside them).
@@ -248,7 +250,7 @@ pub async fn spawn(
     let lanes = if config.lanes {
         let lane_config = lane::LaneConfig {
             keypair: config.keypair.clone(),
-            listen: lane::listen_ip(&config.listen),
+            listen: lane::listen_ip(&config.listen).map(|ip| (ip, config.lane_port).into()),
             max_request: config.limits.max_blob_request,
             max_response: config.limits.max_blob_response,
             timeout: behaviour::BLOBS_TIMEOUT,

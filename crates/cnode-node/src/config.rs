@@ -134,6 +134,8 @@ pub struct NetworkSection {
     /// Blob pieces on lanes: TCP + TLS connections of their own beside the
     /// libp2p connection, on a second, OS-chosen port (see docs/protocol.md).
     pub lanes: bool,
+    /// The lane port; 0 lets the OS choose (set one to open it in a firewall).
+    pub lane_port: u16,
 }
 
 impl Default for NetworkSection {
@@ -152,6 +154,7 @@ impl Default for NetworkSection {
             target_peers: limits.target_peers,
             idle_timeout_secs: limits.idle_timeout.as_secs(),
             lanes: true,
+            lane_port: 0,
         }
     }
 }
@@ -314,7 +317,9 @@ impl ConfigFile {
              # Blob transfers on \"lanes\": TCP + TLS connections of their own beside the\n\
              # peer connection, on a second port the OS chooses (faster; peers without\n\
              # lanes are asked the usual way).\n\
-             lanes = true\n\n\
+             lanes = true\n\
+             # Their port; 0 lets the OS choose. Set one to open it in a firewall.\n\
+             lane_port = 0\n\n\
              [blobs]\n\
              # Most bytes of blobs kept, complete and partial (20 GiB).\n\
              quota_bytes = {DEFAULT_BLOB_QUOTA}\n\
@@ -372,6 +377,8 @@ pub struct NodeConfig {
     pub autonat_only_global: bool,
     /// Blob pieces on lanes beside the libp2p connection.
     pub lanes: bool,
+    /// The lane port (0: the OS chooses).
+    pub lane_port: u16,
     /// Network limits.
     pub limits: NetLimits,
     /// The HTTP API address.
@@ -440,6 +447,7 @@ impl NodeConfig {
             },
             autonat_only_global: true,
             lanes: net.lanes,
+            lane_port: net.lane_port,
             limits,
             api_listen: overrides.api.unwrap_or(file.api.listen),
             blob_quota: file.blobs.quota_bytes,

@@ -116,6 +116,7 @@ impl NodeBuilder {
         net_config.dht_mode = self.config.dht_mode;
         net_config.autonat_only_global = self.config.autonat_only_global;
         net_config.lanes = self.config.lanes;
+        net_config.lane_port = self.config.lane_port;
         net_config.limits = self.config.limits.clone();
         let spawned = cnode_net::spawn(net_config, &mut registry, cancel.child_token()).await?;
 

@@ -24,6 +24,10 @@ pub struct StatusInfo {
     pub relay_server: bool,
     /// Seconds since the node started.
     pub uptime_secs: u64,
+    /// The TCP port lanes listen on (blob transfers beside the peer
+    /// connection); none when lanes are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane_port: Option<u16>,
     /// The data directory.
     pub data_dir: String,
     /// The chain registry, when one is configured or a snapshot exists.

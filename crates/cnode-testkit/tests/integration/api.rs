@@ -78,6 +78,14 @@ async fn api_auth_status_peers_dht_openapi_metrics() -> Result<()> {
         );
     }
     assert_eq!(status["connected_peers"], 1);
+    // Lanes listen on a real TCP port of their own.
+    let lane_port = status["lane_port"].as_u64().expect("lane_port");
+    assert!(
+        lane_port > 0
+            && addrs
+                .iter()
+                .all(|a| !a.as_str().unwrap().contains(&format!("/tcp/{lane_port}/")))
+    );
     assert_eq!(status["api"], a.api.as_ref().unwrap().addr().to_string());
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
 
