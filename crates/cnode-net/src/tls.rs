@@ -109,13 +109,14 @@ impl Tls {
 }
 
 /// Seeds aws-lc's random generator now, on a thread of its own (once per
-/// process; later calls do nothing). The first random bytes a process asks
-/// aws-lc for cost ~30 ms here (it gathers CPU jitter entropy), every later
-/// call under a microsecond; the first TLS handshake (key share, signature)
-/// paid that on both sides, which was a tenth of a fresh `cnode get` of
-/// 256 MiB. Called when the transport is built, so a running node is seeded
-/// before its first peer connects; the CLI calls it first thing for commands
-/// that start a node, so a fresh `cnode get` has little left to wait for.
+/// process; later calls do nothing). aws-lc seeds its generator on first
+/// use; with CPU jitter entropy that cost ~30 ms, paid by the first TLS
+/// handshake on both sides. The workspace now builds aws-lc without jitter
+/// entropy (`.cargo/config.toml`: the OS generator, well under a
+/// millisecond), and this keeps whatever first-use cost remains (a build
+/// with jitter entropy, e.g. by a packager) off the first handshake. Called
+/// when the transport is built and first thing by CLI commands that start a
+/// node.
 pub fn seed_random_early() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
