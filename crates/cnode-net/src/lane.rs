@@ -58,6 +58,7 @@ use tracing::{debug, trace};
 use crate::{
     NetMetrics,
     client::{InboundRequest, NetClient, Reply, ReplyChannel, ReqProtocol},
+    codec::read_frame,
     tls::{Tls, TlsError},
 };
 
@@ -431,7 +432,7 @@ impl Lanes {
     /// Reads requests, hands them to the node, writes the answers in order.
     async fn run_server<S>(&self, peer: PeerId, stream: S) -> io::Result<()>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let (mut rd, mut wr) = stream.split();
         let (wait_tx, mut wait_rx) = mpsc::channel::<oneshot::Receiver<Vec<u8>>>(PIPELINE);
@@ -486,7 +487,7 @@ async fn run_client<S>(
     max_response: usize,
 ) -> io::Result<()>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut rd, mut wr) = stream.split();
     let (wait_tx, mut wait_rx) = mpsc::channel::<oneshot::Sender<Vec<u8>>>(PIPELINE);
@@ -514,22 +515,6 @@ where
         r = writer => r,
         r = reader => r,
     }
-}
-
-/// One frame: a u32 little-endian length, then that many bytes (at most `max`).
-async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    rd.read_exact(&mut len).await?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("lane frame of {len} bytes is over the {max}-byte limit"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    rd.read_exact(&mut buf).await?;
-    Ok(buf)
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, data: &[u8]) -> io::Result<()> {
@@ -602,6 +587,20 @@ mod tests {
         SocketAddr::new("127.0.0.1".parse().unwrap(), lanes.port().unwrap())
     }
 
+    /// A lane from `cli` to `srv`, and the task that runs it.
+    async fn open(
+        cli: &Lanes,
+        srv: &Lanes,
+        srv_key: &Keypair,
+    ) -> (LaneTx, tokio::task::JoinHandle<io::Result<()>>) {
+        let stream = cli
+            .connect_to(addr(srv), srv_key.public().to_peer_id())
+            .await
+            .unwrap();
+        let (tx, jobs) = mpsc::channel(PIPELINE);
+        (LaneTx(tx), tokio::spawn(run_client(stream, jobs, 1 << 20)))
+    }
+
     /// Answers every request with its bytes reversed, like a node would.
     fn answer_all(mut rx: mpsc::Receiver<InboundRequest>) -> tokio::task::JoinHandle<Vec<PeerId>> {
         tokio::spawn(async move {
@@ -624,13 +623,7 @@ mod tests {
         let (cli, cli_peer) = client().await;
         srv.peer_connected(cli_peer);
         let answers = answer_all(rx);
-        let stream = cli
-            .connect_to(addr(&srv), srv_key.public().to_peer_id())
-            .await
-            .unwrap();
-        let (tx, jobs) = mpsc::channel(PIPELINE);
-        let run = tokio::spawn(run_client(stream, jobs, 1 << 20));
-        let lane = LaneTx(tx);
+        let (lane, run) = open(&cli, &srv, &srv_key).await;
         let asks = (0..40u8).map(|i| {
             let lane = lane.clone();
             async move { lane.request(vec![i, 1, 2], Duration::from_secs(5)).await }
@@ -660,13 +653,8 @@ mod tests {
         let (cli, _) = client().await;
         let answers = answer_all(rx);
         // Not connected over libp2p: the server closes the lane after TLS.
-        let stream = cli
-            .connect_to(addr(&srv), srv_key.public().to_peer_id())
-            .await
-            .unwrap();
-        let (tx, jobs) = mpsc::channel(PIPELINE);
-        let run = tokio::spawn(run_client(stream, jobs, 1 << 20));
-        let answer = LaneTx(tx).request(vec![1], Duration::from_secs(5)).await;
+        let (lane, run) = open(&cli, &srv, &srv_key).await;
+        let answer = lane.request(vec![1], Duration::from_secs(5)).await;
         assert_eq!(answer, None);
         assert!(
             run.await.unwrap().is_err(),
@@ -685,13 +673,7 @@ mod tests {
         let (cli, cli_peer) = client().await;
         srv.peer_connected(cli_peer);
         let answers = answer_all(rx);
-        let stream = cli
-            .connect_to(addr(&srv), srv_key.public().to_peer_id())
-            .await
-            .unwrap();
-        let (tx, jobs) = mpsc::channel(PIPELINE);
-        let run = tokio::spawn(run_client(stream, jobs, 1 << 20));
-        let lane = LaneTx(tx);
+        let (lane, run) = open(&cli, &srv, &srv_key).await;
         assert_eq!(
             lane.request(vec![7; 65], Duration::from_secs(5)).await,
             None

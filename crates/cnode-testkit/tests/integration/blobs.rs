@@ -88,13 +88,7 @@ async fn one_seeder_three_leechers_trade_pieces() -> Result<()> {
             .map(|(_, c)| *c)
             .sum::<u64>();
         eprintln!("{}: pieces per source {:?}", n.name, s.pieces_from);
-        let got = n
-            .node
-            .blobs()
-            .store()
-            .read_at(report.hash, 0, bytes.len())
-            .await?
-            .expect("complete");
+        let got = stored(n, report.hash, bytes.len()).await?;
         assert!(got == bytes, "{}: content differs", n.name);
         assert!(n.node.blobs().store().verify(report.hash).await?);
     }
@@ -104,6 +98,17 @@ async fn one_seeder_three_leechers_trade_pieces() -> Result<()> {
     );
     shutdown_all(nodes).await;
     Ok(())
+}
+
+/// The whole content of a complete blob in `node`'s store.
+async fn stored(node: &TestNode, hash: cnode_types::BlobHash, len: usize) -> Result<Vec<u8>> {
+    Ok(node
+        .node
+        .blobs()
+        .store()
+        .read_at(hash, 0, len)
+        .await?
+        .expect("complete"))
 }
 
 /// A counter from the node's Prometheus text (0 when absent).
@@ -146,13 +151,7 @@ async fn lanes_carry_pieces_and_a_node_without_lanes_is_asked_the_usual_way() ->
         .map_err(anyhow::Error::msg)?;
         let pieces = cnode_blobs::protocol::piece_count(bytes.len() as u64);
         assert_eq!(stats[0].pieces_from.values().sum::<u64>(), pieces);
-        let got = leecher
-            .node
-            .blobs()
-            .store()
-            .read_at(hash, 0, bytes.len())
-            .await?
-            .expect("complete");
+        let got = stored(&leecher, hash, bytes.len()).await?;
         assert!(
             got == bytes,
             "content differs (seeder lanes {seeder_lanes})"
@@ -221,14 +220,7 @@ async fn corrupting_peer_is_detected_and_dropped() -> Result<()> {
             .unwrap_or(0)
             >= 1
     );
-    let got = nodes[2]
-        .node
-        .blobs()
-        .store()
-        .read_at(hash, 0, bytes.len())
-        .await?
-        .expect("complete");
-    assert!(got == bytes);
+    assert!(stored(&nodes[2], hash, bytes.len()).await? == bytes);
     shutdown_all(nodes).await;
     Ok(())
 }
