@@ -49,9 +49,14 @@ pub enum HttpClientError {
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Sends plugins' outgoing requests. Cheap to clone (one connection pool).
+///
+/// The platform's root certificates are read on the first fetch, not when
+/// the client is made: reading them (a bundle and ~150 files) took ~4 ms of
+/// every node's start, most of which never fetch anything.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: Arc<tokio::sync::OnceCell<Client<Connector, Full<Bytes>>>>,
+    extra_roots: Arc<Vec<CertificateDer<'static>>>,
     timeout: Duration,
 }
 
@@ -65,48 +70,76 @@ impl HttpClient {
     }
 
     /// [`HttpClient::new`], also trusting `extra_roots` (DER certificates:
-    /// a private network's CA, or a test server's own certificate).
+    /// a private network's CA, or a test server's own certificate). They
+    /// are checked now; the platform's are read on the first fetch.
     pub fn with_roots(
         timeout: Duration,
         extra_roots: Vec<CertificateDer<'static>>,
     ) -> Result<Self, HttpClientError> {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        if let Some(e) = native.errors.first() {
-            tracing::warn!(error = %e, "some platform root certificates could not be read");
+        let mut check = rustls::RootCertStore::empty();
+        for cert in &extra_roots {
+            check.add(cert.clone())?;
         }
-        let (added, ignored) = roots.add_parsable_certificates(native.certs);
-        tracing::debug!(
-            added,
-            ignored,
-            "platform root certificates for plugins' https"
-        );
-        for cert in extra_roots {
-            roots.add(cert)?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout.min(Duration::from_secs(5))));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(2)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
         Ok(Self {
-            client,
+            client: Arc::default(),
+            extra_roots: Arc::new(extra_roots),
             timeout: timeout + Duration::from_secs(1),
         })
     }
+
+    /// The hyper client, built on first use (on the blocking pool: reading
+    /// the platform's certificates is file I/O).
+    async fn client(&self) -> Result<&Client<Connector, Full<Bytes>>, HostError> {
+        self.client
+            .get_or_try_init(|| async {
+                let extra = self.extra_roots.clone();
+                let connect_timeout =
+                    (self.timeout - Duration::from_secs(1)).min(Duration::from_secs(5));
+                tokio::task::spawn_blocking(move || build(&extra, connect_timeout))
+                    .await
+                    .map_err(|e| HostError::unavailable(format!("http client: {e}")))?
+                    .map_err(|e| HostError::unavailable(e.to_string()))
+            })
+            .await
+    }
+}
+
+fn build(
+    extra_roots: &[CertificateDer<'static>],
+    connect_timeout: Duration,
+) -> Result<Client<Connector, Full<Bytes>>, HttpClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    if let Some(e) = native.errors.first() {
+        tracing::warn!(error = %e, "some platform root certificates could not be read");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(
+        added,
+        ignored,
+        "platform root certificates for plugins' https"
+    );
+    for cert in extra_roots {
+        roots.add(cert.clone())?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(2)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https))
 }
 
 fn header_map(headers: &[(String, String)]) -> Result<HeaderMap, HostError> {
@@ -163,7 +196,7 @@ impl HttpFetcher for HttpClient {
             .map_err(|e| HostError::invalid(format!("cannot build the request: {e}")))?;
 
         let exchange = async {
-            let response = self.client.request(outgoing).await.map_err(|e| {
+            let response = self.client().await?.request(outgoing).await.map_err(|e| {
                 tracing::debug!(plugin = %plugin, %target, error = ?e, "plugin fetch failed");
                 HostError::unavailable(describe(&e, &target))
             })?;
