@@ -66,12 +66,19 @@ use crate::{
 pub(crate) const LANE_PROTOCOL: &str = "/cnode/lane/1";
 /// What a client sends first on a lane.
 pub(crate) const PREFACE: &[u8; 8] = b"cnlane/1";
-/// Most inbound lanes at once (handshakes included).
-pub(crate) const MAX_LANES_IN: usize = 64;
+/// Most inbound lanes at once (handshakes included). With [`PIPELINE`]
+/// this bounds the answers lanes hold while they wait for the socket:
+/// 32 x 8 x (4 MiB + proofs) at worst, less than the libp2p connections'
+/// 64 streams each.
+pub(crate) const MAX_LANES_IN: usize = 32;
 /// Most inbound lanes from one peer.
 pub(crate) const MAX_LANES_PER_PEER: usize = 2;
-/// Most requests waiting for their answers on one lane.
-pub(crate) const PIPELINE: usize = 16;
+/// Most requests waiting for their answers on one lane: the client sends no
+/// more, the server reads no more, until an answer has gone out.
+pub(crate) const PIPELINE: usize = 8;
+/// An answer that cannot be written within this long ends the lane (a peer
+/// that asks and does not read holds no memory for longer).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connecting, TLS and the preface must each finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a TCP connect to a lane port may take.
@@ -469,7 +476,11 @@ impl Lanes {
                 if answer.len() > self.max_response {
                     answer.clear();
                 }
-                write_frame(&mut wr, &answer).await?;
+                tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut wr, &answer))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "lane answer not read")
+                    })??;
             }
             Ok(())
         };
