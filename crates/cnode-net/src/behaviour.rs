@@ -250,9 +250,11 @@ fn build_behaviour(
 }
 
 /// Builds the swarm: QUIC v1, TCP + TLS 1.3 or Noise + Yamux, DNS, relay client, bandwidth metrics.
+/// `tls` is the node's TLS configuration, shared with its lanes.
 pub(crate) fn build_swarm(
     config: &NetConfig,
     registry: &mut Registry,
+    tls: crate::tls::Tls,
 ) -> Result<Swarm<Behaviour>, SpawnError> {
     let idle = config.limits.idle_timeout;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
@@ -261,7 +263,10 @@ pub(crate) fn build_swarm(
             tcp::Config::default().nodelay(true),
             // TLS 1.3 with AES-GCM where the CPU has AES (see `tls`); Noise
             // for peers that offer only Noise.
-            (crate::tls::Tls::new, noise::Config::new),
+            (
+                move |_: &Keypair| Ok::<_, crate::tls::TlsError>(tls),
+                noise::Config::new,
+            ),
             yamux::Config::default,
         )
         .map_err(|e| SpawnError::Transport(e.to_string()))?

@@ -45,7 +45,6 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{
     Multiaddr, PeerId,
     core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade},
-    identity::Keypair,
     multiaddr::Protocol,
 };
 use tokio::{
@@ -59,7 +58,7 @@ use crate::{
     NetMetrics,
     client::{InboundRequest, NetClient, Reply, ReplyChannel, ReqProtocol},
     codec::read_frame,
-    tls::{Tls, TlsError},
+    tls::Tls,
 };
 
 /// The libp2p protocol that tells a peer our lane port.
@@ -150,7 +149,8 @@ impl LaneTx {
 
 /// Settings for [`Lanes::start`].
 pub(crate) struct LaneConfig {
-    pub(crate) keypair: Keypair,
+    /// The node's TLS configuration (the swarm's).
+    pub(crate) tls: Tls,
     /// Where to listen (`None`: no inbound lanes).
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) max_request: usize,
@@ -166,8 +166,7 @@ impl Lanes {
         inbound: mpsc::Sender<InboundRequest>,
         metrics: NetMetrics,
         cancel: CancellationToken,
-    ) -> Result<Arc<Self>, TlsError> {
-        let tls = Tls::new(&config.keypair)?;
+    ) -> Arc<Self> {
         let listener = match config.listen {
             Some(addr) => match TcpListener::bind(addr).await {
                 Ok(l) => Some(l),
@@ -184,7 +183,7 @@ impl Lanes {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port());
         let lanes = Arc::new(Self {
-            tls,
+            tls: config.tls,
             port,
             max_request: config.max_request,
             max_response: config.max_response,
@@ -198,7 +197,7 @@ impl Lanes {
         if let Some(listener) = listener {
             tokio::spawn(lanes.clone().accept(listener));
         }
-        Ok(lanes)
+        lanes
     }
 
     /// Our lane port, if we listen for lanes.
@@ -570,6 +569,8 @@ pub(crate) fn decode_port(bytes: &[u8]) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
+    use libp2p::identity::Keypair;
+
     use super::*;
 
     /// A lane server on 127.0.0.1 and the receiving end of its inbound queue.
@@ -577,15 +578,13 @@ mod tests {
         let key = Keypair::generate_ed25519();
         let (tx, rx) = mpsc::channel(64);
         let config = LaneConfig {
-            keypair: key.clone(),
+            tls: Tls::new(&key).unwrap(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
             max_request: 64,
             max_response: 1 << 20,
             timeout: Duration::from_secs(5),
         };
-        let lanes = Lanes::start(config, tx, NetMetrics::default(), CancellationToken::new())
-            .await
-            .unwrap();
+        let lanes = Lanes::start(config, tx, NetMetrics::default(), CancellationToken::new()).await;
         (lanes, key, rx)
     }
 

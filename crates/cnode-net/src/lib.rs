@@ -156,7 +156,15 @@ pub async fn spawn(
     cancel: CancellationToken,
 ) -> Result<Spawned, SpawnError> {
     let local = config.keypair.public().to_peer_id();
-    let mut swarm = behaviour::build_swarm(&config, registry.sub_registry_with_prefix("libp2p"))?;
+    // One certificate and one pair of rustls configurations, for the swarm's
+    // TCP connections and the lanes alike.
+    let tls =
+        tls::Tls::new(&config.keypair).map_err(|e| SpawnError::Transport(format!("TLS: {e}")))?;
+    let mut swarm = behaviour::build_swarm(
+        &config,
+        registry.sub_registry_with_prefix("libp2p"),
+        tls.clone(),
+    )?;
     let metrics = Metrics::new(registry.sub_registry_with_prefix("libp2p"));
     let net_metrics = NetMetrics::default();
     let ours = registry.sub_registry_with_prefix("cnode_net");
@@ -249,21 +257,21 @@ pub async fn spawn(
     let (in_tx, in_rx) = mpsc::channel(config.limits.max_pending_inbound.max(1));
     let lanes = if config.lanes {
         let lane_config = lane::LaneConfig {
-            keypair: config.keypair.clone(),
+            tls,
             listen: lane::listen_ip(&config.listen).map(|ip| (ip, config.lane_port).into()),
             max_request: config.limits.max_blob_request,
             max_response: config.limits.max_blob_response,
             timeout: behaviour::BLOBS_TIMEOUT,
         };
-        let lanes = lane::Lanes::start(
-            lane_config,
-            in_tx.clone(),
-            net_metrics.clone(),
-            cancel.clone(),
+        Some(
+            lane::Lanes::start(
+                lane_config,
+                in_tx.clone(),
+                net_metrics.clone(),
+                cancel.clone(),
+            )
+            .await,
         )
-        .await
-        .map_err(|e| SpawnError::Transport(format!("lanes: {e}")))?;
-        Some(lanes)
     } else {
         None
     };
