@@ -262,12 +262,17 @@ async fn get_embedded(
         .collect();
     let node = NodeBuilder::new(config).spawn().await?;
     let result = async {
-        // Give bootstrap and known peers a moment to connect. Checked often:
-        // on a LAN a connection takes a few milliseconds, and a 256 MiB
-        // download well under a second.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while node.net().status().await?.connected_peers == 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        // Give bootstrap and known peers a moment to connect, and start as
+        // soon as the first one has: on a LAN that is a few milliseconds,
+        // and a 256 MiB download takes well under a second. Any network
+        // event (or a lag) is a reason to look again.
+        let mut net_events = node.subscribe_events();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while node.net().status().await?.connected_peers == 0 {
+            match tokio::time::timeout_at(deadline, net_events.recv()).await {
+                Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
+                Ok(_) => {}
+            }
         }
         for p in &peers {
             let _ = node.net().dial(p.clone()).await;
