@@ -57,6 +57,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct HttpClient {
     client: Arc<tokio::sync::OnceCell<Client<Connector, Full<Bytes>>>>,
     extra_roots: Arc<Vec<CertificateDer<'static>>>,
+    /// The host's bound on one fetch.
     timeout: Duration,
 }
 
@@ -83,7 +84,7 @@ impl HttpClient {
         Ok(Self {
             client: Arc::default(),
             extra_roots: Arc::new(extra_roots),
-            timeout: timeout + Duration::from_secs(1),
+            timeout,
         })
     }
 
@@ -93,8 +94,7 @@ impl HttpClient {
         self.client
             .get_or_try_init(|| async {
                 let extra = self.extra_roots.clone();
-                let connect_timeout =
-                    (self.timeout - Duration::from_secs(1)).min(Duration::from_secs(5));
+                let connect_timeout = self.timeout.min(Duration::from_secs(5));
                 tokio::task::spawn_blocking(move || build(&extra, connect_timeout))
                     .await
                     .map_err(|e| HostError::unavailable(format!("http client: {e}")))?
@@ -243,7 +243,8 @@ impl HttpFetcher for HttpClient {
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        // A backstop a second after the host's own (clearer) limit.
+        tokio::time::timeout(self.timeout + Duration::from_secs(1), exchange)
             .await
             .map_err(|_| HostError::unavailable(format!("http.fetch to {target}: timed out")))?
     }
