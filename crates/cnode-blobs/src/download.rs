@@ -2,7 +2,8 @@
 //!
 //! One task per download runs this state machine:
 //! 1. find providers (the [`PeerRequester`] knows connected peers and the DHT)
-//!    and ask each which pieces it has (`Have`);
+//!    and ask each which pieces it has (`Have`), taking answers as they come:
+//!    a provider that cannot be reached holds up nobody;
 //! 2. learn the size and prove it: the last chunk is fetched with its proof and
 //!    checked against the root hash before any room is reserved;
 //! 3. request 1 MiB pieces rarest-first (ties broken at random, so leechers hold
@@ -57,7 +58,10 @@ pub trait PeerRequester: Clone + Send + Sync + 'static {
         peer: PeerId,
         request: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
-    /// Peers that may have `hash`: connected peers, DHT providers, region peers.
+    /// Peers to ask at once, known without a lookup: connected peers.
+    fn peers(&self) -> impl Future<Output = Vec<PeerId>> + Send;
+    /// Peers that announced `hash` (a DHT lookup). May take seconds: a
+    /// download asks [`peers`](Self::peers) meanwhile and never waits for it.
     fn providers(&self, hash: BlobHash) -> impl Future<Output = Vec<PeerId>> + Send;
 }
 
@@ -205,9 +209,65 @@ struct PeerState {
     dropped: bool,
 }
 
-/// A pending round of `Have` questions.
-type Refresh =
-    std::pin::Pin<Box<dyn Future<Output = Vec<(PeerId, Result<Vec<u8>, String>)>> + Send>>;
+/// One `Have` question to one peer, and its answer. Each is awaited on its
+/// own: a provider that cannot be reached (a DHT record of a node that has
+/// gone, whose dial only fails after its timeout) holds up nobody else.
+type HaveAnswer = std::pin::Pin<Box<dyn Future<Output = (PeerId, Result<Vec<u8>, String>)> + Send>>;
+
+/// A pending provider lookup.
+type Lookup = std::pin::Pin<Box<dyn Future<Output = Vec<PeerId>> + Send>>;
+
+/// The `Have` questions in flight, at most one per peer.
+struct Asking {
+    pending: FuturesUnordered<HaveAnswer>,
+    peers: HashSet<PeerId>,
+}
+
+impl Asking {
+    fn new() -> Self {
+        Self {
+            pending: FuturesUnordered::new(),
+            peers: HashSet::new(),
+        }
+    }
+
+    /// Asks `peer` which pieces of `hash` it has, unless it is being asked.
+    fn ask<R: PeerRequester>(&mut self, requester: &R, peer: PeerId, hash: BlobHash) {
+        if self.peers.insert(peer) {
+            let r = requester.clone();
+            self.pending.push(Box::pin(async move {
+                (peer, r.request(peer, Request::Have { hash }.encode()).await)
+            }));
+        }
+    }
+
+    /// The next answer; pending forever when nobody is being asked.
+    async fn next(&mut self) -> (PeerId, Result<Vec<u8>, String>) {
+        match self.pending.next().await {
+            Some((peer, answer)) => {
+                self.peers.remove(&peer);
+                (peer, answer)
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// A decoded `Have` answer: (size, complete, bitfield).
+fn decode_have(answer: Result<Vec<u8>, String>) -> Option<(u64, bool, Vec<u8>)> {
+    match Response::decode(&answer.ok()?) {
+        Ok(Response::Have {
+            size,
+            complete,
+            bitfield,
+        }) => Some((size, complete, bitfield)),
+        _ => None,
+    }
+}
 
 /// A piece request and then the verification and write of its answer:
 /// (peer, piece, outcome, time until the answer arrived).
@@ -264,30 +324,41 @@ pub async fn download<R: PeerRequester>(
         return Ok(stats);
     }
 
-    // 1-2. Providers, their bitfields, and a proven size.
+    // 1-2. Providers, their bitfields, and a proven size. Answers are taken
+    // as they come: the first complete peer whose size proof holds starts the
+    // download, and later answers join it in the piece loop.
     let mut peers: HashMap<PeerId, PeerState> = HashMap::new();
     let mut size: Option<u64> = None;
-    let discovery_deadline = Instant::now() + opts.stall_timeout.min(Duration::from_secs(15));
+    let mut asking = Asking::new();
+    let mut lookup: Option<Lookup> = None;
+    let discovery_deadline =
+        tokio::time::Instant::now() + opts.stall_timeout.min(Duration::from_secs(15));
+    let mut rounds = 0u32;
     while size.is_none() {
-        let mut candidates = requester.providers(hash).await;
-        candidates.extend(opts.extra_peers.iter().copied());
-        candidates.sort();
-        candidates.dedup();
-        let answers = futures::future::join_all(candidates.iter().map(|p| {
+        if asking.is_empty() && lookup.is_none() {
+            if rounds > 0 {
+                if tokio::time::Instant::now() >= discovery_deadline {
+                    return Err(DownloadError::NoProviders(hash));
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            rounds += 1;
             let r = requester.clone();
-            let req = Request::Have { hash }.encode();
-            async move { (*p, r.request(*p, req).await) }
-        }))
-        .await;
-        for (peer, answer) in answers {
-            let Ok(bytes) = answer else { continue };
-            if let Ok(Response::Have {
-                size: s,
-                complete,
-                bitfield,
-            }) = Response::decode(&bytes)
-            {
-                if size.is_none() && complete {
+            lookup = Some(Box::pin(async move { r.providers(hash).await }));
+            let mut now = requester.peers().await;
+            now.extend(opts.extra_peers.iter().copied());
+            for peer in now {
+                if !stats.dropped.contains(&peer) {
+                    asking.ask(requester, peer, hash);
+                }
+            }
+        }
+        tokio::select! {
+            (peer, answer) = asking.next() => {
+                let Some((s, complete, bitfield)) = decode_have(answer) else {
+                    continue;
+                };
+                if complete && size.is_none() {
                     match verify_size(requester, peer, hash, s).await {
                         Ok(()) => size = Some(s),
                         Err(e) => {
@@ -310,12 +381,17 @@ pub async fn download<R: PeerRequester>(
                     },
                 );
             }
-        }
-        if size.is_none() {
-            if Instant::now() > discovery_deadline {
+            found = async { lookup.as_mut().expect("checked").await }, if lookup.is_some() => {
+                lookup = None;
+                for peer in found {
+                    if !stats.dropped.contains(&peer) {
+                        asking.ask(requester, peer, hash);
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(discovery_deadline) => {
                 return Err(DownloadError::NoProviders(hash));
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
     let size = size.unwrap_or(0);
@@ -342,7 +418,6 @@ pub async fn download<R: PeerRequester>(
     let mut rate_window: (Instant, u64) = (Instant::now(), 0);
     let mut rate = 0.0;
     let mut have_bytes = partial.have_bytes();
-    let mut refresh: Option<Refresh> = None;
 
     let report = |have_bytes: u64, peers: usize, rate: f64, done: bool| Progress {
         hash,
@@ -374,56 +449,37 @@ pub async fn download<R: PeerRequester>(
             );
         }
 
-        if refresh.is_none() && last_refresh.elapsed() >= HAVE_REFRESH {
+        if last_refresh.elapsed() >= HAVE_REFRESH {
             last_refresh = Instant::now();
-            let r = requester.clone();
-            let known: Vec<PeerId> = peers
-                .iter()
-                .filter(|(_, p)| !p.complete && !p.dropped)
-                .map(|(id, _)| *id)
-                .collect();
-            let dropped: HashSet<PeerId> = stats.dropped.iter().copied().collect();
-            let extra = opts.extra_peers.clone();
-            let have_peers: HashSet<PeerId> = peers.keys().copied().collect();
-            let discover = last_discovery.elapsed() >= DISCOVERY_INTERVAL;
-            if discover {
-                last_discovery = Instant::now();
+            for (id, p) in &peers {
+                if !p.complete && !p.dropped {
+                    asking.ask(requester, *id, hash);
+                }
             }
-            refresh = Some(Box::pin(async move {
-                let mut ask = known;
-                // Looking for new providers (a DHT query) is slower and rarer
-                // than re-asking the ones we know.
-                let mut found = if discover {
-                    r.providers(hash).await
-                } else {
-                    Vec::new()
-                };
-                found.extend(extra);
-                for p in found {
-                    if !have_peers.contains(&p) && !dropped.contains(&p) && !ask.contains(&p) {
-                        ask.push(p);
+            // Looking for new providers (a DHT query) is slower and rarer
+            // than re-asking the ones we know.
+            if last_discovery.elapsed() >= DISCOVERY_INTERVAL {
+                last_discovery = Instant::now();
+                for peer in requester.peers().await {
+                    if !peers.contains_key(&peer) && !stats.dropped.contains(&peer) {
+                        asking.ask(requester, peer, hash);
                     }
                 }
-                futures::future::join_all(ask.into_iter().map(|p| {
-                    let r = r.clone();
-                    async move { (p, r.request(p, Request::Have { hash }.encode()).await) }
-                }))
-                .await
-            }));
+                if lookup.is_none() {
+                    let r = requester.clone();
+                    lookup = Some(Box::pin(async move { r.providers(hash).await }));
+                }
+            }
         }
 
-        if in_flight.is_empty() && refresh.is_none() {
-            if last_progress.elapsed() > opts.stall_timeout {
-                store.flush_partial(&partial).await?;
-                return Err(DownloadError::Stalled {
-                    hash,
-                    secs: opts.stall_timeout.as_secs(),
-                    have: have_bytes,
-                    size,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
+        if in_flight.is_empty() && last_progress.elapsed() > opts.stall_timeout {
+            store.flush_partial(&partial).await?;
+            return Err(DownloadError::Stalled {
+                hash,
+                secs: opts.stall_timeout.as_secs(),
+                have: have_bytes,
+                size,
+            });
         }
 
         tokio::select! {
@@ -498,31 +554,37 @@ pub async fn download<R: PeerRequester>(
                     progress(report(have_bytes, useful, rate, false));
                 }
             }
-            answers = async { refresh.as_mut().expect("checked").await }, if refresh.is_some() => {
-                refresh = None;
-                for (peer, answer) in answers {
-                    let Ok(bytes) = answer else { continue };
-                    if let Ok(Response::Have { size: s, complete, bitfield }) = Response::decode(&bytes)
-                        && s == size
-                        && bitfield.len() == expect
-                    {
-                        let state = peers.entry(peer).or_insert(PeerState {
-                            bitfield: Vec::new(),
-                            complete,
-                            in_flight: 0,
-                            depth: 4,
-                            failures: 0,
-                            dropped: false,
-                        });
-                        if !state.dropped {
-                            state.bitfield = bitfield;
-                            state.complete = complete;
-                            // A busy peer gets another chance after a refresh.
-                            state.failures = state.failures.saturating_sub(1);
-                        }
+            (peer, answer) = asking.next() => {
+                if let Some((s, complete, bitfield)) = decode_have(answer)
+                    && s == size
+                    && bitfield.len() == expect
+                {
+                    let state = peers.entry(peer).or_insert(PeerState {
+                        bitfield: Vec::new(),
+                        complete,
+                        in_flight: 0,
+                        depth: 4,
+                        failures: 0,
+                        dropped: false,
+                    });
+                    if !state.dropped {
+                        state.bitfield = bitfield;
+                        state.complete = complete;
+                        // A busy peer gets another chance after a refresh.
+                        state.failures = state.failures.saturating_sub(1);
                     }
                 }
             }
+            found = async { lookup.as_mut().expect("checked").await }, if lookup.is_some() => {
+                lookup = None;
+                for peer in found.into_iter().chain(opts.extra_peers.iter().copied()) {
+                    if !peers.contains_key(&peer) && !stats.dropped.contains(&peer) {
+                        asking.ask(requester, peer, hash);
+                    }
+                }
+            }
+            // Time to ask again (or to notice a stall).
+            () = tokio::time::sleep_until((last_refresh + HAVE_REFRESH).into()) => {}
         }
     }
 

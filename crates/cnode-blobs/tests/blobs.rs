@@ -45,6 +45,10 @@ struct Fake {
     servers: Arc<HashMap<PeerId, BlobServer>>,
     gets: Arc<AtomicUsize>,
     fail_after_gets: Option<usize>,
+    /// Providers that never answer (a node that has gone, still in the DHT).
+    silent: Vec<PeerId>,
+    /// A provider lookup that never ends (a DHT query waiting on such nodes).
+    silent_lookup: bool,
 }
 
 impl Fake {
@@ -53,12 +57,17 @@ impl Fake {
             servers: Arc::new(servers.into_iter().collect()),
             gets: Arc::new(AtomicUsize::new(0)),
             fail_after_gets: None,
+            silent: Vec::new(),
+            silent_lookup: false,
         }
     }
 }
 
 impl PeerRequester for Fake {
     async fn request(&self, peer: PeerId, request: Vec<u8>) -> Result<Vec<u8>, String> {
+        if self.silent.contains(&peer) {
+            return std::future::pending().await;
+        }
         if request.get(1) == Some(&1) {
             let n = self.gets.fetch_add(1, Ordering::SeqCst);
             if self.fail_after_gets.is_some_and(|max| n >= max) {
@@ -68,8 +77,16 @@ impl PeerRequester for Fake {
         let server = self.servers.get(&peer).ok_or("unknown peer")?;
         Ok(server.handle(&request).await)
     }
+    async fn peers(&self) -> Vec<PeerId> {
+        let mut all: Vec<PeerId> = self.servers.keys().copied().collect();
+        all.extend(&self.silent);
+        all
+    }
     async fn providers(&self, _hash: BlobHash) -> Vec<PeerId> {
-        self.servers.keys().copied().collect()
+        if self.silent_lookup {
+            return std::future::pending().await;
+        }
+        self.peers().await
     }
 }
 
@@ -168,6 +185,33 @@ async fn swarm_download_from_several_peers_and_corrupt_peer_is_dropped() {
         stats.pieces_from.values().sum::<u64>(),
         protocol::piece_count(bytes.len() as u64)
     );
+}
+
+#[tokio::test]
+async fn a_provider_or_lookup_that_never_answers_holds_up_nothing() {
+    let bytes = data(3 * PIECE_SIZE as usize + 9, 3);
+    let (seeder, leecher) = (node(u64::MAX, 8).await, node(u64::MAX, 8).await);
+    let hash = import(&seeder, &bytes).await;
+    let mut fake = Fake::new(vec![(random_peer(), seeder.server.clone())]);
+    // Listed first and last: neither the first answer nor the last is awaited.
+    fake.silent = vec![random_peer(), random_peer()];
+    fake.silent_lookup = true;
+    let opts = DownloadOptions {
+        stall_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    // Before answers were taken one by one, and the DHT lookup awaited on its
+    // own, this waited for both (here: forever; over the network: a dial
+    // timeout per gone provider).
+    let stats = tokio::time::timeout(
+        Duration::from_secs(60),
+        download(&leecher.store, &fake, hash, &opts, |_| {}),
+    )
+    .await
+    .expect("the download waited for a provider that never answers")
+    .unwrap();
+    assert_eq!(stats.pieces_from.len(), 1);
+    assert_eq!(read_all(&leecher.store, hash, bytes.len()).await, bytes);
 }
 
 #[tokio::test]

@@ -46,32 +46,28 @@ impl PeerRequester for NetRequester {
             .map_err(|e| e.to_string())
     }
 
+    async fn peers(&self) -> Vec<PeerId> {
+        let me = self.net.local_peer_id();
+        self.net
+            .peers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.peer_id.parse().ok())
+            .filter(|p| *p != me)
+            .collect()
+    }
+
     async fn providers(&self, hash: BlobHash) -> Vec<PeerId> {
-        let connected = async {
-            self.net
-                .peers()
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|p| p.peer_id.parse().ok())
-                .collect::<Vec<PeerId>>()
-        };
-        let dht = async {
+        let me = self.net.local_peer_id();
+        let mut found =
             tokio::time::timeout(PROVIDER_LOOKUP, self.net.get_providers(hash.provider_key()))
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .unwrap_or_default()
-        };
-        let (mut all, found) = futures::join!(connected, dht);
-        let me = self.net.local_peer_id();
-        for p in found {
-            if !all.contains(&p) {
-                all.push(p);
-            }
-        }
-        all.retain(|p| *p != me);
-        all
+                .unwrap_or_default();
+        found.retain(|p| *p != me);
+        found
     }
 }
 
