@@ -403,6 +403,8 @@ pub async fn download<R: PeerRequester>(
     }
 
     let partial = store.open_partial(hash, size, opts.pin).await?;
+    // However this download ends, the write buffers it pooled are freed.
+    let _buffers = crate::store::ReleaseBuffersOnDrop;
     let pieces = partial.pieces();
     stats.resumed_pieces = (0..pieces).filter(|i| partial.has(*i)).count() as u64;
     if stats.resumed_pieces > 0 {

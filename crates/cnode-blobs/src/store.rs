@@ -42,6 +42,16 @@ mod piece_io;
 
 use crate::protocol::{self, CHUNK_GROUP_LOG, piece_count, set_piece};
 
+/// Frees the store's pooled write buffers when dropped (see
+/// [`files::gather_aligned`]); a download holds one while it runs.
+pub(crate) struct ReleaseBuffersOnDrop;
+
+impl Drop for ReleaseBuffersOnDrop {
+    fn drop(&mut self) {
+        files::release_buffers();
+    }
+}
+
 /// `SELECT` of the columns [`read_row`] reads, in order, `FROM blobs`, then `$tail`.
 macro_rules! select_rows {
     ($tail:literal) => {

@@ -27,10 +27,21 @@ pub(crate) async fn read_frame<T: AsyncRead + Unpin + Send>(
             format!("message of {len} bytes is over the {max}-byte limit"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    // Zeroed a step at a time, just before it is filled: zeroing a whole
+    // 1 MiB piece first and filling it later was a pass over cold memory,
+    // 13 % of a leecher's CPU (`perf`, 256 MiB over a lane); a step this
+    // size is still in the cache when the data lands in it.
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let start = buf.len();
+        buf.resize(start + (len - start).min(READ_STEP), 0);
+        io.read_exact(&mut buf[start..]).await?;
+    }
     Ok(buf)
 }
+
+/// How much of a frame is zeroed and read at once: two TLS records.
+const READ_STEP: usize = 32 * 1024;
 
 async fn write_frame<T: AsyncWrite + Unpin + Send>(
     io: &mut T,

@@ -199,8 +199,8 @@ fn write_direct(direct: &File, encoded: &[u8], leaves: &[(u64, usize, usize)]) -
         return Err(io::ErrorKind::InvalidInput.into());
     }
     let parts = leaves.iter().map(|&(_, s, len)| &encoded[s..s + len]);
-    let (buf, at) = files::gather_aligned(parts, total);
-    direct.write_all_at(&buf[at..], first)
+    let buf = files::gather_aligned(parts, total);
+    direct.write_all_at(&buf, first)
 }
 
 /// Bao-encodes `ranges` of a blob held in `data` with `outboard`, appending
