@@ -74,6 +74,9 @@ pub enum InitError {
         #[source]
         source: std::io::Error,
     },
+    /// The node's database could not be created.
+    #[error(transparent)]
+    Store(#[from] cnode_store::OpenError),
 }
 
 /// Reading the node key failed.
@@ -188,6 +191,9 @@ impl DataDir {
         if created_config {
             fs::write(&config_path, ConfigFile::default_text()).map_err(io(&config_path))?;
         }
+        // The database too, at its latest schema: the first start does not
+        // migrate, and a directory where it cannot be created fails here.
+        cnode_store::Store::open(&self.root)?;
         Ok(InitReport {
             dir: self.root.clone(),
             peer_id: key.public().to_peer_id().to_string(),

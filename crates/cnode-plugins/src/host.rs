@@ -223,9 +223,9 @@ impl std::fmt::Debug for PluginHost {
 }
 
 impl PluginHost {
-    /// Starts a host: the kv store and the audit log under
-    /// `config.data_dir/plugins`. The engine, the linker and the epoch
-    /// ticker thread are made when the first plugin loads.
+    /// Starts a host: the audit log under `config.data_dir/plugins`. The kv
+    /// store, the engine, the linker and the epoch ticker thread are made
+    /// when the first plugin needs them.
     pub fn new(config: HostConfig, services: Services) -> Result<Self, HostInitError> {
         let dir = config.plugins_dir();
         let io = |path: &Path| {
@@ -233,7 +233,7 @@ impl PluginHost {
             move |source| HostInitError::Io { path, source }
         };
         fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let kv = KvStore::open(&dir.join("kv.sqlite"), config.kv)?;
+        let kv = KvStore::lazy(&dir.join("kv.sqlite"), config.kv);
         let audit_path = dir.join("audit.jsonl");
         let audit = AuditLog::open(Some(&audit_path), config.audit_ring, config.audit_file_max)
             .map_err(io(&audit_path))?;

@@ -59,7 +59,9 @@ pub struct KvOpenError {
 /// A cloneable handle to the key-value store.
 #[derive(Debug, Clone)]
 pub struct KvStore {
-    conn: Arc<Mutex<Connection>>,
+    path: Arc<std::path::PathBuf>,
+    /// Opened on first use when made by [`KvStore::lazy`].
+    conn: Arc<tokio::sync::OnceCell<Arc<Mutex<Connection>>>>,
     limits: KvLimits,
 }
 
@@ -76,24 +78,48 @@ CREATE TABLE IF NOT EXISTS kv_usage (
 ) WITHOUT ROWID;
 ";
 
+fn connect(path: &Path) -> Result<Connection, KvOpenError> {
+    let err = |source| KvOpenError {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err)?;
+    // No checkpoint when the node closes it: committed data is durable in
+    // the WAL, and a short-lived process (`cnode get`) saves the fsyncs.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(err)?;
+    conn.execute_batch(SCHEMA).map_err(err)?;
+    Ok(conn)
+}
+
 impl KvStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path, limits: KvLimits) -> Result<Self, KvOpenError> {
-        let err = |source| KvOpenError {
-            path: path.display().to_string(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        let conn = Arc::new(Mutex::new(connect(path)?));
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            path: Arc::new(path.to_owned()),
+            conn: Arc::new(tokio::sync::OnceCell::new_with(Some(conn))),
             limits,
         })
+    }
+
+    /// The store at `path`, opened (and created) when a plugin first uses
+    /// it: a node without plugins never creates the file, and starting one
+    /// costs no database set-up. An error opening it then fails that call.
+    pub fn lazy(path: &Path, limits: KvLimits) -> Self {
+        Self {
+            path: Arc::new(path.to_owned()),
+            conn: Arc::new(tokio::sync::OnceCell::new()),
+            limits,
+        }
     }
 
     /// The limits in force.
@@ -106,7 +132,18 @@ impl KvStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection, KvLimits) -> Result<T, HostError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let path = self.path.clone();
+                tokio::task::spawn_blocking(move || connect(&path))
+                    .await
+                    .map_err(|e| HostError::internal(format!("kv task failed: {e}")))?
+                    .map(|c| Arc::new(Mutex::new(c)))
+                    .map_err(|e| HostError::internal(e.to_string()))
+            })
+            .await?
+            .clone();
         let limits = self.limits;
         tokio::task::spawn_blocking(move || {
             let mut conn = conn
@@ -319,6 +356,30 @@ mod tests {
 
     fn id(s: &str) -> PluginId {
         s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lazy_store_is_created_on_first_use_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.sqlite");
+        let kv = KvStore::lazy(&path, KvLimits::default());
+        assert!(!path.exists(), "nothing is created before a plugin uses it");
+        let a = id("org.test.a");
+        kv.set(&a, "k".into(), b"v".to_vec()).await.unwrap();
+        assert!(path.exists());
+        drop(kv);
+        // Closed without a checkpoint: the value is read back from the WAL.
+        let again = KvStore::open(&path, KvLimits::default()).unwrap();
+        assert_eq!(
+            again.get(&a, "k".into()).await.unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        // A store that cannot be opened fails the call, not the node.
+        let bad = KvStore::lazy(
+            &dir.path().join("missing/dir/kv.sqlite"),
+            KvLimits::default(),
+        );
+        assert!(bad.get(&a, "k".into()).await.is_err());
     }
 
     #[tokio::test]
