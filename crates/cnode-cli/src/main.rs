@@ -16,6 +16,7 @@ mod plugin_new;
 mod records;
 mod registry;
 mod run;
+mod tune;
 mod user;
 
 use std::process::ExitCode;
@@ -64,7 +65,8 @@ fn init_tracing(default: &str) {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
+    tune::memcpy_threshold();
+    tune::allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
@@ -229,31 +231,5 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-/// glibc's allocator, tuned for a node moving megabyte-sized pieces between
-/// threads (`bench/swarm.py`, 1 GiB to 4 leechers: 10.4-11.6 s and 69-75 MB
-/// peak per leecher with the defaults, 8.3-8.9 s and 52-58 MB with these and
-/// 6 pieces in flight):
-///
-/// - at most 2 arenas, not 8 per core: fewer heaps holding freed memory;
-/// - pieces (1 MiB and a little) come from the heap, not from a fresh mmap
-///   each (by default the threshold adapts only after such a block is
-///   freed, and every mapping costs page faults and zeroing);
-/// - up to 16 MiB free at the top of a heap is kept rather than handed back
-///   and faulted in again for the next piece.
-///
-/// `GLIBC_TUNABLES` set by the user is overridden; the values are fixed here
-/// so that every node behaves the same.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called first thing in
-    // main, before any other thread exists.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
     }
 }

@@ -62,7 +62,13 @@ impl Cnode {
 
     /// Starts `cnode run` on ephemeral loopback ports with mDNS off, plus `extra`.
     pub(crate) fn spawn_run(&self, extra: &[&str]) -> Running {
+        self.spawn_run_env(extra, &[])
+    }
+
+    /// [`Cnode::spawn_run`] with extra environment variables.
+    pub(crate) fn spawn_run_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Running {
         let mut c = self.command();
+        c.envs(env.iter().copied());
         c.args(["run", "--api", "127.0.0.1:0"]);
         if !extra.contains(&"--listen") {
             c.args([

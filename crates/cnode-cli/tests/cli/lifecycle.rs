@@ -164,3 +164,54 @@ fn help_lists_every_command() {
         assert!(text.contains(c), "--help lacks {c}");
     }
 }
+
+/// On AMD CPUs the node runs with glibc's `rep movsb` threshold raised
+/// (`tune::memcpy_threshold`), unless `GLIBC_TUNABLES` already sets it.
+#[test]
+fn memcpy_threshold_is_raised_on_amd_unless_already_set() {
+    // The environment as the process holds it (glibc's loader writes into
+    // the variable while parsing it, so it is searched as bytes).
+    fn environ(pid: u32) -> String {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap())
+            .into_owned()
+    }
+    let amd = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .contains("AuthenticAMD");
+    let raised = amd && cfg!(all(target_arch = "x86_64", target_env = "gnu"));
+    let a = Cnode::new();
+    a.init();
+    let mut run = a.spawn_run_env(&[], &[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=7")]);
+    run.wait_api(Duration::from_secs(20));
+    let env = environ(run.child.id());
+    assert!(
+        env.contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=7"),
+        "{env}"
+    );
+    assert_eq!(
+        env.contains("glibc.cpu.x86_rep_movsb_threshold=1073741824"),
+        raised,
+        "amd={amd}: {env}"
+    );
+    // The node restarted itself with the same arguments, and works.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", run.child.id())).unwrap();
+    assert!(String::from_utf8_lossy(&cmdline).contains("--no-mdns"));
+    assert!(a.status_json()["peer_id"].is_string());
+    let (status, _, log) = run.terminate(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{log}");
+
+    // Set by the user: left alone.
+    let mut run = a.spawn_run_env(
+        &[],
+        &[("GLIBC_TUNABLES", "glibc.cpu.x86_rep_movsb_threshold=4096")],
+    );
+    run.wait_api(Duration::from_secs(20));
+    let env = environ(run.child.id());
+    assert!(
+        env.contains("glibc.cpu.x86_rep_movsb_threshold=4096"),
+        "{env}"
+    );
+    assert!(!env.contains("1073741824"), "{env}");
+    let (status, _, log) = run.terminate(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{log}");
+}

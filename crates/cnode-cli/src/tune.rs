@@ -1,0 +1,80 @@
+//! Process-wide settings of glibc that a node moving large pieces of data
+//! depends on, made first thing in `main`.
+
+/// glibc's allocator, tuned for a node moving megabyte-sized pieces between
+/// threads (`bench/swarm.py`, 1 GiB to 4 leechers: 10.4-11.6 s and 69-75 MB
+/// peak per leecher with the defaults, 8.3-8.9 s and 52-58 MB with these and
+/// 6 pieces in flight):
+///
+/// - at most 2 arenas, not 8 per core: fewer heaps holding freed memory;
+/// - pieces (1 MiB and a little) come from the heap, not from a fresh mmap
+///   each (by default the threshold adapts only after such a block is
+///   freed, and every mapping costs page faults and zeroing);
+/// - up to 16 MiB free at the top of a heap is kept rather than handed back
+///   and faulted in again for the next piece.
+///
+/// `GLIBC_TUNABLES` set by the user is overridden; the values are fixed here
+/// so that every node behaves the same.
+pub(crate) fn allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called first thing in
+    // main, before any other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
+    }
+}
+
+/// glibc (x86-64) copies blocks larger than `glibc.cpu.x86_rep_movsb_threshold`
+/// (2112 bytes by default with AVX-512) with `rep movsb`. On AMD EPYC with
+/// glibc 2.36, this project's reference machine, that ran at a fraction of the
+/// speed of glibc's vector loop whenever source and destination were
+/// differently aligned, as they are in rustls's record copies and in the
+/// gather of a piece's leaves. With the threshold raised a 256 MiB `cnode get`
+/// took 231-271 ms instead of 267-400 ms (`bench/swarm.py one`; the copies
+/// had been up to 40 % of the receiver's CPU).
+///
+/// The threshold is read once, when the process starts, from the
+/// environment. So on an AMD CPU, unless `GLIBC_TUNABLES` already sets it
+/// (which also opts out), the process executes itself again with it added to
+/// `GLIBC_TUNABLES`; the variable is then inherited by child processes, which
+/// therefore do not do it again. If that fails, it goes on as it is.
+pub(crate) fn memcpy_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+    {
+        use std::os::unix::process::CommandExt;
+        const TUNABLE: &str = "glibc.cpu.x86_rep_movsb_threshold";
+        // Past glibc's non-temporal threshold: `rep movsb` is never chosen.
+        const VALUE: u64 = 1 << 30;
+        let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if current.contains(TUNABLE) || !amd_cpu() {
+            return;
+        }
+        let tunables = if current.is_empty() {
+            format!("{TUNABLE}={VALUE}")
+        } else {
+            format!("{current}:{TUNABLE}={VALUE}")
+        };
+        let mut args = std::env::args_os();
+        let Some(arg0) = args.next() else { return };
+        // Only returns on failure.
+        let _ = std::process::Command::new("/proc/self/exe")
+            .arg0(arg0)
+            .args(args)
+            .env("GLIBC_TUNABLES", tunables)
+            .exec();
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+fn amd_cpu() -> bool {
+    // CPUID leaf 0: the vendor string in EBX, EDX, ECX.
+    let id = std::arch::x86_64::__cpuid(0);
+    let mut vendor = [0u8; 12];
+    vendor[..4].copy_from_slice(&id.ebx.to_le_bytes());
+    vendor[4..8].copy_from_slice(&id.edx.to_le_bytes());
+    vendor[8..].copy_from_slice(&id.ecx.to_le_bytes());
+    &vendor == b"AuthenticAMD"
+}
