@@ -20,9 +20,10 @@ Usage:
            Targets: throughput >= 1.0 x sendme and >= 40 % of the CPU ceiling.
            Reference, same run: bench/pipeline (built on first use), the same
            AES-GCM, TCP, BLAKE3 and write+fsync work with no protocol around
-           it, with page-cache writes as the node does and with O_DIRECT; its
-           fraction of the ceiling is what this machine allows a program
-           that does nothing else.
+           it, with page-cache writes and with O_DIRECT (as the node writes
+           whole pieces), and with the glibc memcpy setting cnode uses on AMD
+           CPUs; its fraction of the ceiling is what this machine allows a
+           program that does nothing else.
   ceiling  the CPU ceiling for an encrypted, verified transfer on this machine:
            2 cores / (1/chacha20 + 1/chacha20 + 1/blake3) from
            ../shared/bench/loopback_ceiling.sh.
@@ -169,6 +170,20 @@ PIPELINE_DIR = os.path.join(HERE, "pipeline")
 PIPELINE_TARGET = os.path.join(os.path.expanduser("~"), ".cache", "cnode-bench-pipeline")
 
 
+def pipeline_env():
+    """The glibc setting cnode gives itself on AMD CPUs (crates/cnode-cli/src/tune.rs),
+    so that the reference program copies memory the same way."""
+    env = dict(os.environ)
+    try:
+        amd = "AuthenticAMD" in open("/proc/cpuinfo").read()
+    except OSError:
+        amd = False
+    if amd and "x86_rep_movsb_threshold" not in env.get("GLIBC_TUNABLES", ""):
+        t = "glibc.cpu.x86_rep_movsb_threshold=1073741824"
+        env["GLIBC_TUNABLES"] = f"{env['GLIBC_TUNABLES']}:{t}" if env.get("GLIBC_TUNABLES") else t
+    return env
+
+
 def bare_pipeline_one(size_mib, src, direct=False):
     """The reference program in bench/pipeline (built once): the same crypto,
     hashing, TCP and disk work as a transfer, with no protocol around it."""
@@ -181,7 +196,7 @@ def bare_pipeline_one(size_mib, src, direct=False):
     tmp = tempfile.mkdtemp(prefix="cnode-bench-pipe-")
     try:
         out = subprocess.run([exe, *(["--direct"] if direct else []), src, os.path.join(tmp, "out.bin")], check=True,
-                             capture_output=True, text=True, timeout=600).stdout
+                             capture_output=True, text=True, timeout=600, env=pipeline_env()).stdout
         return float(re.search(r"seconds=([0-9.]+)", out).group(1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

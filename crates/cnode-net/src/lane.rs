@@ -537,9 +537,11 @@ where
 /// TCP one segment per record (16,600 `sendto`s per 256 MiB).
 ///
 /// Reads: rustls asks for at most one record (~16 KiB) at a time; answered
-/// from a [`READ_BUFFER`]-sized buffer filled by one `recv` each, a receiver
-/// makes a fraction of the system calls for the price of a copy of data
-/// that is still in the cache.
+/// from a buffer filled by one `recv` each, a receiver makes a fraction of
+/// the system calls for the price of a copy of data that is still in the
+/// cache. The buffer starts at [`READ_BUFFER_MIN`] (a server reading small
+/// requests keeps that) and doubles, up to [`READ_BUFFER`], while `recv`s
+/// fill it.
 struct TcpIo {
     sock: TcpStream,
     buf: Box<[u8]>,
@@ -547,7 +549,8 @@ struct TcpIo {
     len: usize,
 }
 
-/// What one `recv` of a lane may read.
+/// The smallest and the largest read buffer of a lane.
+const READ_BUFFER_MIN: usize = 16 * 1024;
 const READ_BUFFER: usize = 128 * 1024;
 
 impl TcpIo {
@@ -578,8 +581,10 @@ impl AsyncRead for TcpIo {
                 ))?;
                 return Poll::Ready(Ok(out.filled().len()));
             }
-            if this.buf.is_empty() {
-                this.buf = vec![0; READ_BUFFER].into_boxed_slice();
+            if this.buf.is_empty() || (this.len == this.buf.len() && this.len < READ_BUFFER) {
+                // First read, or the last one filled the buffer: grow it.
+                let size = (this.buf.len() * 2).clamp(READ_BUFFER_MIN, READ_BUFFER);
+                this.buf = vec![0; size].into_boxed_slice();
             }
             let mut fill = tokio::io::ReadBuf::new(&mut this.buf);
             ready!(tokio::io::AsyncRead::poll_read(

@@ -115,9 +115,11 @@ pub(crate) fn gather_aligned<'a>(parts: impl Iterator<Item = &'a [u8]>, len: usi
     Aligned { buf, at }
 }
 
-/// Buffers kept for reuse: a download verifies and writes at most
-/// `MAX_IN_FLIGHT` pieces at once.
-pub(crate) const POOL_BUFFERS: usize = crate::download::MAX_IN_FLIGHT;
+/// Buffers kept for reuse. A download verifies and writes up to
+/// `MAX_IN_FLIGHT` pieces at once, but on the blocking pool of a small
+/// machine rarely more than two or three run together; more are allocated
+/// and freed as before. Each kept buffer is a piece of a leecher's RSS.
+pub(crate) const POOL_BUFFERS: usize = 3;
 /// Larger buffers are freed, not kept (a piece and its alignment slack).
 pub(crate) const POOL_MAX_LEN: usize = (crate::protocol::PIECE_SIZE as usize) + 2 * DIRECT_ALIGN;
 
