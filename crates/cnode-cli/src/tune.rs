@@ -40,7 +40,11 @@ pub(crate) fn allocator() {
 /// environment. So on an AMD CPU, unless `GLIBC_TUNABLES` already sets it
 /// (which also opts out), the process executes itself again with it added to
 /// `GLIBC_TUNABLES`; the variable is then inherited by child processes, which
-/// therefore do not do it again. If that fails, it goes on as it is.
+/// therefore do not do it again. It happens at most once per process: the
+/// new image finds [`REEXEC_MARK`] set (glibc may drop tunables it will not
+/// honour, e.g. for a binary given file capabilities, which runs "secure"
+/// and ignores them anyway, so it is not even tried there). If the exec
+/// fails, it goes on as it is.
 pub(crate) fn memcpy_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
     {
@@ -49,7 +53,14 @@ pub(crate) fn memcpy_threshold() {
         // Past glibc's non-temporal threshold: `rep movsb` is never chosen.
         const VALUE: u64 = 1 << 30;
         let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if current.contains(TUNABLE) || !amd_cpu() {
+        // SAFETY: getauxval only reads the auxiliary vector.
+        #[allow(unsafe_code)]
+        let secure = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
+        if current.contains(TUNABLE)
+            || std::env::var_os(REEXEC_MARK).is_some()
+            || secure
+            || !amd_cpu()
+        {
             return;
         }
         let tunables = if current.is_empty() {
@@ -64,9 +75,15 @@ pub(crate) fn memcpy_threshold() {
             .arg0(arg0)
             .args(args)
             .env("GLIBC_TUNABLES", tunables)
+            .env(REEXEC_MARK, "1")
             .exec();
     }
 }
+
+/// Set in the environment of the re-executed process (and so of its
+/// children): never execute again.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+const REEXEC_MARK: &str = "CNODE_MEMCPY_TUNED";
 
 #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
 fn amd_cpu() -> bool {

@@ -193,6 +193,7 @@ fn memcpy_threshold_is_raised_on_amd_unless_already_set() {
         raised,
         "amd={amd}: {env}"
     );
+    assert_eq!(env.contains("CNODE_MEMCPY_TUNED=1"), raised, "{env}");
     // The node restarted itself with the same arguments, and works.
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", run.child.id())).unwrap();
     assert!(String::from_utf8_lossy(&cmdline).contains("--no-mdns"));
@@ -212,6 +213,15 @@ fn memcpy_threshold_is_raised_on_amd_unless_already_set() {
         "{env}"
     );
     assert!(!env.contains("1073741824"), "{env}");
+    let (status, _, log) = run.terminate(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{log}");
+
+    // Already re-executed once (the mark is set) but the tunable is gone, as
+    // when glibc drops it: no second exec, however often it would be asked.
+    let mut run = a.spawn_run_env(&[], &[("CNODE_MEMCPY_TUNED", "1")]);
+    run.wait_api(Duration::from_secs(20));
+    let env = environ(run.child.id());
+    assert!(!env.contains("x86_rep_movsb_threshold"), "{env}");
     let (status, _, log) = run.terminate(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{log}");
 }
