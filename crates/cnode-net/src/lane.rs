@@ -67,11 +67,13 @@ use crate::{
 pub(crate) const LANE_PROTOCOL: &str = "/cnode/lane/1";
 /// What a client sends first on a lane.
 pub(crate) const PREFACE: &[u8; 8] = b"cnlane/1";
-/// Most inbound lanes at once (handshakes included). With [`PIPELINE`]
-/// this bounds the answers lanes hold while they wait for the socket:
-/// 32 x 8 x (4 MiB + proofs) at worst, less than the libp2p connections'
-/// 64 streams each.
+/// Most inbound lanes at once (handshakes included).
 pub(crate) const MAX_LANES_IN: usize = 32;
+/// Most requests taken from all inbound lanes together whose answers have
+/// not been written yet: this bounds the answers lanes hold while they wait
+/// for their sockets to 32 x (4 MiB + proofs) at worst, where lanes x
+/// [`PIPELINE`] alone allowed 256. A lane's next request waits for one.
+pub(crate) const MAX_LANE_ANSWERS: usize = 32;
 /// Most inbound lanes from one peer.
 pub(crate) const MAX_LANES_PER_PEER: usize = 2;
 /// Most requests waiting for their answers on one lane: the client sends no
@@ -105,6 +107,8 @@ pub(crate) struct Lanes {
     inbound: mpsc::Sender<InboundRequest>,
     metrics: NetMetrics,
     handshakes: Arc<Semaphore>,
+    /// See [`MAX_LANE_ANSWERS`].
+    answers: Arc<Semaphore>,
     cancel: CancellationToken,
     state: Mutex<State>,
 }
@@ -158,6 +162,8 @@ pub(crate) struct LaneConfig {
     pub(crate) max_request: usize,
     pub(crate) max_response: usize,
     pub(crate) timeout: Duration,
+    /// Answers in flight over all inbound lanes ([`MAX_LANE_ANSWERS`]).
+    pub(crate) max_answers: usize,
 }
 
 impl Lanes {
@@ -193,6 +199,7 @@ impl Lanes {
             inbound,
             metrics,
             handshakes: Arc::new(Semaphore::new(MAX_LANES_IN)),
+            answers: Arc::new(Semaphore::new(config.max_answers.max(1))),
             cancel,
             state: Mutex::new(State::default()),
         });
@@ -443,7 +450,10 @@ impl Lanes {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let (mut rd, mut wr) = stream.split();
-        let (wait_tx, mut wait_rx) = mpsc::channel::<oneshot::Receiver<Vec<u8>>>(PIPELINE);
+        let (wait_tx, mut wait_rx) = mpsc::channel::<(
+            oneshot::Receiver<Vec<u8>>,
+            tokio::sync::OwnedSemaphorePermit,
+        )>(PIPELINE);
         let reader = async {
             loop {
                 let data =
@@ -457,8 +467,12 @@ impl Lanes {
                 let Ok(slot) = wait_tx.reserve().await else {
                     return Ok(());
                 };
+                // Held until the answer is written (never closed).
+                let Ok(permit) = self.answers.clone().acquire_owned().await else {
+                    return Ok(());
+                };
                 let (tx, rx) = oneshot::channel();
-                slot.send(rx);
+                slot.send((rx, permit));
                 let req = InboundRequest {
                     peer,
                     protocol: ReqProtocol::Blobs,
@@ -472,7 +486,7 @@ impl Lanes {
             }
         };
         let writer = async {
-            while let Some(rx) = wait_rx.recv().await {
+            while let Some((rx, _permit)) = wait_rx.recv().await {
                 let mut answer = rx.await.unwrap_or_default();
                 if answer.len() > self.max_response {
                     answer.clear();
@@ -674,7 +688,9 @@ mod tests {
     use super::*;
 
     /// A lane server on 127.0.0.1 and the receiving end of its inbound queue.
-    async fn server() -> (Arc<Lanes>, Keypair, mpsc::Receiver<InboundRequest>) {
+    async fn server_with(
+        max_answers: usize,
+    ) -> (Arc<Lanes>, Keypair, mpsc::Receiver<InboundRequest>) {
         let key = Keypair::generate_ed25519();
         let (tx, rx) = mpsc::channel(64);
         let config = LaneConfig {
@@ -683,9 +699,14 @@ mod tests {
             max_request: 64,
             max_response: 1 << 20,
             timeout: Duration::from_secs(5),
+            max_answers,
         };
         let lanes = Lanes::start(config, tx, NetMetrics::default(), CancellationToken::new()).await;
         (lanes, key, rx)
+    }
+
+    async fn server() -> (Arc<Lanes>, Keypair, mpsc::Receiver<InboundRequest>) {
+        server_with(MAX_LANE_ANSWERS).await
     }
 
     async fn client() -> (Arc<Lanes>, PeerId) {
@@ -755,6 +776,37 @@ mod tests {
         .unwrap();
         // The peer id the server saw is the one in the client's certificate.
         assert!(from.iter().all(|p| *p == cli_peer) && from.len() == 40);
+    }
+
+    #[tokio::test]
+    async fn answers_not_yet_written_are_bounded_across_lanes() {
+        let (srv, srv_key, mut rx) = server_with(1).await;
+        let (cli, cli_peer) = client().await;
+        srv.peer_connected(cli_peer);
+        let (lane, _run) = open(&cli, &srv, &srv_key).await;
+        let asks: Vec<_> = (0..3u8)
+            .map(|i| {
+                let lane = lane.clone();
+                tokio::spawn(async move { lane.request(vec![i], Duration::from_secs(10)).await })
+            })
+            .collect();
+        for i in 0..3u8 {
+            let req = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(req.data, vec![i], "in order");
+            // With one answer allowed in flight, the next request is not
+            // handed over while this one is unanswered.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(rx.try_recv().is_err(), "request {} came early", i + 1);
+            if let Reply::Lane(tx) = req.channel.0 {
+                tx.send(vec![i, i]).unwrap();
+            }
+        }
+        for (i, a) in asks.into_iter().enumerate() {
+            assert_eq!(a.await.unwrap(), Some(vec![i as u8, i as u8]));
+        }
     }
 
     #[tokio::test]

@@ -262,6 +262,7 @@ pub async fn spawn(
             max_request: config.limits.max_blob_request,
             max_response: config.limits.max_blob_response,
             timeout: behaviour::BLOBS_TIMEOUT,
+            max_answers: lane::MAX_LANE_ANSWERS,
         };
         Some(
             lane::Lanes::start(
