@@ -43,7 +43,18 @@ pub(crate) async fn read_frame<T: AsyncRead + Unpin + Send>(
 /// How much of a frame is zeroed and read at once: two TLS records.
 const READ_STEP: usize = 32 * 1024;
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(
+/// One frame: a u32 little-endian length, then the bytes; flushed (lanes
+/// keep their connection open after it).
+pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, data: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(data.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    wr.write_all(&len.to_le_bytes()).await?;
+    wr.write_all(data).await?;
+    wr.flush().await
+}
+
+/// A request-response message: capped, one frame, then the substream closes.
+async fn write_message<T: AsyncWrite + Unpin + Send>(
     io: &mut T,
     data: &[u8],
     max: usize,
@@ -57,8 +68,7 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(
             ),
         ));
     }
-    io.write_all(&(data.len() as u32).to_le_bytes()).await?;
-    io.write_all(data).await?;
+    write_frame(io, data).await?;
     io.close().await
 }
 
@@ -90,7 +100,7 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req, self.max_request).await
+        write_message(io, &req, self.max_request).await
     }
 
     async fn write_response<T>(
@@ -102,6 +112,6 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &res, self.max_response).await
+        write_message(io, &res, self.max_response).await
     }
 }
