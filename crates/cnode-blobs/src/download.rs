@@ -209,6 +209,20 @@ struct PeerState {
     dropped: bool,
 }
 
+impl PeerState {
+    /// A peer that has just said what it holds.
+    fn new(bitfield: Vec<u8>, complete: bool) -> Self {
+        Self {
+            bitfield,
+            complete,
+            in_flight: 0,
+            depth: 4,
+            failures: 0,
+            dropped: false,
+        }
+    }
+}
+
 /// One `Have` question to one peer, and its answer. Each is awaited on its
 /// own: a provider that cannot be reached (a DHT record of a node that has
 /// gone, whose dial only fails after its timeout) holds up nobody else.
@@ -369,17 +383,7 @@ pub async fn download<R: PeerRequester>(
                         }
                     }
                 }
-                peers.insert(
-                    peer,
-                    PeerState {
-                        bitfield,
-                        complete,
-                        in_flight: 0,
-                        depth: 4,
-                        failures: 0,
-                        dropped: false,
-                    },
-                );
+                peers.insert(peer, PeerState::new(bitfield, complete));
             }
             found = async { lookup.as_mut().expect("checked").await }, if lookup.is_some() => {
                 lookup = None;
@@ -561,14 +565,9 @@ pub async fn download<R: PeerRequester>(
                     && s == size
                     && bitfield.len() == expect
                 {
-                    let state = peers.entry(peer).or_insert(PeerState {
-                        bitfield: Vec::new(),
-                        complete,
-                        in_flight: 0,
-                        depth: 4,
-                        failures: 0,
-                        dropped: false,
-                    });
+                    let state = peers
+                        .entry(peer)
+                        .or_insert_with(|| PeerState::new(Vec::new(), complete));
                     if !state.dropped {
                         state.bitfield = bitfield;
                         state.complete = complete;
