@@ -15,6 +15,10 @@ use crate::{
 /// How long a request may wait for an upload slot before "busy".
 const SLOT_WAIT: Duration = Duration::from_millis(500);
 
+/// Test-only corruption (see [`crate::BlobStore::set_corrupt_responses`])
+/// spares answers up to this size: size proofs, not pieces.
+const CORRUPT_FROM: usize = 64 * 1024;
+
 /// Serves pieces to peers, with a bound on concurrent uploads (like
 /// BitTorrent's upload slots): over it, peers are told "busy" and ask others.
 #[derive(Debug, Clone)]
@@ -104,7 +108,7 @@ impl BlobServer {
                 };
                 match self.store.encode(hash, ranges).await {
                     Ok((_, mut wire)) => {
-                        if self.store.corrupt_responses() && wire.len() > protocol::DATA_HEADER {
+                        if self.store.corrupt_responses() && wire.len() > CORRUPT_FROM {
                             // Test-only: damage the data, keep the length.
                             let n = wire.len();
                             for i in (protocol::DATA_HEADER.max(n / 2)..n).step_by(997) {

@@ -49,6 +49,8 @@ struct Fake {
     silent: Vec<PeerId>,
     /// A provider lookup that never ends (a DHT query waiting on such nodes).
     silent_lookup: bool,
+    /// Providers whose every data answer, a size proof too, has a byte flipped.
+    liars: Vec<PeerId>,
 }
 
 impl Fake {
@@ -59,6 +61,7 @@ impl Fake {
             fail_after_gets: None,
             silent: Vec::new(),
             silent_lookup: false,
+            liars: Vec::new(),
         }
     }
 }
@@ -75,7 +78,11 @@ impl PeerRequester for Fake {
             }
         }
         let server = self.servers.get(&peer).ok_or("unknown peer")?;
-        Ok(server.handle(&request).await)
+        let mut answer = server.handle(&request).await;
+        if self.liars.contains(&peer) && answer.len() > protocol::DATA_HEADER {
+            *answer.last_mut().expect("longer than the header") ^= 1;
+        }
+        Ok(answer)
     }
     async fn peers(&self) -> Vec<PeerId> {
         let mut all: Vec<PeerId> = self.servers.keys().copied().collect();
@@ -151,7 +158,7 @@ async fn swarm_download_from_several_peers_and_corrupt_peer_is_dropped() {
         hash = Some(import(s, &bytes).await);
     }
     let hash = hash.unwrap();
-    // One of them flips bytes in everything it serves.
+    // One of them flips bytes in every piece it serves.
     seeders[2].store.set_corrupt_responses(true);
     let ids: Vec<PeerId> = (0..3).map(|_| random_peer()).collect();
     let fake = Fake::new(
@@ -185,6 +192,31 @@ async fn swarm_download_from_several_peers_and_corrupt_peer_is_dropped() {
         stats.pieces_from.values().sum::<u64>(),
         protocol::piece_count(bytes.len() as u64)
     );
+}
+
+#[tokio::test]
+async fn a_lying_size_proof_drops_the_peer_before_any_room_is_reserved() {
+    let bytes = data(2 * PIECE_SIZE as usize + 5, 4);
+    let (liar, leecher) = (node(u64::MAX, 8).await, node(u64::MAX, 8).await);
+    let hash = import(&liar, &bytes).await;
+    let id = random_peer();
+    let mut fake = Fake::new(vec![(id, liar.server.clone())]);
+    fake.liars = vec![id];
+    let opts = DownloadOptions {
+        stall_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let err = download(&leecher.store, &fake, hash, &opts, |_| {})
+        .await
+        .unwrap_err();
+    // Its only provider was dropped after the failed proof and never asked
+    // again: nobody has the blob.
+    assert!(
+        matches!(err, cnode_blobs::DownloadError::NoProviders(h) if h == hash),
+        "{err}"
+    );
+    assert_eq!(leecher.store.info(hash).await.unwrap(), None);
+    assert_eq!(fake.gets.load(Ordering::SeqCst), 1, "one size proof asked");
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cnode_blobs::{DownloadOptions, ExportMode};
-use cnode_testkit::{DEFAULT_TIMEOUT, NodeOptions, TestNode, Transports, shutdown_all, timeout};
+use cnode_testkit::{
+    DEFAULT_TIMEOUT, NodeOptions, TestNode, Transports, shutdown_all, timeout, wait_until,
+};
 use reqwest::StatusCode;
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
@@ -176,28 +178,36 @@ async fn lanes_carry_pieces_and_a_node_without_lanes_is_asked_the_usual_way() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupting_peer_is_detected_and_dropped() -> Result<()> {
     let nodes = swarm(2, 32).await?;
-    // nodes[0] and nodes[1] both have the blob; nodes[1] corrupts everything.
+    // nodes[1] has the blob and corrupts every piece it serves (its size
+    // proof is honest, so the leecher gets as far as asking it for pieces).
+    // Only once the leecher is asking it does nodes[0] get the blob too:
+    // left to a race, the honest peer could serve all 12 pieces before the
+    // corrupting one was ever asked.
     let bytes = data(12 * 1024 * 1024, 9);
     let src = tempfile::NamedTempFile::new()?;
     std::fs::write(src.path(), &bytes)?;
-    let hash = nodes[0].node.blobs().add(src.path(), true).await?.hash;
-    nodes[1].node.blobs().add(src.path(), true).await?;
+    let hash = nodes[1].node.blobs().add(src.path(), true).await?.hash;
     nodes[1].node.blobs().store().set_corrupt_responses(true);
-    let stats = timeout(
-        "download",
-        DEFAULT_TIMEOUT,
-        nodes[2]
-            .node
-            .blobs()
-            .download(hash, DownloadOptions::default()),
-    )
-    .await?
-    .map_err(anyhow::Error::msg)?;
+    let leecher = nodes[2].node.blobs().clone();
+    let download =
+        tokio::spawn(async move { leecher.download(hash, DownloadOptions::default()).await });
+    // The size is known once the (honest) size proof held; pieces are asked
+    // of the only provider right after.
+    let leecher = &nodes[2];
+    wait_until("size proven", DEFAULT_TIMEOUT, || async {
+        let p = leecher.node.blobs().progress(hash);
+        p.is_some_and(|p| p.size.is_some())
+    })
+    .await?;
+    nodes[0].node.blobs().add(src.path(), true).await?;
+    let stats = timeout("download", DEFAULT_TIMEOUT, download)
+        .await??
+        .map_err(anyhow::Error::msg)?;
     let s = &stats[0];
     let bad = nodes[1].peer_id();
     eprintln!("stats: {s:?}");
-    // The bad peer was asked (peers are shuffled and both get work at once),
-    // every piece it sent failed verification, and it was dropped.
+    // The bad peer was asked, every piece it sent failed verification, and
+    // it was dropped.
     assert!(s.bad_pieces.get(&bad).copied().unwrap_or(0) >= 1, "{s:?}");
     assert_eq!(
         s.pieces_from.get(&bad),
