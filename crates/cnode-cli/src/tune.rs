@@ -45,6 +45,11 @@ pub(crate) fn allocator() {
 /// honour, e.g. for a binary given file capabilities, which runs "secure"
 /// and ignores them anyway, so it is not even tried there). If the exec
 /// fails, it goes on as it is.
+///
+/// The image executed is `/proc/self/exe`, the very one running (the file
+/// may have been replaced by an upgrade meanwhile), which names the process
+/// "exe"; the new image gives itself back its file's name, so `ps`, `top`
+/// and `pkill cnode` see a `cnode` as before.
 pub(crate) fn memcpy_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
     {
@@ -52,15 +57,15 @@ pub(crate) fn memcpy_threshold() {
         const TUNABLE: &str = "glibc.cpu.x86_rep_movsb_threshold";
         // Past glibc's non-temporal threshold: `rep movsb` is never chosen.
         const VALUE: u64 = 1 << 30;
+        if std::env::var_os(REEXEC_MARK).is_some() {
+            restore_name();
+            return;
+        }
         let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
         // SAFETY: getauxval only reads the auxiliary vector.
         #[allow(unsafe_code)]
         let secure = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
-        if current.contains(TUNABLE)
-            || std::env::var_os(REEXEC_MARK).is_some()
-            || secure
-            || !amd_cpu()
-        {
+        if current.contains(TUNABLE) || secure || !amd_cpu() {
             return;
         }
         let tunables = if current.is_empty() {
@@ -77,6 +82,36 @@ pub(crate) fn memcpy_threshold() {
             .env("GLIBC_TUNABLES", tunables)
             .env(REEXEC_MARK, "1")
             .exec();
+    }
+}
+
+/// Names the process (its main thread, and so every thread it starts) after
+/// its executable file rather than "exe". Must run before other threads exist.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+fn restore_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let Some(file) = exe.file_name() else { return };
+    // An executable replaced on disk reads as "cnode (deleted)".
+    let name = file
+        .as_bytes()
+        .split(|b| *b == b' ')
+        .next()
+        .unwrap_or_default();
+    // The kernel keeps 15 bytes and a NUL.
+    let mut buf = [0u8; 16];
+    let n = name.len().min(15);
+    buf[..n].copy_from_slice(&name[..n]);
+    if n == 0 {
+        return;
+    }
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes
+    // from a buffer that lives across the call.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, buf.as_ptr() as libc::c_ulong, 0, 0, 0);
     }
 }
 

@@ -194,9 +194,20 @@ fn memcpy_threshold_is_raised_on_amd_unless_already_set() {
         "amd={amd}: {env}"
     );
     assert_eq!(env.contains("CNODE_MEMCPY_TUNED=1"), raised, "{env}");
-    // The node restarted itself with the same arguments, and works.
+    // The node restarted itself with the same arguments and under its own
+    // name (not "exe", as `/proc/self/exe` would have it), and works.
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", run.child.id())).unwrap();
     assert!(String::from_utf8_lossy(&cmdline).contains("--no-mdns"));
+    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm(run.child.id()).trim_end(), "cnode");
+    for task in std::fs::read_dir(format!("/proc/{}/task", run.child.id())).unwrap() {
+        let name = std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap();
+        assert_ne!(
+            name.trim_end(),
+            "exe",
+            "a thread is named after /proc/self/exe"
+        );
+    }
     assert!(a.status_json()["peer_id"].is_string());
     let (status, _, log) = run.terminate(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{log}");
