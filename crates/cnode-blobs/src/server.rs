@@ -15,9 +15,13 @@ use crate::{
 /// How long a request may wait for an upload slot before "busy".
 const SLOT_WAIT: Duration = Duration::from_millis(500);
 
-/// Test-only corruption (see [`crate::BlobStore::set_corrupt_responses`])
-/// spares answers up to this size: size proofs, not pieces.
-const CORRUPT_FROM: usize = 64 * 1024;
+/// Whether `ranges` asks for exactly the last chunk of a blob of `size`
+/// bytes: the size proof, which test-only corruption (see
+/// [`crate::BlobStore::set_corrupt_responses`]) spares.
+fn is_size_proof(size: u64, ranges: &[(u64, u64)]) -> bool {
+    let last = size.div_ceil(protocol::CHUNK).max(1);
+    ranges == [(last - 1, last)]
+}
 
 /// Serves pieces to peers, with a bound on concurrent uploads (like
 /// BitTorrent's upload slots): over it, peers are told "busy" and ask others.
@@ -106,9 +110,13 @@ impl BlobServer {
                     }
                     .encode();
                 };
+                let corrupt = self.store.corrupt_responses().then(|| ranges.clone());
                 match self.store.encode(hash, ranges).await {
-                    Ok((_, mut wire)) => {
-                        if self.store.corrupt_responses() && wire.len() > CORRUPT_FROM {
+                    Ok((size, mut wire)) => {
+                        if let Some(ranges) = corrupt
+                            && !is_size_proof(size, &ranges)
+                            && wire.len() > protocol::DATA_HEADER
+                        {
                             // Test-only: damage the data, keep the length.
                             let n = wire.len();
                             for i in (protocol::DATA_HEADER.max(n / 2)..n).step_by(997) {

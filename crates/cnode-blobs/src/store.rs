@@ -299,10 +299,11 @@ impl BlobStore {
         self.inner.quota
     }
 
-    /// Test-only switch: flip bytes in the pieces this node serves, to test
-    /// that peers detect and drop a corrupting peer. Small answers (a size
-    /// proof) stay honest, so the peer gets as far as the piece loop, the
-    /// way a cunning one would. Never enable it in production.
+    /// Test-only switch: flip bytes in the data this node serves, to test
+    /// that peers detect and drop a corrupting peer. Answers for exactly a
+    /// blob's last chunk (its size proof) stay honest, so the peer gets as far
+    /// as being asked for pieces, the way a cunning one would; so does a last
+    /// piece of a single chunk. Never enable it in production.
     pub fn set_corrupt_responses(&self, on: bool) {
         self.inner.corrupt.store(on, Ordering::Relaxed);
     }

@@ -51,6 +51,8 @@ struct Fake {
     silent_lookup: bool,
     /// Providers whose every data answer, a size proof too, has a byte flipped.
     liars: Vec<PeerId>,
+    /// Until this peer is asked for a piece, it is the only one listed.
+    first: Option<(PeerId, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 impl Fake {
@@ -62,6 +64,7 @@ impl Fake {
             silent: Vec::new(),
             silent_lookup: false,
             liars: Vec::new(),
+            first: None,
         }
     }
 }
@@ -72,6 +75,11 @@ impl PeerRequester for Fake {
             return std::future::pending().await;
         }
         if request.get(1) == Some(&1) {
+            if let Some((first, asked)) = &self.first
+                && *first == peer
+            {
+                asked.store(true, Ordering::SeqCst);
+            }
             let n = self.gets.fetch_add(1, Ordering::SeqCst);
             if self.fail_after_gets.is_some_and(|max| n >= max) {
                 return Err("connection lost".into());
@@ -85,6 +93,11 @@ impl PeerRequester for Fake {
         Ok(answer)
     }
     async fn peers(&self) -> Vec<PeerId> {
+        if let Some((first, asked)) = &self.first
+            && !asked.load(Ordering::SeqCst)
+        {
+            return vec![*first];
+        }
         let mut all: Vec<PeerId> = self.servers.keys().copied().collect();
         all.extend(&self.silent);
         all
@@ -147,7 +160,9 @@ async fn import_hash_matches_blake3_and_reads_back() {
 
 #[tokio::test]
 async fn swarm_download_from_several_peers_and_corrupt_peer_is_dropped() {
-    let bytes = data(9 * PIECE_SIZE as usize + 333, 7);
+    // The last piece is more than one chunk (a single last chunk is served
+    // honestly: it is also the size proof).
+    let bytes = data(9 * PIECE_SIZE as usize + 5000, 7);
     let seeders = [
         node(u64::MAX, 8).await,
         node(u64::MAX, 8).await,
@@ -161,12 +176,16 @@ async fn swarm_download_from_several_peers_and_corrupt_peer_is_dropped() {
     // One of them flips bytes in every piece it serves.
     seeders[2].store.set_corrupt_responses(true);
     let ids: Vec<PeerId> = (0..3).map(|_| random_peer()).collect();
-    let fake = Fake::new(
+    let mut fake = Fake::new(
         ids.iter()
             .copied()
             .zip(seeders.iter().map(|s| s.server.clone()))
             .collect(),
     );
+    // The honest ones are found only once the corrupting one is being asked
+    // for pieces: left to a race, they could serve every piece before it
+    // was asked at all.
+    fake.first = Some((ids[2], Arc::default()));
 
     let leecher = node(u64::MAX, 8).await;
     let stats = download(

@@ -398,15 +398,27 @@ async fn offline_node_catches_up_by_reconciliation() -> Result<()> {
     for id in ids.iter().take(50) {
         assert!(has(&late, id).await);
     }
-    // It did not get them by gossip: it is not subscribed, so gossip never stored anything.
-    let metrics = late.node.encode_metrics()?;
-    let pulled = metrics
-        .lines()
-        .find(|l| l.starts_with("cnode_sync_pulled_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    assert_eq!(pulled, 1000, "{metrics}");
+    // It did not get them by gossip: it is not subscribed, so gossip never
+    // stored anything. The session counts what it pulled when it ends, which
+    // may be a moment after the records are in the store.
+    let pulled = || {
+        let metrics = late.node.encode_metrics().unwrap_or_default();
+        let n = metrics
+            .lines()
+            .find(|l| l.starts_with("cnode_sync_pulled_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        (n, metrics)
+    };
+    let _ = wait_until(
+        "the reconciliation session ends",
+        Duration::from_secs(10),
+        || async { pulled().0 >= 1000 },
+    )
+    .await;
+    let (n, metrics) = pulled();
+    assert_eq!(n, 1000, "{metrics}");
     Ok(())
 }
 
