@@ -10,6 +10,8 @@ use std::{net::SocketAddr, sync::Arc};
 use libp2p::{Multiaddr, PeerId, gossipsub::TopicHash, request_response::ResponseChannel};
 use tokio::sync::{mpsc, oneshot};
 
+use cnode_types::{Scatter, Scattered};
+
 use crate::{NetStatus, lane::Lanes};
 use cnode_types::PeerInfo;
 
@@ -342,6 +344,39 @@ impl NetClient {
             reply,
         })
         .await?
+    }
+
+    /// As [`request`](Self::request), for a blobs request whose answer has a
+    /// known layout: over a lane the answer is read by `plan` (see
+    /// [`Scatter`]), so the parts it names land in its buffer with no
+    /// further copy. Over the libp2p connection, or when the lane fails, the
+    /// answer comes whole.
+    pub async fn request_scattered(
+        &self,
+        peer: PeerId,
+        protocol: ReqProtocol,
+        data: Vec<u8>,
+        plan: Scatter,
+    ) -> Result<Scattered, RequestError> {
+        if protocol == ReqProtocol::Blobs
+            && let Some(lanes) = &self.lanes
+            && let Some(lane) = lanes.lane_to(peer, self)
+            && let Some(answer) = lane
+                .request_scattered(data.clone(), plan, lanes.timeout())
+                .await
+        {
+            lanes.answered();
+            return Ok(answer);
+        }
+        let answer = self
+            .ask(|reply| Command::Request {
+                peer,
+                protocol,
+                data,
+                reply,
+            })
+            .await??;
+        Ok(Scattered::Whole(answer))
     }
 
     /// Where `peer`'s lane listens: the IP of our direct connection to it and

@@ -4,6 +4,7 @@
 
 use std::io;
 
+use cnode_types::{Scatter, Scattered};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{StreamProtocol, request_response};
 
@@ -18,6 +19,38 @@ pub(crate) async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: usize,
 ) -> io::Result<Vec<u8>> {
+    let len = read_len(io, max).await?;
+    let mut buf = Vec::with_capacity(len);
+    append(io, &mut buf, len).await?;
+    Ok(buf)
+}
+
+/// A frame read by `plan` (see [`Scatter`]): the runs go straight into the
+/// plan's buffer, the rest into a head buffer. A frame of another length,
+/// or a plan that does not fit, is read whole.
+pub(crate) async fn read_frame_scattered<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+    mut plan: Scatter,
+) -> io::Result<Scattered> {
+    let len = read_len(io, max).await?;
+    if len != plan.frame_len || !plan.is_valid() {
+        let mut buf = Vec::with_capacity(len);
+        append(io, &mut buf, len).await?;
+        return Ok(Scattered::Whole(buf));
+    }
+    let mut head = Vec::with_capacity(len - plan.tail_len());
+    let (mut pos, mut to) = (0usize, plan.at);
+    for &(off, n) in &plan.runs {
+        append(io, &mut head, off - pos).await?;
+        io.read_exact(&mut plan.tail[to..to + n]).await?;
+        (pos, to) = (off + n, to + n);
+    }
+    append(io, &mut head, len - pos).await?;
+    Ok(Scattered::Split(head, plan))
+}
+
+async fn read_len<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<usize> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
@@ -27,17 +60,26 @@ pub(crate) async fn read_frame<T: AsyncRead + Unpin + Send>(
             format!("message of {len} bytes is over the {max}-byte limit"),
         ));
     }
-    // Zeroed a step at a time, just before it is filled: zeroing a whole
-    // 1 MiB piece first and filling it later was a pass over cold memory,
-    // 13 % of a leecher's CPU (`perf`, 256 MiB over a lane); a step this
-    // size is still in the cache when the data lands in it.
-    let mut buf = Vec::with_capacity(len);
-    while buf.len() < len {
+    Ok(len)
+}
+
+/// Reads `n` more bytes onto the end of `buf`. Zeroed a step at a time, just
+/// before it is filled: zeroing a whole 1 MiB piece first and filling it
+/// later was a pass over cold memory, 13 % of a leecher's CPU (`perf`,
+/// 256 MiB over a lane); a step this size is still in the cache when the
+/// data lands in it.
+async fn append<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    buf: &mut Vec<u8>,
+    n: usize,
+) -> io::Result<()> {
+    let end = buf.len() + n;
+    while buf.len() < end {
         let start = buf.len();
-        buf.resize(start + (len - start).min(READ_STEP), 0);
+        buf.resize(start + (end - start).min(READ_STEP), 0);
         io.read_exact(&mut buf[start..]).await?;
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// How much of a frame is zeroed and read at once: two TLS records.

@@ -41,6 +41,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use cnode_types::{Scatter, Scattered};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{
     Multiaddr, PeerId,
@@ -60,7 +61,7 @@ use self::tcp_io::TcpIo;
 use crate::{
     NetMetrics,
     client::{InboundRequest, NetClient, Reply, ReplyChannel, ReqProtocol},
-    codec::{read_frame, write_frame},
+    codec::{read_frame, read_frame_scattered, write_frame},
     tls::Tls,
 };
 
@@ -136,8 +137,14 @@ enum Out {
     Failed(Instant),
 }
 
-/// A request and where its answer goes.
-type Job = (Vec<u8>, oneshot::Sender<Vec<u8>>);
+/// A request, how to read its answer, and where the answer goes.
+type Job = (Vec<u8>, Option<Scatter>, oneshot::Sender<Answer>);
+
+/// An answer read as asked: whole, or by a [`Scatter`] plan.
+enum Answer {
+    Whole(Vec<u8>),
+    Scattered(Scattered),
+}
 
 /// The sending end of an open lane.
 #[derive(Clone)]
@@ -147,10 +154,31 @@ impl LaneTx {
     /// Sends `data` and waits for the answer; `None` if the lane broke, timed
     /// out or the peer refused (then ask the usual way).
     pub(crate) async fn request(&self, data: Vec<u8>, timeout: Duration) -> Option<Vec<u8>> {
+        match self.ask(data, None, timeout).await? {
+            Answer::Whole(answer) => (!answer.is_empty()).then_some(answer),
+            Answer::Scattered(_) => None,
+        }
+    }
+
+    /// As [`request`](Self::request), the answer read by `plan`. `None` if
+    /// the lane broke, timed out or the peer refused.
+    pub(crate) async fn request_scattered(
+        &self,
+        data: Vec<u8>,
+        plan: Scatter,
+        timeout: Duration,
+    ) -> Option<Scattered> {
+        match self.ask(data, Some(plan), timeout).await? {
+            Answer::Scattered(Scattered::Whole(answer)) if answer.is_empty() => None,
+            Answer::Scattered(answer) => Some(answer),
+            Answer::Whole(_) => None,
+        }
+    }
+
+    async fn ask(&self, data: Vec<u8>, plan: Option<Scatter>, timeout: Duration) -> Option<Answer> {
         let (tx, rx) = oneshot::channel();
-        self.0.send((data, tx)).await.ok()?;
-        let answer = tokio::time::timeout(timeout, rx).await.ok()?.ok()?;
-        (!answer.is_empty()).then_some(answer)
+        self.0.send((data, plan, tx)).await.ok()?;
+        tokio::time::timeout(timeout, rx).await.ok()?.ok()
     }
 }
 
@@ -517,14 +545,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut rd, mut wr) = stream.split();
-    let (wait_tx, mut wait_rx) = mpsc::channel::<oneshot::Sender<Vec<u8>>>(PIPELINE);
+    let (wait_tx, mut wait_rx) =
+        mpsc::channel::<(Option<Scatter>, oneshot::Sender<Answer>)>(PIPELINE);
     let writer = async {
         // Ends quietly when idle (see CLIENT_IDLE_TIMEOUT) or when the lane
         // is dropped (the peer disconnected).
-        while let Ok(Some((data, reply))) =
+        while let Ok(Some((data, plan, reply))) =
             tokio::time::timeout(CLIENT_IDLE_TIMEOUT, jobs.recv()).await
         {
-            if wait_tx.send(reply).await.is_err() {
+            if wait_tx.send((plan, reply)).await.is_err() {
                 break;
             }
             write_frame(&mut wr, &data).await?;
@@ -532,8 +561,13 @@ where
         Ok(())
     };
     let reader = async {
-        while let Some(reply) = wait_rx.recv().await {
-            let answer = read_frame(&mut rd, max_response).await?;
+        while let Some((plan, reply)) = wait_rx.recv().await {
+            let answer = match plan {
+                None => Answer::Whole(read_frame(&mut rd, max_response).await?),
+                Some(plan) => {
+                    Answer::Scattered(read_frame_scattered(&mut rd, max_response, plan).await?)
+                }
+            };
             let _ = reply.send(answer);
         }
         Ok(())

@@ -7,6 +7,7 @@
 mod api;
 mod blob;
 mod region;
+mod scatter;
 pub mod wire;
 
 pub use api::{
@@ -15,6 +16,7 @@ pub use api::{
 pub use blob::{BlobHash, BlobHashError};
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 pub use region::{RegionId, RegionIdError};
+pub use scatter::{Scatter, Scattered};
 
 /// The cnode software version, as shown in `status` and identify.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
