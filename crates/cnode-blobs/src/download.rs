@@ -27,7 +27,7 @@ use std::{
 };
 
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges, io::sync::DecodeResponseIter};
-use cnode_types::{BlobHash, PeerId};
+use cnode_types::{BlobHash, PeerId, Scatter, Scattered};
 use futures::{StreamExt, stream::FuturesUnordered};
 use rand::{RngCore, seq::SliceRandom};
 use tracing::{debug, info, warn};
@@ -63,6 +63,20 @@ pub trait PeerRequester: Clone + Send + Sync + 'static {
     /// Peers that announced `hash` (a DHT lookup). May take seconds: a
     /// download asks [`peers`](Self::peers) meanwhile and never waits for it.
     fn providers(&self, hash: BlobHash) -> impl Future<Output = Vec<PeerId>> + Send;
+    /// As [`request`](Self::request), for a piece whose answer's layout is
+    /// known: a requester that can read the answer by `plan` (straight into
+    /// its buffer) answers [`Scattered::Split`]. The default asks the usual
+    /// way and answers [`Scattered::Whole`].
+    fn request_scattered(
+        &self,
+        peer: PeerId,
+        request: Vec<u8>,
+        plan: Scatter,
+    ) -> impl Future<Output = Result<Scattered, String>> + Send {
+        drop(plan);
+        let answer = self.request(peer, request);
+        async move { answer.await.map(Scattered::Whole) }
+    }
 }
 
 /// Settings of one download.
@@ -129,10 +143,25 @@ async fn settle(
     store: &BlobStore,
     partial: &Arc<Partial>,
     piece: u64,
-    answer: Result<Vec<u8>, String>,
+    answer: Result<Scattered, String>,
 ) -> Outcome {
-    let Ok(bytes) = answer else {
-        return Outcome::Failed;
+    let bytes = match answer {
+        Err(_) => return Outcome::Failed,
+        Ok(Scattered::Whole(bytes)) => bytes,
+        Ok(Scattered::Split(head, plan)) => {
+            // Read apart: the leaves are in the plan's aligned buffer.
+            let leaves = crate::store::files::Aligned::from_parts(plan.tail, plan.at);
+            return match protocol::data_size(&head) {
+                Some(s) if s == partial.size => {
+                    if partial.has(piece) {
+                        return Outcome::Duplicate;
+                    }
+                    written(store.write_piece_apart(partial, piece, head, leaves).await)
+                }
+                Some(s) => Outcome::Bad(format!("claims size {s}, not {}", partial.size)),
+                None => Outcome::Bad("malformed data answer".into()),
+            };
+        }
     };
     match protocol::data_size(&bytes) {
         Some(s) if s == partial.size => {
@@ -140,15 +169,11 @@ async fn settle(
                 return Outcome::Duplicate;
             }
             // Verified in place (no copy of the piece).
-            match store
-                .write_piece(partial, piece, bytes, protocol::DATA_HEADER)
-                .await
-            {
-                Ok(true) => Outcome::Written,
-                Ok(false) => Outcome::Duplicate,
-                Err(BlobError::Verify { reason, .. }) => Outcome::Bad(reason),
-                Err(e) => Outcome::Fatal(e),
-            }
+            written(
+                store
+                    .write_piece(partial, piece, bytes, protocol::DATA_HEADER)
+                    .await,
+            )
         }
         Some(s) => Outcome::Bad(format!("claims size {s}, not {}", partial.size)),
         None => match Response::decode(&bytes) {
@@ -156,6 +181,16 @@ async fn settle(
             Ok(Response::Error { message }) => Outcome::Refused(message),
             _ => Outcome::Failed,
         },
+    }
+}
+
+/// The outcome of verifying and writing a piece.
+fn written(result: Result<bool, BlobError>) -> Outcome {
+    match result {
+        Ok(true) => Outcome::Written,
+        Ok(false) => Outcome::Duplicate,
+        Err(BlobError::Verify { reason, .. }) => Outcome::Bad(reason),
+        Err(e) => Outcome::Fatal(e),
     }
 }
 
@@ -716,7 +751,10 @@ fn schedule<R: PeerRequester>(
             let (store, partial) = (store.clone(), partial.clone());
             in_flight.push(Box::pin(async move {
                 let t = Instant::now();
-                let answer = r.request(peer, req).await;
+                let answer = match partial.scatter_plan(piece) {
+                    Some(plan) => r.request_scattered(peer, req, plan).await,
+                    None => r.request(peer, req).await.map(Scattered::Whole),
+                };
                 let took = t.elapsed();
                 let outcome = settle(&store, &partial, piece, answer).await;
                 (peer, piece, outcome, took)

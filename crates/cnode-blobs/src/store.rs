@@ -207,6 +207,31 @@ impl Partial {
     pub(crate) fn has(&self, i: u64) -> bool {
         protocol::has_piece(&self.bitfield.lock().unwrap_or_else(|e| e.into_inner()), i)
     }
+    /// How to read the answer for `piece` so that its leaves land, one
+    /// after another, in an aligned buffer that is written as it is
+    /// (`O_DIRECT`); `None` where such a write is not possible (no direct
+    /// handle, or a last piece that does not end on a page).
+    pub(crate) fn scatter_plan(&self, piece: u64) -> Option<cnode_types::Scatter> {
+        self.direct.as_ref()?;
+        let (start, end) = protocol::piece_bytes(self.size, piece);
+        if !(end - start).is_multiple_of(files::DIRECT_ALIGN as u64) {
+            return None;
+        }
+        let (s, e) = protocol::piece_chunks(self.size, piece);
+        let ranges = protocol::to_chunk_ranges(&[(s, e)]);
+        let (frame_len, runs) = piece_io::response_layout(self.outboard.tree, &ranges);
+        let total: usize = runs.iter().map(|r| r.1).sum();
+        if total as u64 != end - start {
+            return None;
+        }
+        let (tail, at) = files::aligned_to_fill(total).into_parts();
+        Some(cnode_types::Scatter {
+            frame_len,
+            runs,
+            tail,
+            at,
+        })
+    }
     pub(crate) fn bitfield(&self) -> Vec<u8> {
         self.bitfield
             .lock()

@@ -46,6 +46,18 @@ impl PeerRequester for NetRequester {
             .map_err(|e| e.to_string())
     }
 
+    async fn request_scattered(
+        &self,
+        peer: PeerId,
+        request: Vec<u8>,
+        plan: cnode_types::Scatter,
+    ) -> Result<cnode_types::Scattered, String> {
+        self.net
+            .request_scattered(peer, ReqProtocol::Blobs, request, plan)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn peers(&self) -> Vec<PeerId> {
         let me = self.net.local_peer_id();
         self.net

@@ -115,11 +115,24 @@ pub(crate) fn gather_aligned<'a>(parts: impl Iterator<Item = &'a [u8]>, len: usi
     Aligned { buf, at }
 }
 
-/// Buffers kept for reuse. A download verifies and writes up to
-/// `MAX_IN_FLIGHT` pieces at once, but on the blocking pool of a small
-/// machine rarely more than two or three run together; more are allocated
-/// and freed as before. Each kept buffer is a piece of a leecher's RSS.
-pub(crate) const POOL_BUFFERS: usize = 3;
+/// `len` initialised bytes starting on a [`DIRECT_ALIGN`] boundary, to read a
+/// piece's leaves straight into (see `download`). From the pool when it has
+/// one: only bytes past what the buffer held before are zeroed.
+pub(crate) fn aligned_to_fill(len: usize) -> Aligned {
+    let mut buf = pool()
+        .pop()
+        .filter(|b| b.capacity() >= len + DIRECT_ALIGN)
+        .unwrap_or_else(|| Vec::with_capacity(len + DIRECT_ALIGN));
+    let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    buf.resize(at + len, 0);
+    Aligned { buf, at }
+}
+
+/// Buffers kept for reuse. A download has up to `MAX_IN_FLIGHT` (6) pieces
+/// in flight, each read into one of these; more are allocated and freed.
+/// Each kept buffer is a piece of a leecher's RSS (in place of the answer
+/// buffer the piece would otherwise have been read into).
+pub(crate) const POOL_BUFFERS: usize = 8;
 /// Larger buffers are freed, not kept (a piece and its alignment slack).
 pub(crate) const POOL_MAX_LEN: usize = (crate::protocol::PIECE_SIZE as usize) + 2 * DIRECT_ALIGN;
 
@@ -148,10 +161,27 @@ impl std::ops::Deref for Aligned {
     }
 }
 
+impl Aligned {
+    /// The buffer and where its aligned bytes start (for a [`Scatter`] plan;
+    /// [`Aligned::from_parts`] takes them back).
+    ///
+    /// [`Scatter`]: cnode_types::Scatter
+    pub(crate) fn into_parts(mut self) -> (Vec<u8>, usize) {
+        (std::mem::take(&mut self.buf), self.at)
+    }
+
+    /// A buffer given out by [`Aligned::into_parts`], its bytes from `at`
+    /// aligned.
+    pub(crate) fn from_parts(buf: Vec<u8>, at: usize) -> Self {
+        debug_assert!((buf.as_ptr().wrapping_add(at) as usize).is_multiple_of(DIRECT_ALIGN));
+        Self { buf, at }
+    }
+}
+
 impl Drop for Aligned {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
-        if buf.capacity() <= POOL_MAX_LEN {
+        if buf.capacity() > 0 && buf.capacity() <= POOL_MAX_LEN {
             let mut pool = pool();
             if pool.len() < POOL_BUFFERS {
                 pool.push(buf);

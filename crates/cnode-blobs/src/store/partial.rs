@@ -138,6 +138,51 @@ impl BlobStore {
         })
         .await
         .map_err(|e| BlobError::Invalid(format!("verify task failed: {e}")))??;
+        self.mark_piece(partial, piece).await
+    }
+
+    /// As [`write_piece`](Self::write_piece), for an answer read apart (see
+    /// `download`): `head` is the answer without its leaves (header, then
+    /// parent hashes), `leaves` holds the leaves one after another.
+    pub(crate) async fn write_piece_apart(
+        &self,
+        partial: &Arc<Partial>,
+        piece: u64,
+        head: Vec<u8>,
+        leaves: files::Aligned,
+    ) -> Result<bool, BlobError> {
+        let p = partial.clone();
+        tokio::task::spawn_blocking(move || {
+            let (s, e) = protocol::piece_chunks(p.size, piece);
+            let ranges = protocol::to_chunk_ranges(&[(s, e)]);
+            let parents = head.get(protocol::DATA_HEADER..).unwrap_or_default();
+            piece_io::verify_and_write_apart(
+                parents,
+                &leaves,
+                &ranges,
+                &p.data,
+                p.direct.as_ref(),
+                &p.outboard,
+            )
+            .map_err(io_err("cannot write a piece"))?
+            .map_err(|e| BlobError::Verify {
+                hash: p.hash,
+                reason: e.to_string(),
+            })?;
+            if p.direct.is_none() {
+                let (start, end) = protocol::piece_bytes(p.size, piece);
+                files::start_writeback(&p.data, start, end - start);
+            }
+            Ok::<(), BlobError>(())
+        })
+        .await
+        .map_err(|e| BlobError::Invalid(format!("verify task failed: {e}")))??;
+        self.mark_piece(partial, piece).await
+    }
+
+    /// Records a verified, written piece in the partial's set; `false` if it
+    /// was there already.
+    async fn mark_piece(&self, partial: &Arc<Partial>, piece: u64) -> Result<bool, BlobError> {
         let bitfield = {
             let mut bf = partial.bitfield.lock().unwrap_or_else(|e| e.into_inner());
             if protocol::has_piece(&bf, piece) {

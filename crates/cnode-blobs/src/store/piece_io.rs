@@ -75,23 +75,39 @@ fn hash_parent(left: &[u8; 32], right: &[u8; 32], is_root: bool) -> blake3::Hash
     }
 }
 
+/// Where a response's parent hashes and leaves are: interleaved, as sent, or
+/// apart (parents in order in one buffer, leaves one after another in
+/// another), as a scattered read leaves them.
+#[derive(Clone, Copy)]
+enum Layout<'a> {
+    Interleaved(&'a [u8]),
+    Apart { parents: &'a [u8], leaves: &'a [u8] },
+}
+
 /// Checks a bao response for `ranges` of the blob `root` (a tree of `tree`'s
-/// shape) and says where its verified leaves and parent hashes go.
+/// shape) and says where its verified leaves and parent hashes go (their
+/// positions in the buffer each is in).
 fn verify(
     root: blake3::Hash,
     tree: BaoTree,
     ranges: &ChunkRangesRef,
-    encoded: &[u8],
+    layout: Layout<'_>,
 ) -> Result<Verified, VerifyError> {
     let ranges = truncate_ranges(ranges, tree.size());
     let mut expected = vec![root];
-    let mut at = 0usize;
-    let mut out = Verified::default();
-    let take = |at: usize, len: usize| {
-        encoded
-            .get(at..at + len)
-            .ok_or(VerifyError::Truncated(encoded.len()))
+    let (parents, leaves) = match layout {
+        Layout::Interleaved(b) => (b, b),
+        Layout::Apart { parents, leaves } => (parents, leaves),
     };
+    let interleaved = matches!(layout, Layout::Interleaved(_));
+    // Read positions in `parents` and in `leaves` (the same one when
+    // interleaved).
+    let (mut at_p, mut at_l) = (0usize, 0usize);
+    let mut out = Verified::default();
+    fn take(buf: &[u8], at: usize, len: usize) -> Result<&[u8], VerifyError> {
+        buf.get(at..at + len)
+            .ok_or(VerifyError::Truncated(buf.len()))
+    }
     for item in ResponseIterRef::new(tree, ranges) {
         match item {
             BaoChunk::Parent {
@@ -101,7 +117,7 @@ fn verify(
                 right,
                 ..
             } => {
-                let pair = take(at, 64)?;
+                let pair = take(parents, at_p, 64)?;
                 let (l, r): (&[u8; 32], &[u8; 32]) = (
                     pair[..32].try_into().expect("32 bytes"),
                     pair[32..].try_into().expect("32 bytes"),
@@ -117,9 +133,12 @@ fn verify(
                     expected.push(blake3::Hash::from(*l));
                 }
                 if let Some(offset) = tree.pre_order_offset(node) {
-                    out.parents.push((offset * 64, at));
+                    out.parents.push((offset * 64, at_p));
                 }
-                at += 64;
+                at_p += 64;
+                if interleaved {
+                    at_l = at_p;
+                }
             }
             BaoChunk::Leaf {
                 start_chunk,
@@ -127,18 +146,26 @@ fn verify(
                 is_root,
                 ..
             } => {
-                let data = take(at, size)?;
+                let data = take(leaves, at_l, size)?;
                 let want = expected.pop().ok_or(VerifyError::Leaf(start_chunk.0))?;
                 if hash_leaf(start_chunk.0, data, is_root) != want {
                     return Err(VerifyError::Leaf(start_chunk.0));
                 }
-                out.leaves.push((start_chunk.to_bytes(), at, size));
-                at += size;
+                out.leaves.push((start_chunk.to_bytes(), at_l, size));
+                at_l += size;
+                if interleaved {
+                    at_p = at_l;
+                }
             }
         }
     }
-    if at != encoded.len() {
-        return Err(VerifyError::Trailing(encoded.len() - at));
+    let trailing = if interleaved {
+        parents.len() - at_p
+    } else {
+        (parents.len() - at_p) + (leaves.len() - at_l)
+    };
+    if trailing != 0 {
+        return Err(VerifyError::Trailing(trailing));
     }
     Ok(out)
 }
@@ -158,31 +185,99 @@ pub(super) fn verify_and_write(
     direct: Option<&File>,
     outboard: &PreOrderOutboard<File>,
 ) -> Result<Result<(), VerifyError>, io::Error> {
-    let v = match verify(outboard.root, outboard.tree, ranges, encoded) {
+    let v = match verify(
+        outboard.root,
+        outboard.tree,
+        ranges,
+        Layout::Interleaved(encoded),
+    ) {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
     if direct.is_none_or(|d| write_direct(d, encoded, &v.leaves).is_err()) {
-        // Leaves: one write each (a chunk group, `files::SMALL_WRITE`),
-        // straight from the response; bigger buffered writes are slower
-        // here (see `files`).
-        for &(offset, start, len) in &v.leaves {
-            data.write_all_at(&encoded[start..start + len], offset)?;
-        }
+        write_leaves(data, encoded, &v.leaves)?;
     }
-    // Parent hashes: pre-order keeps a piece's subtree together; its
-    // ancestors are single pairs elsewhere. One write per contiguous run.
-    let mut parents = v.parents;
+    write_parents(outboard, encoded, v.parents)?;
+    Ok(Ok(()))
+}
+
+/// As [`verify_and_write`], for a response read apart: `parents` (the
+/// parent hashes in order) and `leaves` (all of them, one after another,
+/// starting on a [`files::DIRECT_ALIGN`] boundary). A whole piece's leaves
+/// go to `direct` as they lie, with no copy.
+pub(super) fn verify_and_write_apart(
+    parents: &[u8],
+    leaves: &[u8],
+    ranges: &ChunkRangesRef,
+    data: &File,
+    direct: Option<&File>,
+    outboard: &PreOrderOutboard<File>,
+) -> Result<Result<(), VerifyError>, io::Error> {
+    let layout = Layout::Apart { parents, leaves };
+    let v = match verify(outboard.root, outboard.tree, ranges, layout) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let align = files::DIRECT_ALIGN as u64;
+    let first = v.leaves.first().map_or(0, |l| l.0);
+    let whole = first.is_multiple_of(align)
+        && (leaves.len() as u64).is_multiple_of(align)
+        && (leaves.as_ptr() as usize).is_multiple_of(files::DIRECT_ALIGN);
+    if !(whole && direct.is_some_and(|d| d.write_all_at(leaves, first).is_ok())) {
+        write_leaves(data, leaves, &v.leaves)?;
+    }
+    write_parents(outboard, parents, v.parents)?;
+    Ok(Ok(()))
+}
+
+/// Leaves: one write each (a chunk group, `files::SMALL_WRITE`), straight
+/// from where they lie; bigger buffered writes are slower here (see `files`).
+fn write_leaves(data: &File, buf: &[u8], leaves: &[(u64, usize, usize)]) -> io::Result<()> {
+    for &(offset, start, len) in leaves {
+        data.write_all_at(&buf[start..start + len], offset)?;
+    }
+    Ok(())
+}
+
+/// Parent hashes: pre-order keeps a piece's subtree together; its ancestors
+/// are single pairs elsewhere. One write per contiguous run.
+fn write_parents(
+    outboard: &PreOrderOutboard<File>,
+    buf: &[u8],
+    mut parents: Vec<(u64, usize)>,
+) -> io::Result<()> {
     parents.sort_unstable();
     for run in parents.chunk_by(|a, b| b.0 == a.0 + 64) {
         let bytes: Vec<u8> = run
             .iter()
-            .flat_map(|&(_, s)| &encoded[s..s + 64])
+            .flat_map(|&(_, s)| &buf[s..s + 64])
             .copied()
             .collect();
         outboard.data.write_all_at(&bytes, run[0].0)?;
     }
-    Ok(Ok(()))
+    Ok(())
+}
+
+/// Where each part of the response for `ranges` lies, for a scattered read:
+/// the response's length (header included) and the (offset, length) of each
+/// leaf, in order.
+pub(crate) fn response_layout(
+    tree: BaoTree,
+    ranges: &ChunkRangesRef,
+) -> (usize, Vec<(usize, usize)>) {
+    let ranges = truncate_ranges(ranges, tree.size());
+    let mut at = crate::protocol::DATA_HEADER;
+    let mut leaves = Vec::new();
+    for item in ResponseIterRef::new(tree, ranges) {
+        match item {
+            BaoChunk::Parent { .. } => at += 64,
+            BaoChunk::Leaf { size, .. } => {
+                leaves.push((at, size));
+                at += size;
+            }
+        }
+    }
+    (at, leaves)
 }
 
 /// Writes `leaves` (contiguous in the blob, page-aligned start and length)
