@@ -17,7 +17,7 @@ use cnode_blobs::{
     download,
     protocol::{self, PIECE_SIZE},
 };
-use cnode_types::{BlobHash, PeerId};
+use cnode_types::{BlobHash, PeerId, Scatter, Scattered};
 
 struct Node {
     _dir: tempfile::TempDir,
@@ -53,6 +53,10 @@ struct Fake {
     liars: Vec<PeerId>,
     /// Until this peer is asked for a piece, it is the only one listed.
     first: Option<(PeerId, Arc<std::sync::atomic::AtomicBool>)>,
+    /// Read answers by the download's scatter plan, as a lane does.
+    scatter: bool,
+    /// Answers read apart.
+    split: Arc<AtomicUsize>,
 }
 
 impl Fake {
@@ -65,6 +69,8 @@ impl Fake {
             silent_lookup: false,
             liars: Vec::new(),
             first: None,
+            scatter: false,
+            split: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -92,6 +98,28 @@ impl PeerRequester for Fake {
         }
         Ok(answer)
     }
+    async fn request_scattered(
+        &self,
+        peer: PeerId,
+        request: Vec<u8>,
+        mut plan: Scatter,
+    ) -> Result<Scattered, String> {
+        let answer = self.request(peer, request).await?;
+        if !self.scatter || answer.len() != plan.frame_len || !plan.is_valid() {
+            return Ok(Scattered::Whole(answer));
+        }
+        // What the lane reader does, from a buffer.
+        let (mut head, mut pos, mut to) = (Vec::new(), 0, plan.at);
+        for &(off, n) in &plan.runs {
+            head.extend_from_slice(&answer[pos..off]);
+            plan.tail[to..to + n].copy_from_slice(&answer[off..off + n]);
+            (pos, to) = (off + n, to + n);
+        }
+        head.extend_from_slice(&answer[pos..]);
+        self.split.fetch_add(1, Ordering::SeqCst);
+        Ok(Scattered::Split(head, plan))
+    }
+
     async fn peers(&self) -> Vec<PeerId> {
         if let Some((first, asked)) = &self.first
             && !asked.load(Ordering::SeqCst)
@@ -108,6 +136,18 @@ impl PeerRequester for Fake {
         }
         self.peers().await
     }
+}
+
+/// Whether `O_DIRECT` files can be opened in `dir` (not on tmpfs).
+fn direct_io_works(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dir.join("direct-probe"))
+        .is_ok()
 }
 
 fn random_peer() -> PeerId {
@@ -160,6 +200,14 @@ async fn import_hash_matches_blake3_and_reads_back() {
 
 #[tokio::test]
 async fn swarm_download_from_several_peers_and_corrupt_peer_is_dropped() {
+    // Answers received whole, and read apart (leaves straight into the
+    // aligned buffer) as over a lane.
+    for scatter in [false, true] {
+        swarm_with_a_corrupt_peer(scatter).await;
+    }
+}
+
+async fn swarm_with_a_corrupt_peer(scatter: bool) {
     // The last piece is more than one chunk (a single last chunk is served
     // honestly: it is also the size proof).
     let bytes = data(9 * PIECE_SIZE as usize + 5000, 7);
@@ -186,6 +234,7 @@ async fn swarm_download_from_several_peers_and_corrupt_peer_is_dropped() {
     // for pieces: left to a race, they could serve every piece before it
     // was asked at all.
     fake.first = Some((ids[2], Arc::default()));
+    fake.scatter = scatter;
 
     let leecher = node(u64::MAX, 8).await;
     let stats = download(
@@ -211,6 +260,13 @@ async fn swarm_download_from_several_peers_and_corrupt_peer_is_dropped() {
         stats.pieces_from.values().sum::<u64>(),
         protocol::piece_count(bytes.len() as u64)
     );
+    // Whole pieces were read apart (where O_DIRECT works), the last one,
+    // not ending on a page, whole.
+    if scatter && direct_io_works(leecher._dir.path()) {
+        assert!(fake.split.load(Ordering::SeqCst) >= 9, "{stats:?}");
+    } else {
+        assert_eq!(fake.split.load(Ordering::SeqCst), 0);
+    }
 }
 
 #[tokio::test]
