@@ -2,18 +2,19 @@
 //! writing pieces, saving the verified set, and completing the blob.
 
 use std::{
-    fs,
+    fs, io,
     path::Path,
     sync::{Arc, Mutex},
 };
 
-use bao_tree::{BaoTree, io::outboard::PreOrderOutboard};
+use bao_tree::{BaoTree, ChunkRanges, io::outboard::PreOrderOutboard};
 use cnode_types::BlobHash;
 use rusqlite::{OptionalExtension, params};
 
 use super::{
     BITFIELD_SAVE_INTERVAL, BLOCK_SIZE, BlobError, BlobKind, BlobStore, Partial, files, io_err,
-    now_ms, piece_io,
+    now_ms,
+    piece_io::{self, VerifyError},
 };
 use crate::protocol::{self, piece_count, set_piece};
 
@@ -119,26 +120,11 @@ impl BlobStore {
         encoded: Vec<u8>,
         offset: usize,
     ) -> Result<bool, BlobError> {
-        let p = partial.clone();
-        tokio::task::spawn_blocking(move || {
-            let (s, e) = protocol::piece_chunks(p.size, piece);
-            let ranges = protocol::to_chunk_ranges(&[(s, e)]);
+        self.verify_and_write(partial, piece, move |p, ranges| {
             let encoded = encoded.get(offset..).unwrap_or_default();
-            piece_io::verify_and_write(encoded, &ranges, &p.data, p.direct.as_ref(), &p.outboard)
-                .map_err(io_err("cannot write a piece"))?
-                .map_err(|e| BlobError::Verify {
-                    hash: p.hash,
-                    reason: e.to_string(),
-                })?;
-            if p.direct.is_none() {
-                let (start, end) = protocol::piece_bytes(p.size, piece);
-                files::start_writeback(&p.data, start, end - start);
-            }
-            Ok::<(), BlobError>(())
+            piece_io::verify_and_write(encoded, ranges, &p.data, p.direct.as_ref(), &p.outboard)
         })
         .await
-        .map_err(|e| BlobError::Invalid(format!("verify task failed: {e}")))??;
-        self.mark_piece(partial, piece).await
     }
 
     /// As [`write_piece`](Self::write_piece), for an answer read apart (see
@@ -151,24 +137,40 @@ impl BlobStore {
         head: Vec<u8>,
         leaves: files::Aligned,
     ) -> Result<bool, BlobError> {
-        let p = partial.clone();
-        tokio::task::spawn_blocking(move || {
-            let (s, e) = protocol::piece_chunks(p.size, piece);
-            let ranges = protocol::to_chunk_ranges(&[(s, e)]);
+        self.verify_and_write(partial, piece, move |p, ranges| {
             let parents = head.get(protocol::DATA_HEADER..).unwrap_or_default();
             piece_io::verify_and_write_apart(
                 parents,
                 &leaves,
-                &ranges,
+                ranges,
                 &p.data,
                 p.direct.as_ref(),
                 &p.outboard,
             )
-            .map_err(io_err("cannot write a piece"))?
-            .map_err(|e| BlobError::Verify {
-                hash: p.hash,
-                reason: e.to_string(),
-            })?;
+        })
+        .await
+    }
+
+    /// Runs `write` (verify `piece`, then write it) on the blocking pool and
+    /// marks the piece if it held.
+    async fn verify_and_write(
+        &self,
+        partial: &Arc<Partial>,
+        piece: u64,
+        write: impl FnOnce(&Partial, &ChunkRanges) -> io::Result<Result<(), VerifyError>>
+        + Send
+        + 'static,
+    ) -> Result<bool, BlobError> {
+        let p = partial.clone();
+        tokio::task::spawn_blocking(move || {
+            let (s, e) = protocol::piece_chunks(p.size, piece);
+            let ranges = protocol::to_chunk_ranges(&[(s, e)]);
+            write(&p, &ranges)
+                .map_err(io_err("cannot write a piece"))?
+                .map_err(|e| BlobError::Verify {
+                    hash: p.hash,
+                    reason: e.to_string(),
+                })?;
             if p.direct.is_none() {
                 let (start, end) = protocol::piece_bytes(p.size, piece);
                 files::start_writeback(&p.data, start, end - start);
