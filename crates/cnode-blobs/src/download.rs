@@ -145,37 +145,33 @@ async fn settle(
     piece: u64,
     answer: Result<Scattered, String>,
 ) -> Outcome {
-    let bytes = match answer {
+    // A whole answer, or (read apart) its head and the leaves in the plan's
+    // aligned buffer.
+    let (bytes, leaves) = match answer {
         Err(_) => return Outcome::Failed,
-        Ok(Scattered::Whole(bytes)) => bytes,
-        Ok(Scattered::Split(head, plan)) => {
-            // Read apart: the leaves are in the plan's aligned buffer.
-            let leaves = crate::store::files::Aligned::from_parts(plan.tail, plan.at);
-            return match protocol::data_size(&head) {
-                Some(s) if s == partial.size => {
-                    if partial.has(piece) {
-                        return Outcome::Duplicate;
-                    }
-                    written(store.write_piece_apart(partial, piece, head, leaves).await)
-                }
-                Some(s) => Outcome::Bad(format!("claims size {s}, not {}", partial.size)),
-                None => Outcome::Bad("malformed data answer".into()),
-            };
-        }
+        Ok(Scattered::Whole(bytes)) => (bytes, None),
+        Ok(Scattered::Split(head, plan)) => (
+            head,
+            Some(crate::store::files::Aligned::from_parts(plan.tail, plan.at)),
+        ),
     };
     match protocol::data_size(&bytes) {
         Some(s) if s == partial.size => {
             if partial.has(piece) {
                 return Outcome::Duplicate;
             }
-            // Verified in place (no copy of the piece).
-            written(
-                store
-                    .write_piece(partial, piece, bytes, protocol::DATA_HEADER)
-                    .await,
-            )
+            // Verified where it lies (no copy of the piece).
+            written(match leaves {
+                Some(leaves) => store.write_piece_apart(partial, piece, bytes, leaves).await,
+                None => {
+                    store
+                        .write_piece(partial, piece, bytes, protocol::DATA_HEADER)
+                        .await
+                }
+            })
         }
         Some(s) => Outcome::Bad(format!("claims size {s}, not {}", partial.size)),
+        None if leaves.is_some() => Outcome::Bad("malformed data answer".into()),
         None => match Response::decode(&bytes) {
             Ok(Response::Data { .. }) => Outcome::Bad("malformed data answer".into()),
             Ok(Response::Error { message }) => Outcome::Refused(message),

@@ -10,10 +10,9 @@ use std::{net::SocketAddr, sync::Arc};
 use libp2p::{Multiaddr, PeerId, gossipsub::TopicHash, request_response::ResponseChannel};
 use tokio::sync::{mpsc, oneshot};
 
-use cnode_types::{Scatter, Scattered};
+use cnode_types::{PeerInfo, Scatter, Scattered};
 
 use crate::{NetStatus, lane::Lanes};
-use cnode_types::PeerInfo;
 
 /// A request to the swarm actor with the channel for its answer.
 #[derive(Debug)]
@@ -337,6 +336,16 @@ impl NetClient {
             lanes.answered();
             return Ok(answer);
         }
+        self.request_over_swarm(peer, protocol, data).await
+    }
+
+    /// A request over the libp2p connection (no lane).
+    async fn request_over_swarm(
+        &self,
+        peer: PeerId,
+        protocol: ReqProtocol,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, RequestError> {
         self.ask(|reply| Command::Request {
             peer,
             protocol,
@@ -368,14 +377,7 @@ impl NetClient {
             lanes.answered();
             return Ok(answer);
         }
-        let answer = self
-            .ask(|reply| Command::Request {
-                peer,
-                protocol,
-                data,
-                reply,
-            })
-            .await??;
+        let answer = self.request_over_swarm(peer, protocol, data).await?;
         Ok(Scattered::Whole(answer))
     }
 

@@ -137,14 +137,9 @@ enum Out {
     Failed(Instant),
 }
 
-/// A request, how to read its answer, and where the answer goes.
-type Job = (Vec<u8>, Option<Scatter>, oneshot::Sender<Answer>);
-
-/// An answer read as asked: whole, or by a [`Scatter`] plan.
-enum Answer {
-    Whole(Vec<u8>),
-    Scattered(Scattered),
-}
+/// A request, how to read its answer (whole without a plan), and where the
+/// answer goes.
+type Job = (Vec<u8>, Option<Scatter>, oneshot::Sender<Scattered>);
 
 /// The sending end of an open lane.
 #[derive(Clone)]
@@ -155,30 +150,34 @@ impl LaneTx {
     /// out or the peer refused (then ask the usual way).
     pub(crate) async fn request(&self, data: Vec<u8>, timeout: Duration) -> Option<Vec<u8>> {
         match self.ask(data, None, timeout).await? {
-            Answer::Whole(answer) => (!answer.is_empty()).then_some(answer),
-            Answer::Scattered(_) => None,
+            Scattered::Whole(answer) => Some(answer),
+            Scattered::Split(..) => None,
         }
     }
 
-    /// As [`request`](Self::request), the answer read by `plan`. `None` if
-    /// the lane broke, timed out or the peer refused.
+    /// As [`request`](Self::request), the answer read by `plan`.
     pub(crate) async fn request_scattered(
         &self,
         data: Vec<u8>,
         plan: Scatter,
         timeout: Duration,
     ) -> Option<Scattered> {
-        match self.ask(data, Some(plan), timeout).await? {
-            Answer::Scattered(Scattered::Whole(answer)) if answer.is_empty() => None,
-            Answer::Scattered(answer) => Some(answer),
-            Answer::Whole(_) => None,
-        }
+        self.ask(data, Some(plan), timeout).await
     }
 
-    async fn ask(&self, data: Vec<u8>, plan: Option<Scatter>, timeout: Duration) -> Option<Answer> {
+    /// An empty answer is the peer's refusal.
+    async fn ask(
+        &self,
+        data: Vec<u8>,
+        plan: Option<Scatter>,
+        timeout: Duration,
+    ) -> Option<Scattered> {
         let (tx, rx) = oneshot::channel();
         self.0.send((data, plan, tx)).await.ok()?;
-        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+        match tokio::time::timeout(timeout, rx).await.ok()?.ok()? {
+            Scattered::Whole(answer) if answer.is_empty() => None,
+            answer => Some(answer),
+        }
     }
 }
 
@@ -546,7 +545,7 @@ where
 {
     let (mut rd, mut wr) = stream.split();
     let (wait_tx, mut wait_rx) =
-        mpsc::channel::<(Option<Scatter>, oneshot::Sender<Answer>)>(PIPELINE);
+        mpsc::channel::<(Option<Scatter>, oneshot::Sender<Scattered>)>(PIPELINE);
     let writer = async {
         // Ends quietly when idle (see CLIENT_IDLE_TIMEOUT) or when the lane
         // is dropped (the peer disconnected).
@@ -563,10 +562,8 @@ where
     let reader = async {
         while let Some((plan, reply)) = wait_rx.recv().await {
             let answer = match plan {
-                None => Answer::Whole(read_frame(&mut rd, max_response).await?),
-                Some(plan) => {
-                    Answer::Scattered(read_frame_scattered(&mut rd, max_response, plan).await?)
-                }
+                None => Scattered::Whole(read_frame(&mut rd, max_response).await?),
+                Some(plan) => read_frame_scattered(&mut rd, max_response, plan).await?,
             };
             let _ = reply.send(answer);
         }

@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{
     BITFIELD_SAVE_INTERVAL, BLOCK_SIZE, BlobError, BlobKind, BlobStore, Partial, files, io_err,
     now_ms,
-    piece_io::{self, VerifyError},
+    piece_io::{self, Layout, VerifyError},
 };
 use crate::protocol::{self, piece_count, set_piece};
 
@@ -122,7 +122,8 @@ impl BlobStore {
     ) -> Result<bool, BlobError> {
         self.verify_and_write(partial, piece, move |p, ranges| {
             let encoded = encoded.get(offset..).unwrap_or_default();
-            piece_io::verify_and_write(encoded, ranges, &p.data, p.direct.as_ref(), &p.outboard)
+            let layout = Layout::Interleaved(encoded);
+            piece_io::verify_and_write(layout, ranges, &p.data, p.direct.as_ref(), &p.outboard)
         })
         .await
     }
@@ -139,14 +140,11 @@ impl BlobStore {
     ) -> Result<bool, BlobError> {
         self.verify_and_write(partial, piece, move |p, ranges| {
             let parents = head.get(protocol::DATA_HEADER..).unwrap_or_default();
-            piece_io::verify_and_write_apart(
+            let layout = Layout::Apart {
                 parents,
-                &leaves,
-                ranges,
-                &p.data,
-                p.direct.as_ref(),
-                &p.outboard,
-            )
+                leaves: &leaves,
+            };
+            piece_io::verify_and_write(layout, ranges, &p.data, p.direct.as_ref(), &p.outboard)
         })
         .await
     }

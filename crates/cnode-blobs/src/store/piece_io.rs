@@ -79,9 +79,20 @@ fn hash_parent(left: &[u8; 32], right: &[u8; 32], is_root: bool) -> blake3::Hash
 /// apart (parents in order in one buffer, leaves one after another in
 /// another), as a scattered read leaves them.
 #[derive(Clone, Copy)]
-enum Layout<'a> {
+pub(super) enum Layout<'a> {
     Interleaved(&'a [u8]),
     Apart { parents: &'a [u8], leaves: &'a [u8] },
+}
+
+impl<'a> Layout<'a> {
+    /// The buffers parent hashes and leaves are in (the same one when
+    /// interleaved).
+    fn parts(self) -> (&'a [u8], &'a [u8]) {
+        match self {
+            Layout::Interleaved(b) => (b, b),
+            Layout::Apart { parents, leaves } => (parents, leaves),
+        }
+    }
 }
 
 /// Checks a bao response for `ranges` of the blob `root` (a tree of `tree`'s
@@ -95,10 +106,7 @@ fn verify(
 ) -> Result<Verified, VerifyError> {
     let ranges = truncate_ranges(ranges, tree.size());
     let mut expected = vec![root];
-    let (parents, leaves) = match layout {
-        Layout::Interleaved(b) => (b, b),
-        Layout::Apart { parents, leaves } => (parents, leaves),
-    };
+    let (parents, leaves) = layout.parts();
     let interleaved = matches!(layout, Layout::Interleaved(_));
     // Read positions in `parents` and in `leaves` (the same one when
     // interleaved).
@@ -170,73 +178,48 @@ fn verify(
     Ok(out)
 }
 
-/// Verifies `encoded` (a bao response for `ranges`) against the outboard's
-/// root and, only if all of it checks out, writes its data to `data` and its
-/// parent hashes to the outboard.
+/// Verifies a bao response for `ranges` against the outboard's root and,
+/// only if all of it checks out, writes its data to `data` and its parent
+/// hashes to the outboard.
 ///
 /// With `direct` (an `O_DIRECT` handle on the same file), a contiguous,
-/// page-aligned run of leaves (every whole piece) is gathered into an aligned
-/// buffer and written with one call that bypasses the page cache; anything
-/// else, or a direct write the file system refuses, goes through `data`.
+/// page-aligned run of leaves (every whole piece) is written with one call
+/// that bypasses the page cache: as it lies when the response was read
+/// apart into an aligned buffer, else gathered into one. Anything else, or
+/// a direct write the file system refuses, goes through `data`.
 pub(super) fn verify_and_write(
-    encoded: &[u8],
+    layout: Layout<'_>,
     ranges: &ChunkRangesRef,
     data: &File,
     direct: Option<&File>,
     outboard: &PreOrderOutboard<File>,
 ) -> Result<Result<(), VerifyError>, io::Error> {
-    let v = match verify(
-        outboard.root,
-        outboard.tree,
-        ranges,
-        Layout::Interleaved(encoded),
-    ) {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(e)),
-    };
-    if direct.is_none_or(|d| write_direct(d, encoded, &v.leaves).is_err()) {
-        write_leaves(data, encoded, &v.leaves)?;
-    }
-    write_parents(outboard, encoded, v.parents)?;
-    Ok(Ok(()))
-}
-
-/// As [`verify_and_write`], for a response read apart: `parents` (the
-/// parent hashes in order) and `leaves` (all of them, one after another,
-/// starting on a [`files::DIRECT_ALIGN`] boundary). A whole piece's leaves
-/// go to `direct` as they lie, with no copy.
-pub(super) fn verify_and_write_apart(
-    parents: &[u8],
-    leaves: &[u8],
-    ranges: &ChunkRangesRef,
-    data: &File,
-    direct: Option<&File>,
-    outboard: &PreOrderOutboard<File>,
-) -> Result<Result<(), VerifyError>, io::Error> {
-    let layout = Layout::Apart { parents, leaves };
     let v = match verify(outboard.root, outboard.tree, ranges, layout) {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
-    let align = files::DIRECT_ALIGN as u64;
-    let first = v.leaves.first().map_or(0, |l| l.0);
-    let whole = first.is_multiple_of(align)
-        && (leaves.len() as u64).is_multiple_of(align)
-        && (leaves.as_ptr() as usize).is_multiple_of(files::DIRECT_ALIGN);
-    if !(whole && direct.is_some_and(|d| d.write_all_at(leaves, first).is_ok())) {
-        write_leaves(data, leaves, &v.leaves)?;
+    let (parents, leaves) = layout.parts();
+    let written = direct.is_some_and(|d| match layout {
+        Layout::Interleaved(_) => write_direct(d, leaves, &v.leaves).is_ok(),
+        Layout::Apart { .. } => {
+            let align = files::DIRECT_ALIGN as u64;
+            let first = v.leaves.first().map_or(0, |l| l.0);
+            first.is_multiple_of(align)
+                && (leaves.len() as u64).is_multiple_of(align)
+                && (leaves.as_ptr() as usize).is_multiple_of(files::DIRECT_ALIGN)
+                && d.write_all_at(leaves, first).is_ok()
+        }
+    });
+    if !written {
+        // Leaves: one write each (a chunk group, `files::SMALL_WRITE`),
+        // straight from where they lie; bigger buffered writes are slower
+        // here (see `files`).
+        for &(offset, start, len) in &v.leaves {
+            data.write_all_at(&leaves[start..start + len], offset)?;
+        }
     }
     write_parents(outboard, parents, v.parents)?;
     Ok(Ok(()))
-}
-
-/// Leaves: one write each (a chunk group, `files::SMALL_WRITE`), straight
-/// from where they lie; bigger buffered writes are slower here (see `files`).
-fn write_leaves(data: &File, buf: &[u8], leaves: &[(u64, usize, usize)]) -> io::Result<()> {
-    for &(offset, start, len) in leaves {
-        data.write_all_at(&buf[start..start + len], offset)?;
-    }
-    Ok(())
 }
 
 /// Parent hashes: pre-order keeps a piece's subtree together; its ancestors
@@ -555,7 +538,7 @@ mod tests {
             let b = blob(size);
             let encoded = b.encode(&ranges);
             let (data, ob) = b.receiver();
-            verify_and_write(&encoded, &ranges, &data, None, &ob)
+            verify_and_write(Layout::Interleaved(&encoded), &ranges, &data, None, &ob)
                 .unwrap()
                 .unwrap();
             let named = tempfile::NamedTempFile::new().unwrap();
@@ -563,9 +546,15 @@ mod tests {
             let direct = files::open_direct(named.path())
                 .expect("the temp dir's file system supports O_DIRECT");
             let (_, ob2) = b.receiver();
-            verify_and_write(&encoded, &ranges, named.as_file(), Some(&direct), &ob2)
-                .unwrap()
-                .unwrap();
+            verify_and_write(
+                Layout::Interleaved(&encoded),
+                &ranges,
+                named.as_file(),
+                Some(&direct),
+                &ob2,
+            )
+            .unwrap()
+            .unwrap();
             assert_eq!(
                 read_all(named.as_file()),
                 read_all(&data),
@@ -597,7 +586,7 @@ mod tests {
             let b = blob(size);
             let encoded = b.encode(&ranges);
             let (data, ob) = b.receiver();
-            verify_and_write(&encoded, &ranges, &data, None, &ob)
+            verify_and_write(Layout::Interleaved(&encoded), &ranges, &data, None, &ob)
                 .unwrap()
                 .unwrap();
             let (their_data, their_ob) = b.receiver();
@@ -642,7 +631,7 @@ mod tests {
             let mut bad = encoded.clone();
             bad[pos] ^= 0x20;
             let (data, ob) = b.receiver();
-            let err = verify_and_write(&bad, &ranges, &data, None, &ob)
+            let err = verify_and_write(Layout::Interleaved(&bad), &ranges, &data, None, &ob)
                 .unwrap()
                 .unwrap_err();
             assert!(
@@ -661,13 +650,13 @@ mod tests {
         let (data, ob) = b.receiver();
         let short = &encoded[..encoded.len() - 1];
         assert!(matches!(
-            verify_and_write(short, &ranges, &data, None, &ob).unwrap(),
+            verify_and_write(Layout::Interleaved(short), &ranges, &data, None, &ob).unwrap(),
             Err(VerifyError::Truncated(_))
         ));
         let mut long = encoded.clone();
         long.push(0);
         assert_eq!(
-            verify_and_write(&long, &ranges, &data, None, &ob).unwrap(),
+            verify_and_write(Layout::Interleaved(&long), &ranges, &data, None, &ob).unwrap(),
             Err(VerifyError::Trailing(1))
         );
         assert!(read_all(&data).iter().all(|&x| x == 0));
@@ -676,7 +665,7 @@ mod tests {
         let (data, mut ob) = other.receiver();
         ob.root = blake3::hash(b"another blob");
         assert!(
-            verify_and_write(&encoded, &ranges, &data, None, &ob)
+            verify_and_write(Layout::Interleaved(&encoded), &ranges, &data, None, &ob)
                 .unwrap()
                 .is_err()
         );
