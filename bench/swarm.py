@@ -29,7 +29,8 @@ Usage:
            ../shared/bench/loopback_ceiling.sh.
 
 Build first: cargo build --release --bin cnode. Needs aria2c, opentracker,
-mktorrent (apt), sendme and b3sum (cargo install), root for sendme's netns.
+mktorrent, iperf3 (apt), sendme and b3sum (cargo install): `bench/setup` installs
+them all, idempotently. Root for sendme's netns.
 Everything runs on 127.0.0.1 in temporary directories and is stopped at the end.
 """
 import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
@@ -38,6 +39,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "bench"))
 BIN = os.environ.get("CNODE_BIN", os.path.join(HERE, "..", "target", "release", "cnode"))
 CEILING_CACHE = {}
+TOOLS = os.environ.get("CNODE_BENCH_TOOLS", os.path.expanduser("~/.cache/cnode/bench-tools"))
+
+
+def tool(name):
+    """`name` from bench/setup's install root, else PATH (None if neither)."""
+    for cand in [os.path.join(TOOLS, "bin", name), shutil.which(name) or ""]:
+        if cand and os.path.exists(cand):
+            return cand
+    return None
 PIPELINE_BUILT = []  # built once per run of this script
 
 
@@ -204,10 +214,8 @@ def bare_pipeline_one(size_mib, src, direct=False):
 
 def sendme_one(size_mib):
     env = dict(os.environ)
-    for cand in ["/root/.cache/sendme-install/bin/sendme", shutil.which("sendme") or ""]:
-        if cand and os.path.exists(cand):
-            env["SENDME"] = cand
-            break
+    if tool("sendme"):
+        env["SENDME"] = tool("sendme")
     out = subprocess.run(["bash", os.path.join(SHARED, "sendme.sh"), str(size_mib)],
                          capture_output=True, text=True, timeout=1200, env=env)
     m = re.search(r"seconds=([0-9.]+)", out.stdout)
@@ -220,10 +228,8 @@ def ceiling():
     if CEILING_CACHE:
         return CEILING_CACHE["v"]
     env = dict(os.environ)
-    for cand in ["/root/.cache/b3sum-install/bin/b3sum", shutil.which("b3sum") or ""]:
-        if cand and os.path.exists(cand):
-            env["B3SUM"] = cand
-            break
+    if tool("b3sum"):
+        env["B3SUM"] = tool("b3sum")
     env.setdefault("IPERF_SECONDS", "3")
     out = subprocess.run(["bash", os.path.join(SHARED, "loopback_ceiling.sh")], capture_output=True, text=True,
                          timeout=600, env=env).stdout
