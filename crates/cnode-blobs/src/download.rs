@@ -465,9 +465,15 @@ pub async fn download<R: PeerRequester>(
         done,
     };
     progress(report(have_bytes, peers.len(), 0.0, false));
+    // The missing pieces rarest first, ranked again only when what the peers
+    // have changes (`None`), not on every event: ranking them all each time
+    // made scheduling quadratic in the blob's piece count.
+    let mut order: Option<Vec<u64>> = None;
 
     loop {
-        let missing: Vec<u64> = (0..pieces).filter(|i| !partial.has(*i)).collect();
+        // One look at the bitfield per turn, not one lock per piece.
+        let have = partial.bitfield();
+        let missing: Vec<u64> = (0..pieces).filter(|&i| !has_piece(&have, i)).collect();
         if missing.is_empty() && in_flight.is_empty() {
             break;
         }
@@ -476,6 +482,8 @@ pub async fn download<R: PeerRequester>(
                 store,
                 &partial,
                 &missing,
+                &have,
+                &mut order,
                 &mut peers,
                 &mut requested,
                 &mut in_flight,
@@ -581,10 +589,12 @@ pub async fn download<R: PeerRequester>(
                     }
                 }
                 if state.dropped {
-                    // Its pieces may be asked of others now.
+                    // Its pieces may be asked of others now, and no longer
+                    // count towards how rare a piece is.
                     for set in requested.values_mut() {
                         set.remove(&peer);
                     }
+                    order = None;
                 }
                 if emit {
                     let useful = peers.values().filter(|p| !p.dropped).count();
@@ -600,6 +610,9 @@ pub async fn download<R: PeerRequester>(
                         .entry(peer)
                         .or_insert_with(|| PeerState::new(Vec::new(), complete));
                     if !state.dropped {
+                        if state.bitfield != bitfield || state.complete != complete {
+                            order = None;
+                        }
                         state.bitfield = bitfield;
                         state.complete = complete;
                         // A busy peer gets another chance after a refresh.
@@ -668,24 +681,9 @@ pub async fn download_tree<R: PeerRequester>(
     Ok(all)
 }
 
-/// Hands out work: per peer with room, the rarest missing piece it has that is
-/// not in flight; in endgame, a piece in flight elsewhere but not here.
-#[allow(clippy::too_many_arguments)]
-fn schedule<R: PeerRequester>(
-    store: &BlobStore,
-    partial: &Arc<Partial>,
-    missing: &[u64],
-    peers: &mut HashMap<PeerId, PeerState>,
-    requested: &mut HashMap<u64, HashSet<PeerId>>,
-    in_flight: &mut FuturesUnordered<InFlight>,
-    requester: &R,
-    hash: BlobHash,
-    size: u64,
-    max_depth: usize,
-) {
-    let mut rng = rand::thread_rng();
-    // Missing pieces, rarest among usable peers first, ties in random order
-    // (so that leechers spread out over different pieces).
+/// The pieces of `missing`, rarest among usable peers first, ties in random
+/// order (so that leechers spread out over different pieces).
+fn rank(missing: &[u64], peers: &HashMap<PeerId, PeerState>, rng: &mut impl RngCore) -> Vec<u64> {
     let mut ranked: Vec<(usize, u32, u64)> = missing
         .iter()
         .map(|&i| {
@@ -697,7 +695,29 @@ fn schedule<R: PeerRequester>(
         })
         .collect();
     ranked.sort_unstable();
-    let order: Vec<u64> = ranked.into_iter().map(|(_, _, i)| i).collect();
+    ranked.into_iter().map(|(_, _, i)| i).collect()
+}
+
+/// Hands out work: per peer with room, the rarest missing piece it has that is
+/// not in flight; in endgame, a piece in flight elsewhere but not here.
+/// `order` is [`rank`]ed when it is `None`; pieces `have` marks are skipped.
+#[allow(clippy::too_many_arguments)]
+fn schedule<R: PeerRequester>(
+    store: &BlobStore,
+    partial: &Arc<Partial>,
+    missing: &[u64],
+    have: &[u8],
+    order: &mut Option<Vec<u64>>,
+    peers: &mut HashMap<PeerId, PeerState>,
+    requested: &mut HashMap<u64, HashSet<PeerId>>,
+    in_flight: &mut FuturesUnordered<InFlight>,
+    requester: &R,
+    hash: BlobHash,
+    size: u64,
+    max_depth: usize,
+) {
+    let mut rng = rand::thread_rng();
+    let order = order.get_or_insert_with(|| rank(missing, peers, &mut rng));
     let endgame = missing
         .iter()
         .all(|i| requested.get(i).is_some_and(|s| !s.is_empty()));
@@ -716,7 +736,8 @@ fn schedule<R: PeerRequester>(
             if state.dropped || state.in_flight >= state.depth.min(max_depth) {
                 continue;
             }
-            let has = |i: u64| state.complete || has_piece(&state.bitfield, i);
+            let has =
+                |i: u64| !has_piece(have, i) && (state.complete || has_piece(&state.bitfield, i));
             let pick = order
                 .iter()
                 .copied()
@@ -759,5 +780,49 @@ fn schedule<R: PeerRequester>(
         if !assigned {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(bits: &[u64], complete: bool, dropped: bool) -> (PeerId, PeerState) {
+        let mut bitfield = vec![0u8; 1];
+        for &i in bits {
+            protocol::set_piece(&mut bitfield, i);
+        }
+        let mut state = PeerState::new(bitfield, complete);
+        state.dropped = dropped;
+        (PeerId::random(), state)
+    }
+
+    #[test]
+    fn rarest_pieces_come_first_and_ties_are_shuffled() {
+        let peers: HashMap<PeerId, PeerState> = [
+            peer(&[], true, false), // a seeder: has all
+            peer(&[0, 1, 2], false, false),
+            peer(&[0, 1], false, false),
+            peer(&[3], false, true), // dropped: counts for nothing
+        ]
+        .into_iter()
+        .collect();
+        // Holders: 0 -> 3, 1 -> 3, 2 -> 2, 3 -> 1, 4 -> 1.
+        let mut rng = rand::thread_rng();
+        let mut firsts = HashSet::new();
+        for _ in 0..200 {
+            let order = rank(&[0, 1, 2, 3, 4], &peers, &mut rng);
+            let (rare, rest) = order.split_at(2);
+            let mut rare = rare.to_vec();
+            rare.sort_unstable();
+            assert_eq!(rare, [3, 4], "{order:?}");
+            assert_eq!(rest[0], 2, "{order:?}");
+            let mut common = rest[1..].to_vec();
+            common.sort_unstable();
+            assert_eq!(common, [0, 1], "{order:?}");
+            firsts.insert(order[0]);
+        }
+        assert_eq!(firsts.len(), 2, "ties are broken at random");
+        assert_eq!(rank(&[], &peers, &mut rng), Vec::<u64>::new());
     }
 }
