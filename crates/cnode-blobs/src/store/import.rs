@@ -1,6 +1,7 @@
 //! Imports: a file, a folder (as a collection), bytes or a stream, each read
 //! once through a tee that writes the store's copy and feeds the outboard
-//! builder; both land in `tmp/` and are renamed into place at the end.
+//! builder; both land in `tmp/`, are synced to disk, and are renamed into
+//! place at the end, so a blob recorded as complete survives a crash.
 
 use std::{
     fs::{self, File},
@@ -12,7 +13,7 @@ use bao_tree::{BaoTree, io::outboard::PreOrderOutboard};
 use cnode_types::BlobHash;
 use rusqlite::params;
 
-use super::{BLOCK_SIZE, BlobError, BlobKind, BlobStore, ImportReport, io_err, now_ms};
+use super::{BLOCK_SIZE, BlobError, BlobKind, BlobStore, ImportReport, files, io_err, now_ms};
 
 impl BlobStore {
     /// Imports a file or, recursively, a folder (which becomes a collection).
@@ -131,6 +132,7 @@ impl BlobStore {
             inner: BufReader::with_capacity(1 << 20, reader),
             copy: io::BufWriter::with_capacity(1 << 20, data_tmp.as_file()),
             count: 0,
+            written_back: 0,
         };
         let tree = BaoTree::new(size, BLOCK_SIZE);
         let mut ob = PreOrderOutboard {
@@ -151,6 +153,17 @@ impl BlobStore {
         }
         tee.copy.flush().map_err(io_err("cannot write the data"))?;
         drop(tee);
+        // On disk before the blob is recorded as complete (as a finished
+        // download is); the writeback started along the way leaves little
+        // to wait for here.
+        data_tmp
+            .as_file()
+            .sync_all()
+            .map_err(io_err("cannot sync the data"))?;
+        obao_tmp
+            .as_file()
+            .sync_all()
+            .map_err(io_err("cannot sync the outboard"))?;
         let hash = BlobHash::from(root);
         let data_path = self.data_path(&hash, false);
         let obao_path = self.obao_path(&hash, false);
@@ -194,18 +207,34 @@ impl BlobStore {
     }
 }
 
-/// Copies everything read from `inner` into `copy`.
-struct Tee<R, W> {
+/// Copies everything read from `inner` into the file behind `copy`, and
+/// starts writing each [`WRITEBACK_STEP`] of it to disk as it goes.
+struct Tee<'a, R> {
     inner: R,
-    copy: W,
+    copy: io::BufWriter<&'a File>,
     count: u64,
+    /// Bytes of the file whose writeback has been started.
+    written_back: u64,
 }
 
-impl<R: Read, W: Write> Read for Tee<R, W> {
+/// How much an import writes before it starts writing that to disk: the
+/// final sync then waits for the last step, not for the whole file.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.copy.write_all(&buf[..n])?;
         self.count += n as u64;
+        let in_file = self.count - self.copy.buffer().len() as u64;
+        if in_file - self.written_back >= WRITEBACK_STEP {
+            files::start_writeback(
+                self.copy.get_ref(),
+                self.written_back,
+                in_file - self.written_back,
+            );
+            self.written_back = in_file;
+        }
         Ok(n)
     }
 }
