@@ -32,8 +32,6 @@ Build first: cargo build --release --bin cnode. Needs aria2c, opentracker,
 mktorrent, iperf3 (apt), sendme and b3sum (cargo install): `bench/setup` installs
 them all, idempotently. Root for sendme's netns.
 Everything runs on 127.0.0.1 in temporary directories and is stopped at the end.
-Before each timed run (of any system) the file systems are synced, so that an
-earlier run's writeback does not compete with it.
 """
 import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
@@ -111,12 +109,6 @@ class Node:
                 self.proc.kill()
 
 
-def settle():
-    """Before a timed run: the writes of earlier runs (any system's) are on
-    disk, so that their writeback does not run during this one."""
-    os.sync()
-
-
 def cnode_swarm(size_mib, leechers, src):
     root = tempfile.mkdtemp(prefix="cnode-bench-")
     nodes = []
@@ -124,7 +116,6 @@ def cnode_swarm(size_mib, leechers, src):
         seeder = Node(root, "seeder"); nodes.append(seeder)
         cid = seeder.call("POST", "/v1/blobs/import", {"path": src})["cid"]
         addr = seeder.call("GET", "/v1/status")["listen_addrs"][0]
-        settle()
         t0 = time.perf_counter()
         ls = [Node(root, f"l{i}", ["--bootstrap", addr]) for i in range(leechers)]
         nodes += ls
@@ -156,7 +147,6 @@ def cnode_swarm(size_mib, leechers, src):
 
 
 def bt_swarm(size_mib, leechers):
-    settle()
     out = subprocess.run(["bash", os.path.join(SHARED, "bt_swarm.sh"), str(size_mib), str(leechers)],
                          capture_output=True, text=True, timeout=1800)
     m = re.search(r"seconds=([0-9.]+)", out.stdout)
@@ -175,7 +165,6 @@ def cnode_one(size_mib, src):
         leech = os.path.join(root, "leech")
         subprocess.run([BIN, "--data", leech, "init"], check=True, capture_output=True)
         out = os.path.join(root, "data.bin")
-        settle()
         t0 = time.perf_counter()
         subprocess.run([BIN, "--data", leech, "get", cid, "-o", out, "--peer", addr, "--json"],
                        check=True, capture_output=True, env={**os.environ, "CNODE_LOG": "warn"})
@@ -215,7 +204,6 @@ def bare_pipeline_one(size_mib, src, direct=False):
                        env={**os.environ, "CARGO_TARGET_DIR": PIPELINE_TARGET})
         PIPELINE_BUILT.append(True)
     tmp = tempfile.mkdtemp(prefix="cnode-bench-pipe-")
-    settle()
     try:
         out = subprocess.run([exe, *(["--direct"] if direct else []), src, os.path.join(tmp, "out.bin")], check=True,
                              capture_output=True, text=True, timeout=600, env=pipeline_env()).stdout
@@ -225,7 +213,6 @@ def bare_pipeline_one(size_mib, src, direct=False):
 
 
 def sendme_one(size_mib):
-    settle()
     env = dict(os.environ)
     if tool("sendme"):
         env["SENDME"] = tool("sendme")
