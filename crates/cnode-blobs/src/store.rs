@@ -390,12 +390,10 @@ impl BlobStore {
             .inner
             .db
             .call(move |c| {
-                c.query_row(
-                    select_rows!(" WHERE hash = ?1"),
-                    params![hash.as_bytes().as_slice()],
-                    read_row,
-                )
-                .optional()
+                // Asked for every piece a peer requests: prepared once.
+                c.prepare_cached(select_rows!(" WHERE hash = ?1"))?
+                    .query_row(params![hash.as_bytes().as_slice()], read_row)
+                    .optional()
             })
             .await?;
         match row {
