@@ -328,15 +328,49 @@ impl NetClient {
         protocol: ReqProtocol,
         data: Vec<u8>,
     ) -> Result<Vec<u8>, RequestError> {
-        if protocol == ReqProtocol::Blobs
-            && let Some(lanes) = &self.lanes
-            && let Some(lane) = lanes.lane_to(peer, self)
-            && let Some(answer) = lane.request(data.clone(), lanes.timeout()).await
-        {
-            lanes.answered();
+        // Without a plan a lane answers whole.
+        if let Some(Scattered::Whole(answer)) = self.over_lane(peer, protocol, &data, None).await {
             return Ok(answer);
         }
         self.request_over_swarm(peer, protocol, data).await
+    }
+
+    /// As [`request`](Self::request), for a blobs request whose answer has a
+    /// known layout: over a lane the answer is read by `plan` (see
+    /// [`Scatter`]), so the parts it names land in its buffer with no
+    /// further copy. Over the libp2p connection, or when the lane fails, the
+    /// answer comes whole.
+    pub async fn request_scattered(
+        &self,
+        peer: PeerId,
+        protocol: ReqProtocol,
+        data: Vec<u8>,
+        plan: Scatter,
+    ) -> Result<Scattered, RequestError> {
+        if let Some(answer) = self.over_lane(peer, protocol, &data, Some(plan)).await {
+            return Ok(answer);
+        }
+        let answer = self.request_over_swarm(peer, protocol, data).await?;
+        Ok(Scattered::Whole(answer))
+    }
+
+    /// A blobs request over `peer`'s lane, when one is open (opening one for
+    /// later requests if not); `None`: ask over the libp2p connection.
+    async fn over_lane(
+        &self,
+        peer: PeerId,
+        protocol: ReqProtocol,
+        data: &[u8],
+        plan: Option<Scatter>,
+    ) -> Option<Scattered> {
+        if protocol != ReqProtocol::Blobs {
+            return None;
+        }
+        let lanes = self.lanes.as_ref()?;
+        let lane = lanes.lane_to(peer, self)?;
+        let answer = lane.request(data.to_vec(), plan, lanes.timeout()).await?;
+        lanes.answered();
+        Some(answer)
     }
 
     /// A request over the libp2p connection (no lane).
@@ -353,32 +387,6 @@ impl NetClient {
             reply,
         })
         .await?
-    }
-
-    /// As [`request`](Self::request), for a blobs request whose answer has a
-    /// known layout: over a lane the answer is read by `plan` (see
-    /// [`Scatter`]), so the parts it names land in its buffer with no
-    /// further copy. Over the libp2p connection, or when the lane fails, the
-    /// answer comes whole.
-    pub async fn request_scattered(
-        &self,
-        peer: PeerId,
-        protocol: ReqProtocol,
-        data: Vec<u8>,
-        plan: Scatter,
-    ) -> Result<Scattered, RequestError> {
-        if protocol == ReqProtocol::Blobs
-            && let Some(lanes) = &self.lanes
-            && let Some(lane) = lanes.lane_to(peer, self)
-            && let Some(answer) = lane
-                .request_scattered(data.clone(), plan, lanes.timeout())
-                .await
-        {
-            lanes.answered();
-            return Ok(answer);
-        }
-        let answer = self.request_over_swarm(peer, protocol, data).await?;
-        Ok(Scattered::Whole(answer))
     }
 
     /// Where `peer`'s lane listens: the IP of our direct connection to it and

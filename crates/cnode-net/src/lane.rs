@@ -146,27 +146,10 @@ type Job = (Vec<u8>, Option<Scatter>, oneshot::Sender<Scattered>);
 pub(crate) struct LaneTx(mpsc::Sender<Job>);
 
 impl LaneTx {
-    /// Sends `data` and waits for the answer; `None` if the lane broke, timed
-    /// out or the peer refused (then ask the usual way).
-    pub(crate) async fn request(&self, data: Vec<u8>, timeout: Duration) -> Option<Vec<u8>> {
-        match self.ask(data, None, timeout).await? {
-            Scattered::Whole(answer) => Some(answer),
-            Scattered::Split(..) => None,
-        }
-    }
-
-    /// As [`request`](Self::request), the answer read by `plan`.
-    pub(crate) async fn request_scattered(
-        &self,
-        data: Vec<u8>,
-        plan: Scatter,
-        timeout: Duration,
-    ) -> Option<Scattered> {
-        self.ask(data, Some(plan), timeout).await
-    }
-
-    /// An empty answer is the peer's refusal.
-    async fn ask(
+    /// Sends `data` and waits for the answer, read by `plan` if there is one
+    /// (whole otherwise); `None` if the lane broke, timed out or the peer
+    /// refused (an empty answer): then ask the usual way.
+    pub(crate) async fn request(
         &self,
         data: Vec<u8>,
         plan: Option<Scatter>,
@@ -659,6 +642,14 @@ mod tests {
     }
 
     /// Answers every request with its bytes reversed, like a node would.
+    /// A request whose answer is read whole.
+    async fn request(lane: &LaneTx, data: Vec<u8>, timeout: Duration) -> Option<Vec<u8>> {
+        match lane.request(data, None, timeout).await? {
+            Scattered::Whole(answer) => Some(answer),
+            Scattered::Split(..) => unreachable!("no plan, no split"),
+        }
+    }
+
     fn answer_all(mut rx: mpsc::Receiver<InboundRequest>) -> tokio::task::JoinHandle<Vec<PeerId>> {
         tokio::spawn(async move {
             let mut from = Vec::new();
@@ -683,7 +674,7 @@ mod tests {
         let (lane, run) = open(&cli, &srv, &srv_key).await;
         let asks = (0..40u8).map(|i| {
             let lane = lane.clone();
-            async move { lane.request(vec![i, 1, 2], Duration::from_secs(5)).await }
+            async move { request(&lane, vec![i, 1, 2], Duration::from_secs(5)).await }
         });
         let got = futures::future::join_all(asks).await;
         for (i, g) in got.into_iter().enumerate() {
@@ -713,7 +704,7 @@ mod tests {
         let asks: Vec<_> = (0..3u8)
             .map(|i| {
                 let lane = lane.clone();
-                tokio::spawn(async move { lane.request(vec![i], Duration::from_secs(10)).await })
+                tokio::spawn(async move { request(&lane, vec![i], Duration::from_secs(10)).await })
             })
             .collect();
         for i in 0..3u8 {
@@ -742,7 +733,7 @@ mod tests {
         let answers = answer_all(rx);
         // Not connected over libp2p: the server closes the lane after TLS.
         let (lane, run) = open(&cli, &srv, &srv_key).await;
-        let answer = lane.request(vec![1], Duration::from_secs(5)).await;
+        let answer = request(&lane, vec![1], Duration::from_secs(5)).await;
         assert_eq!(answer, None);
         assert!(
             run.await.unwrap().is_err(),
@@ -763,7 +754,7 @@ mod tests {
         let answers = answer_all(rx);
         let (lane, run) = open(&cli, &srv, &srv_key).await;
         assert_eq!(
-            lane.request(vec![7; 65], Duration::from_secs(5)).await,
+            request(&lane, vec![7; 65], Duration::from_secs(5)).await,
             None
         );
         assert!(run.await.unwrap().is_err());

@@ -199,18 +199,7 @@ pub(super) fn verify_and_write(
         Err(e) => return Ok(Err(e)),
     };
     let (parents, leaves) = layout.parts();
-    let written = direct.is_some_and(|d| match layout {
-        Layout::Interleaved(_) => write_direct(d, leaves, &v.leaves).is_ok(),
-        Layout::Apart { .. } => {
-            let align = files::DIRECT_ALIGN as u64;
-            let first = v.leaves.first().map_or(0, |l| l.0);
-            first.is_multiple_of(align)
-                && (leaves.len() as u64).is_multiple_of(align)
-                && (leaves.as_ptr() as usize).is_multiple_of(files::DIRECT_ALIGN)
-                && d.write_all_at(leaves, first).is_ok()
-        }
-    });
-    if !written {
+    if direct.is_none_or(|d| write_direct(d, leaves, &v.leaves).is_err()) {
         // Leaves: one write each (a chunk group, `files::SMALL_WRITE`),
         // straight from where they lie; bigger buffered writes are slower
         // here (see `files`).
@@ -264,9 +253,11 @@ pub(crate) fn response_layout(
 }
 
 /// Writes `leaves` (contiguous in the blob, page-aligned start and length)
-/// with one `O_DIRECT` write; an error if they do not qualify or the write
-/// fails, so that the caller writes them through the page cache instead.
-fn write_direct(direct: &File, encoded: &[u8], leaves: &[(u64, usize, usize)]) -> io::Result<()> {
+/// with one `O_DIRECT` write: as they lie in `buf` when they are one aligned
+/// run there (read apart), else gathered into an aligned buffer. An error if
+/// they do not qualify or the write fails, so that the caller writes them
+/// through the page cache instead.
+fn write_direct(direct: &File, buf: &[u8], leaves: &[(u64, usize, usize)]) -> io::Result<()> {
     let align = files::DIRECT_ALIGN as u64;
     let (Some(&(first, ..)), Some(&(last, _, last_len))) = (leaves.first(), leaves.last()) else {
         return Err(io::ErrorKind::InvalidInput.into());
@@ -276,9 +267,14 @@ fn write_direct(direct: &File, encoded: &[u8], leaves: &[(u64, usize, usize)]) -
     if !contiguous || !first.is_multiple_of(align) || !(total as u64).is_multiple_of(align) {
         return Err(io::ErrorKind::InvalidInput.into());
     }
-    let parts = leaves.iter().map(|&(_, s, len)| &encoded[s..s + len]);
-    let buf = files::gather_aligned(parts, total);
-    direct.write_all_at(&buf, first)
+    let start = leaves[0].1;
+    let in_place = leaves.windows(2).all(|w| w[0].1 + w[0].2 == w[1].1)
+        && (buf[start..].as_ptr() as usize).is_multiple_of(files::DIRECT_ALIGN);
+    if in_place {
+        return direct.write_all_at(&buf[start..start + total], first);
+    }
+    let parts = leaves.iter().map(|&(_, s, len)| &buf[s..s + len]);
+    direct.write_all_at(&files::gather_aligned(parts, total), first)
 }
 
 /// Bao-encodes `ranges` of a blob held in `data` with `outboard`, appending
@@ -578,6 +574,62 @@ mod tests {
         assert_eq!(&read_all(named.as_file())[1 << 20..], &piece[..]);
         assert!(write_direct(&direct, &piece, &[(100, 0, 16384)]).is_err());
         assert!(write_direct(&direct, &piece, &[(0, 0, 16384), (32768, 16384, 16384)]).is_err());
+    }
+
+    #[test]
+    fn responses_read_apart_write_what_interleaved_ones_do() {
+        for (size, ranges) in cases() {
+            let b = blob(size);
+            let encoded = b.encode(&ranges);
+            let (data, ob) = b.receiver();
+            verify_and_write(Layout::Interleaved(&encoded), &ranges, &data, None, &ob)
+                .unwrap()
+                .unwrap();
+            // Apart, as a scattered read leaves it: parents in order, leaves
+            // one after another in an aligned buffer.
+            let (frame_len, runs) = response_layout(b.ob().tree, &ranges);
+            let header = crate::protocol::DATA_HEADER;
+            assert_eq!(frame_len - header, encoded.len(), "size {size}, {ranges:?}");
+            let total: usize = runs.iter().map(|r| r.1).sum();
+            let mut leaves = files::aligned_to_fill(total).into_parts();
+            let (mut parents, mut pos, mut to) = (Vec::new(), 0, leaves.1);
+            for &(off, n) in &runs {
+                let off = off - header;
+                parents.extend_from_slice(&encoded[pos..off]);
+                leaves.0[to..to + n].copy_from_slice(&encoded[off..off + n]);
+                (pos, to) = (off + n, to + n);
+            }
+            parents.extend_from_slice(&encoded[pos..]);
+            let leaves = files::Aligned::from_parts(leaves.0, leaves.1);
+            let named = tempfile::NamedTempFile::new().unwrap();
+            named.as_file().set_len(size as u64).unwrap();
+            let direct = files::open_direct(named.path()).unwrap();
+            let (_, ob2) = b.receiver();
+            let apart = Layout::Apart {
+                parents: &parents,
+                leaves: &leaves,
+            };
+            verify_and_write(apart, &ranges, named.as_file(), Some(&direct), &ob2)
+                .unwrap()
+                .unwrap();
+            assert_eq!(read_all(named.as_file()), read_all(&data), "size {size}");
+            assert_eq!(read_all(&ob2.data), read_all(&ob.data), "size {size}");
+            // A flipped bit in a leaf is caught apart too.
+            if total > 0 {
+                let mut bad = leaves.to_vec();
+                bad[total / 2] ^= 1;
+                let (d3, ob3) = b.receiver();
+                let apart = Layout::Apart {
+                    parents: &parents,
+                    leaves: &bad,
+                };
+                assert!(
+                    verify_and_write(apart, &ranges, &d3, None, &ob3)
+                        .unwrap()
+                        .is_err()
+                );
+            }
+        }
     }
 
     #[test]
