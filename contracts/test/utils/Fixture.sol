@@ -22,8 +22,18 @@ abstract contract Fixture is Test {
     bytes4 internal constant W5Q6 = "w5q6";
     bytes4 internal constant U33D = "u33d";
 
+    /// Node operators and an outsider.
+    address internal alice;
+    address internal bob;
+    address internal carol;
+    address internal nobody;
+
     function setUp() public virtual {
         vm.warp(T0);
+        alice = makeAddr("alice");
+        bob = makeAddr("bob");
+        carol = makeAddr("carol");
+        nobody = makeAddr("nobody");
         s1 = makeAddr("steward1");
         s2 = makeAddr("steward2");
         s3 = makeAddr("steward3");
@@ -103,6 +113,11 @@ abstract contract Fixture is Test {
             reg.approve(id);
         }
         reg.execute(id);
+    }
+
+    /// The contract holds exactly the live stakes and the slashed pool.
+    function assertAccounting() internal view {
+        assertEq(address(reg).balance, reg.totalStake() + reg.slashedPool(), "balance == totalStake + slashedPool");
     }
 
     function err(bytes4 selector) internal pure returns (bytes memory) {
