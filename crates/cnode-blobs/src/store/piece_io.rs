@@ -465,6 +465,16 @@ mod tests {
             out
         }
 
+        /// `encoded` (a response for `ranges`) received interleaved through
+        /// the page cache: the reference the other ways are held to.
+        fn received(&self, encoded: &[u8], ranges: &ChunkRanges) -> (File, PreOrderOutboard<File>) {
+            let (data, ob) = self.receiver();
+            verify_and_write(Layout::Interleaved(encoded), ranges, &data, None, &ob)
+                .unwrap()
+                .unwrap();
+            (data, ob)
+        }
+
         /// Empty files of the right sizes to receive into.
         fn receiver(&self) -> (File, PreOrderOutboard<File>) {
             let data = tempfile::tempfile().unwrap();
@@ -533,10 +543,7 @@ mod tests {
         for (size, ranges) in cases() {
             let b = blob(size);
             let encoded = b.encode(&ranges);
-            let (data, ob) = b.receiver();
-            verify_and_write(Layout::Interleaved(&encoded), &ranges, &data, None, &ob)
-                .unwrap()
-                .unwrap();
+            let (data, ob) = b.received(&encoded, &ranges);
             let named = tempfile::NamedTempFile::new().unwrap();
             named.as_file().set_len(size as u64).unwrap();
             let direct = files::open_direct(named.path())
@@ -581,10 +588,7 @@ mod tests {
         for (size, ranges) in cases() {
             let b = blob(size);
             let encoded = b.encode(&ranges);
-            let (data, ob) = b.receiver();
-            verify_and_write(Layout::Interleaved(&encoded), &ranges, &data, None, &ob)
-                .unwrap()
-                .unwrap();
+            let (data, ob) = b.received(&encoded, &ranges);
             // Apart, as a scattered read leaves it: parents in order, leaves
             // one after another in an aligned buffer.
             let (frame_len, runs) = response_layout(b.ob().tree, &ranges);
@@ -637,10 +641,7 @@ mod tests {
         for (size, ranges) in cases() {
             let b = blob(size);
             let encoded = b.encode(&ranges);
-            let (data, ob) = b.receiver();
-            verify_and_write(Layout::Interleaved(&encoded), &ranges, &data, None, &ob)
-                .unwrap()
-                .unwrap();
+            let (data, ob) = b.received(&encoded, &ranges);
             let (their_data, their_ob) = b.receiver();
             let their_ob_file = their_ob.data.try_clone().unwrap();
             bao_tree::io::sync::decode_ranges(
