@@ -26,7 +26,7 @@ pub use collection::{Collection, Entry};
 pub use download::{
     DownloadError, DownloadOptions, DownloadStats, PeerRequester, Progress, download, download_tree,
 };
-pub use server::BlobServer;
+pub use server::{Answer, BlobServer};
 pub use store::{
     BLOCK_SIZE, BlobError, BlobInfo, BlobKind, BlobStore, ExportMode, GcReport, ImportReport,
 };

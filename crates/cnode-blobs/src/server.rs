@@ -23,6 +23,26 @@ fn is_size_proof(size: u64, ranges: &[(u64, u64)]) -> bool {
     ranges == [(last - 1, last)]
 }
 
+/// An answer to a request.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// The wire bytes.
+    pub bytes: Vec<u8>,
+    /// Where the blob's leaves lie in them ((offset, length), in order; empty
+    /// for answers without data): a transport that can send them apart (a
+    /// lane) does, so that the asking peer reads them straight into place.
+    pub leaves: Vec<(usize, usize)>,
+}
+
+impl From<Vec<u8>> for Answer {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            leaves: Vec::new(),
+        }
+    }
+}
+
 /// Serves pieces to peers, with a bound on concurrent uploads (like
 /// BitTorrent's upload slots): over it, peers are told "busy" and ask others.
 #[derive(Debug, Clone)]
@@ -77,13 +97,19 @@ impl BlobServer {
     /// Answers one request (wire bytes in, wire bytes out). Never panics on
     /// bad input: malformed requests get an `Error` response.
     pub async fn handle(&self, request: &[u8]) -> Vec<u8> {
+        self.answer(request).await.bytes
+    }
+
+    /// [`Self::handle`], also saying where the answer's leaves lie.
+    pub async fn answer(&self, request: &[u8]) -> Answer {
         let req = match Request::decode(request) {
             Ok(r) => r,
             Err(e) => {
                 return Response::Error {
                     message: format!("bad request: {e}"),
                 }
-                .encode();
+                .encode()
+                .into();
             }
         };
         match req {
@@ -98,7 +124,8 @@ impl BlobServer {
                     message: e.to_string(),
                 },
             }
-            .encode(),
+            .encode()
+            .into(),
             Request::Get { hash, ranges } => {
                 // Wait a little for a slot: answering "busy" at once makes
                 // peers churn; waiting long would stall them behind us.
@@ -108,11 +135,12 @@ impl BlobServer {
                     return Response::Error {
                         message: "busy: all upload slots in use".into(),
                     }
-                    .encode();
+                    .encode()
+                    .into();
                 };
                 let corrupt = self.store.corrupt_responses().then(|| ranges.clone());
                 match self.store.encode(hash, ranges).await {
-                    Ok((size, mut wire)) => {
+                    Ok((size, mut wire, leaves)) => {
                         if let Some(ranges) = corrupt
                             && !is_size_proof(size, &ranges)
                             && wire.len() > protocol::DATA_HEADER
@@ -126,13 +154,17 @@ impl BlobServer {
                         if let Some(limit) = &self.limit {
                             limit.wait(wire.len()).await;
                         }
-                        wire
+                        Answer {
+                            bytes: wire,
+                            leaves,
+                        }
                     }
-                    Err(BlobError::NotFound(_)) => Response::NotFound.encode(),
+                    Err(BlobError::NotFound(_)) => Response::NotFound.encode().into(),
                     Err(e) => Response::Error {
                         message: e.to_string(),
                     }
-                    .encode(),
+                    .encode()
+                    .into(),
                 }
             }
         }

@@ -590,11 +590,13 @@ impl BlobStore {
     /// Bao-encodes `ranges` of `hash` (data with proofs), from a complete blob
     /// or from the verified pieces of a partial one, as a whole `Data` response
     /// (header included, so the piece is not copied again).
+    /// The `Data` answer for `ranges` of `hash`: the blob's size, the wire
+    /// bytes, and where in them the leaves lie ((offset, length), in order).
     pub(crate) async fn encode(
         &self,
         hash: BlobHash,
         ranges: Vec<(u64, u64)>,
-    ) -> Result<(u64, Vec<u8>), BlobError> {
+    ) -> Result<(u64, Vec<u8>, Vec<(usize, usize)>), BlobError> {
         let partial = self.partial(&hash);
         let complete = if partial.is_none() {
             Some(
@@ -654,7 +656,10 @@ impl BlobStore {
                 (None, None) => return Err(BlobError::NotFound(hash)),
             };
             protocol::finish_data(&mut out, size);
-            Ok((size, out))
+            let (len, leaves) =
+                piece_io::response_layout(BaoTree::new(size, BLOCK_SIZE), &chunk_ranges);
+            let leaves = if len == out.len() { leaves } else { Vec::new() };
+            Ok((size, out, leaves))
         })
         .await
         .map_err(|e| BlobError::Invalid(format!("encode task failed: {e}")))?

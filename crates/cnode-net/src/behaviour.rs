@@ -61,7 +61,7 @@ pub(crate) struct Behaviour {
     pub(crate) blobs: request_response::Behaviour<BytesCodec>,
     pub(crate) sync: request_response::Behaviour<BytesCodec>,
     pub(crate) rpc: request_response::Behaviour<BytesCodec>,
-    /// `/cnode/lane/1`: which port our lanes listen on (see `lane`).
+    /// `/cnode/lane/2`: which port our lanes listen on (see `lane`).
     pub(crate) lane: request_response::Behaviour<BytesCodec>,
 }
 

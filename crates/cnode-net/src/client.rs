@@ -147,8 +147,12 @@ pub struct ReplyChannel(pub(crate) Reply);
 #[derive(Debug)]
 pub(crate) enum Reply {
     Swarm(ResponseChannel<Vec<u8>>),
-    Lane(oneshot::Sender<Vec<u8>>),
+    Lane(oneshot::Sender<LaneAnswer>),
 }
+
+/// An answer for a lane: its bytes, and the parts of them a lane may send as
+/// records of their own (see [`NetClient::respond`]).
+pub(crate) type LaneAnswer = (Vec<u8>, Vec<(usize, usize)>);
 
 /// A request to a peer failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -390,7 +394,7 @@ impl NetClient {
     }
 
     /// Where `peer`'s lane listens: the IP of our direct connection to it and
-    /// the port it tells us on `/cnode/lane/1` (`None`: no lane).
+    /// the port it tells us on `/cnode/lane/2` (`None`: no lane).
     pub(crate) async fn lane_addr(&self, peer: PeerId) -> Result<Option<SocketAddr>, Closed> {
         self.ask(|reply| Command::LaneAddr { peer, reply }).await
     }
@@ -414,18 +418,23 @@ impl NetClient {
             .map_err(|_| Closed)
     }
 
-    /// Answers an inbound request received on `protocol`.
+    /// Answers an inbound request received on `protocol`. `runs` are
+    /// (offset, length) parts of `data`, in order, that a reader may want
+    /// apart (a blob answer's leaves, which the asking peer reads straight
+    /// into its write buffer): a lane sends each as records of its own.
+    /// Empty for none; runs that do not fit `data` are ignored.
     pub async fn respond(
         &self,
         protocol: ReqProtocol,
         channel: ReplyChannel,
         data: Vec<u8>,
+        runs: Vec<(usize, usize)>,
     ) -> Result<(), Closed> {
         let channel = match channel.0 {
             Reply::Swarm(c) => c,
             Reply::Lane(tx) => {
                 // The lane is gone if nobody waits: nothing to do then.
-                let _ = tx.send(data);
+                let _ = tx.send((data, runs));
                 return Ok(());
             }
         };

@@ -4,7 +4,6 @@
 
 use std::io;
 
-use cnode_types::{Scatter, Scattered};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{StreamProtocol, request_response};
 
@@ -23,31 +22,6 @@ pub(crate) async fn read_frame<T: AsyncRead + Unpin + Send>(
     let mut buf = Vec::with_capacity(len);
     append(io, &mut buf, len).await?;
     Ok(buf)
-}
-
-/// A frame read by `plan` (see [`Scatter`]): the runs go straight into the
-/// plan's buffer, the rest into a head buffer. A frame of another length,
-/// or a plan that does not fit, is read whole.
-pub(crate) async fn read_frame_scattered<T: AsyncRead + Unpin + Send>(
-    io: &mut T,
-    max: usize,
-    mut plan: Scatter,
-) -> io::Result<Scattered> {
-    let len = read_len(io, max).await?;
-    if len != plan.frame_len || !plan.is_valid() {
-        let mut buf = Vec::with_capacity(len);
-        append(io, &mut buf, len).await?;
-        return Ok(Scattered::Whole(buf));
-    }
-    let mut head = Vec::with_capacity(len - plan.tail_len());
-    let (mut pos, mut to) = (0usize, plan.at);
-    for &(off, n) in &plan.runs {
-        append(io, &mut head, off - pos).await?;
-        io.read_exact(&mut plan.tail[to..to + n]).await?;
-        (pos, to) = (off + n, to + n);
-    }
-    append(io, &mut head, len - pos).await?;
-    Ok(Scattered::Split(head, plan))
 }
 
 async fn read_len<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<usize> {
@@ -155,72 +129,5 @@ impl request_response::Codec for BytesCodec {
         T: AsyncWrite + Unpin + Send,
     {
         write_message(io, &res, self.max_response).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn framed(body: &[u8]) -> Vec<u8> {
-        let mut f = (body.len() as u32).to_le_bytes().to_vec();
-        f.extend_from_slice(body);
-        f
-    }
-
-    fn plan(frame_len: usize, runs: Vec<(usize, usize)>, tail: usize, at: usize) -> Scatter {
-        Scatter {
-            frame_len,
-            runs,
-            tail: vec![0; tail],
-            at,
-        }
-    }
-
-    #[tokio::test]
-    async fn scattered_reads_put_runs_in_the_tail_and_the_rest_in_the_head() {
-        let body: Vec<u8> = (0..100u8).collect();
-        let f = framed(&body);
-        // Runs in the middle and at the end, into the tail from 3.
-        let got = read_frame_scattered(
-            &mut &f[..],
-            1000,
-            plan(100, vec![(10, 20), (90, 10)], 40, 3),
-        )
-        .await
-        .unwrap();
-        let Scattered::Split(head, p) = got else {
-            panic!("not split")
-        };
-        let mut want_head: Vec<u8> = (0..10).collect();
-        want_head.extend(30..90);
-        assert_eq!(head, want_head);
-        assert_eq!(&p.tail[3..23], &body[10..30]);
-        assert_eq!(&p.tail[23..33], &body[90..]);
-        assert_eq!(&p.tail[..3], &[0, 0, 0]);
-        assert_eq!(&p.tail[33..], &[0; 7]);
-
-        // Another length (an error answer): whole.
-        let got = read_frame_scattered(&mut &f[..], 1000, plan(99, vec![(0, 10)], 10, 0))
-            .await
-            .unwrap();
-        assert!(matches!(got, Scattered::Whole(b) if b == body));
-        // A plan that does not fit its buffer: whole, nothing written past it.
-        let got = read_frame_scattered(&mut &f[..], 1000, plan(100, vec![(0, 50)], 10, 0))
-            .await
-            .unwrap();
-        assert!(matches!(got, Scattered::Whole(b) if b == body));
-        // The size cap holds before anything is allocated; a short frame is
-        // an error.
-        assert!(
-            read_frame_scattered(&mut &f[..], 99, plan(100, vec![], 0, 0))
-                .await
-                .is_err()
-        );
-        assert!(
-            read_frame_scattered(&mut &f[..50], 1000, plan(100, vec![(10, 20)], 20, 0))
-                .await
-                .is_err()
-        );
     }
 }

@@ -123,7 +123,7 @@ pub(crate) struct EventLoop {
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, DialError>>)>,
     pending_queries: HashMap<kad::QueryId, PendingQuery>,
     pending_requests: HashMap<request_response::OutboundRequestId, PendingRequest>,
-    /// `/cnode/lane/1` questions: the peer's IP and who waits for its lane address.
+    /// `/cnode/lane/2` questions: the peer's IP and who waits for its lane address.
     pending_lanes: HashMap<request_response::OutboundRequestId, PendingLane>,
     lanes: Option<Arc<Lanes>>,
     nat_status: &'static str,

@@ -7,7 +7,7 @@
 //!
 //! What: a node that listens on TCP also listens on a lane port (same IP,
 //! port chosen by the OS) and tells connected peers which one on
-//! `/cnode/lane/1` (an empty request, a 2-byte little-endian port, 0 for
+//! `/cnode/lane/2` (an empty request, a 2-byte little-endian port, 0 for
 //! none). When the node sends a blobs request to a peer it has no lane to, it
 //! starts opening one in the background and sends that request the usual way;
 //! later requests take the lane. A lane is:
@@ -16,10 +16,13 @@
 //!    (relayed or DNS-only peers get no lane);
 //! 2. the same TLS 1.3 handshake as libp2p's (`crate::tls`), so the peer id
 //!    comes from the certificate, and it must be the peer we asked;
-//! 3. [`PREFACE`] from the client;
-//! 4. requests from the client and answers from the server, each a u32
-//!    little-endian length and the bytes, answered in order (pipelined, at
-//!    most [`PIPELINE`] waiting). A zero-length answer means "refused": the
+//! 3. [`PREFACE`] from the client and the same 8 bytes back from the
+//!    server, over TLS; then neither side speaks TLS on the connection again;
+//! 4. requests from the client and answers from the server, each a message
+//!    in AEAD records keyed from the TLS exporter ([`sealed`]: our own
+//!    record layer, which reads a piece's leaves straight into place where
+//!    rustls copied every byte three times), answered in order (pipelined,
+//!    at most [`PIPELINE`] waiting). An empty answer means "refused": the
 //!    client then asks the usual way.
 //!
 //! Bounds: lanes are accepted only from peers that have a libp2p connection
@@ -42,7 +45,8 @@ use std::{
 };
 
 use cnode_types::{Scatter, Scattered};
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::TlsStream;
 use libp2p::{
     Multiaddr, PeerId,
     core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade},
@@ -55,20 +59,23 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
+mod sealed;
 mod tcp_io;
 
-use self::tcp_io::TcpIo;
+use self::{
+    sealed::{ROLLOVER, SealedReader, SealedWriter},
+    tcp_io::TcpIo,
+};
 use crate::{
     NetMetrics,
-    client::{InboundRequest, NetClient, Reply, ReplyChannel, ReqProtocol},
-    codec::{read_frame, read_frame_scattered, write_frame},
-    tls::Tls,
+    client::{InboundRequest, LaneAnswer, NetClient, Reply, ReplyChannel, ReqProtocol},
+    tls::{Coalesced, Tls},
 };
 
 /// The libp2p protocol that tells a peer our lane port.
-pub(crate) const LANE_PROTOCOL: &str = "/cnode/lane/1";
-/// What a client sends first on a lane.
-pub(crate) const PREFACE: &[u8; 8] = b"cnlane/1";
+pub(crate) const LANE_PROTOCOL: &str = "/cnode/lane/2";
+/// What a client sends first on a lane, and the server sends back.
+pub(crate) const PREFACE: &[u8; 8] = b"cnlane/2";
 /// Most inbound lanes at once (handshakes included).
 pub(crate) const MAX_LANES_IN: usize = 32;
 /// Most requests taken from all inbound lanes together whose answers have
@@ -277,11 +284,11 @@ impl Lanes {
     /// Opens a lane to `peer` and runs it until it breaks, the peer
     /// disconnects or the node stops.
     async fn open(self: Arc<Self>, client: NetClient, peer: PeerId, token: CancellationToken) {
-        let stream = tokio::select! {
+        let ends = tokio::select! {
             _ = token.cancelled() => return,
             s = self.connect(&client, peer) => s,
         };
-        let stream = match stream {
+        let (rd, wr) = match ends {
             Ok(s) => s,
             Err(e) => {
                 debug!(%peer, "no lane: {e}");
@@ -301,7 +308,7 @@ impl Lanes {
         self.metrics.lanes.inc();
         let res = tokio::select! {
             _ = token.cancelled() => Ok(()),
-            r = run_client(stream, rx, self.max_response) => r,
+            r = run_client(rd, wr, rx, self.max_response) => r,
         };
         self.metrics.lanes.dec();
         if let Err(e) = res {
@@ -322,7 +329,7 @@ impl Lanes {
         &self,
         client: &NetClient,
         peer: PeerId,
-    ) -> Result<impl AsyncRead + AsyncWrite + Unpin + use<>, io::Error> {
+    ) -> io::Result<(SealedReader, SealedWriter)> {
         let addr = client
             .lane_addr(peer)
             .await
@@ -332,12 +339,13 @@ impl Lanes {
         self.connect_to(addr, peer).await
     }
 
-    /// TCP to `addr`, TLS, and the preface; the TLS certificate must be `peer`'s.
+    /// TCP to `addr`, TLS, and the preface both ways; the TLS certificate
+    /// must be `peer`'s.
     async fn connect_to(
         &self,
         addr: SocketAddr,
         peer: PeerId,
-    ) -> Result<impl AsyncRead + AsyncWrite + Unpin + use<>, io::Error> {
+    ) -> io::Result<(SealedReader, SealedWriter)> {
         let sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -357,7 +365,15 @@ impl Lanes {
             }
             stream.write_all(PREFACE).await?;
             stream.flush().await?;
-            Ok(stream)
+            let mut back = [0u8; PREFACE.len()];
+            stream.read_exact(&mut back).await?;
+            if &back != PREFACE {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not a cnode lane",
+                ));
+            }
+            sealed_ends(stream, true)
         };
         tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
             .await
@@ -433,9 +449,11 @@ impl Lanes {
                     "not a cnode lane",
                 ));
             }
-            Ok((peer, stream))
+            stream.write_all(PREFACE).await?;
+            stream.flush().await?;
+            Ok((peer, sealed_ends(stream, false)?))
         };
-        let (peer, stream) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        let (peer, (rd, wr)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "lane handshake timed out"))??;
         let Some(token) = self.admit(peer) else {
@@ -448,7 +466,7 @@ impl Lanes {
         self.metrics.lanes.inc();
         let res = tokio::select! {
             _ = token.cancelled() => Ok(()),
-            r = self.run_server(peer, stream) => r,
+            r = self.run_server(peer, rd, wr) => r,
         };
         self.metrics.lanes.dec();
         self.release(peer);
@@ -456,25 +474,30 @@ impl Lanes {
     }
 
     /// Reads requests, hands them to the node, writes the answers in order.
-    async fn run_server<S>(&self, peer: PeerId, stream: S) -> io::Result<()>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
-        let (mut rd, mut wr) = stream.split();
+    async fn run_server(
+        &self,
+        peer: PeerId,
+        mut rd: SealedReader,
+        mut wr: SealedWriter,
+    ) -> io::Result<()> {
         let (wait_tx, mut wait_rx) = mpsc::channel::<(
-            oneshot::Receiver<Vec<u8>>,
+            oneshot::Receiver<LaneAnswer>,
             tokio::sync::OwnedSemaphorePermit,
         )>(PIPELINE);
         let reader = async {
             loop {
-                let data =
-                    match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut rd, self.max_request))
-                        .await
-                    {
-                        Err(_) => return Ok(()), // idle
-                        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                        Ok(r) => r?,
-                    };
+                let data = match tokio::time::timeout(
+                    IDLE_TIMEOUT,
+                    rd.read_message(self.max_request, None),
+                )
+                .await
+                {
+                    Err(_) => return Ok(()), // idle
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Ok(Ok(Scattered::Whole(data))) => data,
+                    Ok(Ok(Scattered::Split(..))) => unreachable!("no plan, no split"),
+                    Ok(Err(e)) => return Err(e),
+                };
                 let Ok(slot) = wait_tx.reserve().await else {
                     return Ok(());
                 };
@@ -498,11 +521,11 @@ impl Lanes {
         };
         let writer = async {
             while let Some((rx, _permit)) = wait_rx.recv().await {
-                let mut answer = rx.await.unwrap_or_default();
+                let (mut answer, runs) = rx.await.unwrap_or_default();
                 if answer.len() > self.max_response {
                     answer.clear();
                 }
-                tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut wr, &answer))
+                tokio::time::timeout(WRITE_TIMEOUT, wr.write_message(&mut answer, &runs))
                     .await
                     .map_err(|_| {
                         io::Error::new(io::ErrorKind::TimedOut, "lane answer not read")
@@ -517,37 +540,57 @@ impl Lanes {
     }
 }
 
+/// The lane's own record layer on a TLS stream whose handshake (and the
+/// lane's) is done: the socket and keys from the TLS exporter.
+fn sealed_ends(
+    stream: Coalesced<TlsStream<TcpIo>>,
+    client: bool,
+) -> io::Result<(SealedReader, SealedWriter)> {
+    let (io, conn): (TcpIo, rustls::Connection) = match stream.into_inner() {
+        TlsStream::Client(s) => {
+            let (io, c) = s.into_inner();
+            (io, c.into())
+        }
+        TlsStream::Server(s) => {
+            let (io, c) = s.into_inner();
+            (io, c.into())
+        }
+    };
+    let (sock, early) = io.into_parts();
+    sealed::split(sock, early, &conn, client)
+}
+
 /// A client lane: writes requests from `jobs`, reads their answers in order.
-async fn run_client<S>(
-    stream: S,
+/// Ends (and the next request opens a new lane, with new keys) once it has
+/// received [`ROLLOVER`] bytes.
+async fn run_client(
+    mut rd: SealedReader,
+    mut wr: SealedWriter,
     mut jobs: mpsc::Receiver<Job>,
     max_response: usize,
-) -> io::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let (mut rd, mut wr) = stream.split();
+) -> io::Result<()> {
     let (wait_tx, mut wait_rx) =
         mpsc::channel::<(Option<Scatter>, oneshot::Sender<Scattered>)>(PIPELINE);
+    let received = std::sync::atomic::AtomicU64::new(0);
     let writer = async {
         // Ends quietly when idle (see CLIENT_IDLE_TIMEOUT) or when the lane
         // is dropped (the peer disconnected).
-        while let Ok(Some((data, plan, reply))) =
+        while let Ok(Some((mut data, plan, reply))) =
             tokio::time::timeout(CLIENT_IDLE_TIMEOUT, jobs.recv()).await
         {
-            if wait_tx.send((plan, reply)).await.is_err() {
+            if received.load(std::sync::atomic::Ordering::Relaxed) >= ROLLOVER
+                || wait_tx.send((plan, reply)).await.is_err()
+            {
                 break;
             }
-            write_frame(&mut wr, &data).await?;
+            wr.write_message(&mut data, &[]).await?;
         }
         Ok(())
     };
     let reader = async {
         while let Some((plan, reply)) = wait_rx.recv().await {
-            let answer = match plan {
-                None => Scattered::Whole(read_frame(&mut rd, max_response).await?),
-                Some(plan) => read_frame_scattered(&mut rd, max_response, plan).await?,
-            };
+            let answer = rd.read_message(max_response, plan).await?;
+            received.store(rd.received(), std::sync::atomic::Ordering::Relaxed);
             let _ = reply.send(answer);
         }
         Ok(())
@@ -595,15 +638,17 @@ mod tests {
     use libp2p::identity::Keypair;
 
     use super::*;
+    use crate::codec::{read_frame, write_frame};
 
     /// A lane server on 127.0.0.1 and the receiving end of its inbound queue.
     async fn server_with(
         max_answers: usize,
+        aes: bool,
     ) -> (Arc<Lanes>, Keypair, mpsc::Receiver<InboundRequest>) {
         let key = Keypair::generate_ed25519();
         let (tx, rx) = mpsc::channel(64);
         let config = LaneConfig {
-            tls: Tls::new(&key).unwrap(),
+            tls: Tls::with_suites(&key, aes).unwrap(),
             listen: Some("127.0.0.1:0".parse().unwrap()),
             max_request: 64,
             max_response: 1 << 20,
@@ -615,7 +660,7 @@ mod tests {
     }
 
     async fn server() -> (Arc<Lanes>, Keypair, mpsc::Receiver<InboundRequest>) {
-        server_with(MAX_LANE_ANSWERS).await
+        server_with(MAX_LANE_ANSWERS, true).await
     }
 
     async fn client() -> (Arc<Lanes>, PeerId) {
@@ -633,12 +678,12 @@ mod tests {
         srv: &Lanes,
         srv_key: &Keypair,
     ) -> (LaneTx, tokio::task::JoinHandle<io::Result<()>>) {
-        let stream = cli
+        let (rd, wr) = cli
             .connect_to(addr(srv), srv_key.public().to_peer_id())
             .await
             .unwrap();
         let (tx, jobs) = mpsc::channel(PIPELINE);
-        (LaneTx(tx), tokio::spawn(run_client(stream, jobs, 1 << 20)))
+        (LaneTx(tx), tokio::spawn(run_client(rd, wr, jobs, 1 << 20)))
     }
 
     /// Answers every request with its bytes reversed, like a node would.
@@ -658,7 +703,7 @@ mod tests {
                 let mut answer = req.data.clone();
                 answer.reverse();
                 if let Reply::Lane(tx) = req.channel.0 {
-                    let _ = tx.send(answer);
+                    let _ = tx.send((answer, Vec::new()));
                 }
             }
             from
@@ -696,8 +741,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn lanes_seal_with_the_aead_of_whichever_suite_tls_chose() {
+        // Both sides preferring ChaCha20-Poly1305 (as on CPUs without AES
+        // instructions) agree on it; the lane's records use it too.
+        for aes in [true, false] {
+            let (srv, srv_key, rx) = server_with(MAX_LANE_ANSWERS, aes).await;
+            let (cli, cli_key, _) = server_with(MAX_LANE_ANSWERS, aes).await;
+            srv.peer_connected(cli_key.public().to_peer_id());
+            let answers = answer_all(rx);
+            let (rd, wr) = cli
+                .connect_to(addr(&srv), srv_key.public().to_peer_id())
+                .await
+                .unwrap();
+            let want = if aes {
+                &aws_lc_rs::aead::AES_128_GCM
+            } else {
+                &aws_lc_rs::aead::CHACHA20_POLY1305
+            };
+            assert_eq!(rd.aead(), want);
+            let (tx, jobs) = mpsc::channel(PIPELINE);
+            let (lane, _run) = (LaneTx(tx), tokio::spawn(run_client(rd, wr, jobs, 1 << 20)));
+            let asked: Vec<u8> = (0..60).collect();
+            let got = request(&lane, asked.clone(), Duration::from_secs(5)).await;
+            let want: Vec<u8> = asked.into_iter().rev().collect();
+            assert_eq!(got, Some(want), "aes first: {aes}");
+            answers.abort();
+        }
+    }
+
+    #[tokio::test]
     async fn answers_not_yet_written_are_bounded_across_lanes() {
-        let (srv, srv_key, mut rx) = server_with(1).await;
+        let (srv, srv_key, mut rx) = server_with(1, true).await;
         let (cli, cli_peer) = client().await;
         srv.peer_connected(cli_peer);
         let (lane, _run) = open(&cli, &srv, &srv_key).await;
@@ -718,7 +792,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert!(rx.try_recv().is_err(), "request {} came early", i + 1);
             if let Reply::Lane(tx) = req.channel.0 {
-                tx.send(vec![i, i]).unwrap();
+                tx.send((vec![i, i], Vec::new())).unwrap();
             }
         }
         for (i, a) in asks.into_iter().enumerate() {
@@ -789,14 +863,6 @@ mod tests {
         assert_eq!(encode_port(Some(40123)), vector("lane-port-40123"));
         assert_eq!(encode_port(None), vector("lane-port-none"));
         assert_eq!(PREFACE.to_vec(), vector("lane-preface"));
-        let mut frame = Vec::new();
-        write_frame(
-            &mut futures::io::Cursor::new(&mut frame),
-            &vector("req-have"),
-        )
-        .await
-        .unwrap();
-        assert_eq!(frame, vector("lane-frame-have"));
     }
 
     #[test]

@@ -76,9 +76,14 @@ pub(crate) enum TlsError {
 impl Tls {
     /// Builds both configurations for `keypair`'s identity.
     pub(crate) fn new(keypair: &Keypair) -> Result<Self, TlsError> {
+        Self::with_suites(keypair, hardware_aes())
+    }
+
+    /// [`Self::new`] preferring the AES-GCM suites (`aes`) or ChaCha20-Poly1305.
+    pub(crate) fn with_suites(keypair: &Keypair, aes: bool) -> Result<Self, TlsError> {
         let (cert, key) = certificate::generate(keypair)?;
         let provider = Arc::new(rustls::crypto::CryptoProvider {
-            cipher_suites: cipher_suites(hardware_aes()),
+            cipher_suites: cipher_suites(aes),
             ..aws_lc_rs::default_provider()
         });
         seed_random_early();
@@ -260,6 +265,11 @@ impl<S> Coalesced<S> {
             inner,
             pending: Vec::new(),
         }
+    }
+
+    /// The stream inside; anything held back and not flushed is dropped.
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
     }
 }
 

@@ -444,15 +444,17 @@ async fn inbound_task(
         tokio::spawn(
             async move {
                 let answer = match req.protocol {
-                    cnode_net::ReqProtocol::Blobs => blobs.handle(&req.data).await,
+                    cnode_net::ReqProtocol::Blobs => blobs.answer(&req.data).await,
                     cnode_net::ReqProtocol::Sync => {
-                        records.handle_request(req.peer, &req.data).await
+                        records.handle_request(req.peer, &req.data).await.into()
                     }
                     cnode_net::ReqProtocol::Rpc => {
-                        services.handle_inbound(req.peer, &req.data).await
+                        services.handle_inbound(req.peer, &req.data).await.into()
                     }
                 };
-                let _ = net.respond(req.protocol, req.channel, answer).await;
+                let _ = net
+                    .respond(req.protocol, req.channel, answer.bytes, answer.leaves)
+                    .await;
                 drop(permit);
             }
             .in_current_span(),

@@ -63,7 +63,7 @@ impl EventLoop {
         }
     }
 
-    /// `/cnode/lane/1`: peers ask which port our lanes listen on; answers to
+    /// `/cnode/lane/2`: peers ask which port our lanes listen on; answers to
     /// our own questions complete [`crate::NetClient::lane_addr`].
     pub(super) fn on_lane_event(&mut self, ev: request_response::Event<Vec<u8>, Vec<u8>>) {
         match ev {

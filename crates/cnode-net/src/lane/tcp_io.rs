@@ -44,6 +44,14 @@ impl TcpIo {
     }
 }
 
+impl TcpIo {
+    /// The socket back, and how many bytes were read from it and not yet
+    /// taken (lost with the buffer).
+    pub(super) fn into_parts(self) -> (TcpStream, usize) {
+        (self.sock, self.len - self.pos)
+    }
+}
+
 impl AsyncRead for TcpIo {
     fn poll_read(
         self: Pin<&mut Self>,
