@@ -12,15 +12,15 @@
 //!
 //! What (see docs/protocol.md, "Lanes"):
 //!
-//! - keys: per direction, `export_keying_material(label = `[`LABEL`]`,
-//!   context = "client to server" | "server to client")` of the lane's TLS
-//!   connection (RFC 8446 §7.5), as long as the negotiated suite's AEAD key;
-//!   the AEAD is the suite's (AES-128-GCM, AES-256-GCM or
-//!   ChaCha20-Poly1305);
+//! - keys: per direction, a key and a 12-byte IV, from
+//!   `export_keying_material(label = `[`LABEL`]`, context = "client to
+//!   server" | "server to client")` of the lane's TLS connection (RFC 8446
+//!   §7.5), as long as the negotiated suite's AEAD key plus 12 bytes; the
+//!   AEAD is the suite's (AES-128-GCM, AES-256-GCM or ChaCha20-Poly1305);
 //! - a record: `u32` little-endian plaintext length (1 to [`MAX_RECORD`]),
-//!   the ciphertext, the 16-byte tag; the nonce is 4 zero bytes and the
-//!   record's sequence number in that direction (`u64` big-endian, from 0),
-//!   the additional data is the 4-byte length;
+//!   the ciphertext, the 16-byte tag; the nonce is the IV XOR the record's
+//!   sequence number in that direction (from 0, as TLS 1.3 makes its
+//!   nonces, RFC 8446 §5.3), the additional data is the 4-byte length;
 //! - a message: a record of 4 bytes holding the message length (`u32`
 //!   little-endian, capped), then records carrying exactly that many bytes.
 //!   Where a sender cuts the records is its choice: a blob answer is cut at
@@ -60,18 +60,26 @@ const STAGE: usize = 512;
 /// Most buffers one `writev` is given (Linux's `IOV_MAX` is 1024).
 const IOV_BATCH: usize = 512;
 
-/// One direction's key and record counter.
+/// An AEAD nonce (and IV).
+const NONCE: usize = 12;
+
+/// One direction's key, IV and record counter.
 struct Key {
     key: LessSafeKey,
+    iv: [u8; NONCE],
     seq: u64,
     bytes: u64,
 }
 
 impl Key {
-    fn new(alg: &'static Algorithm, secret: &[u8]) -> io::Result<Self> {
-        let key = UnboundKey::new(alg, secret).map_err(|_| io::Error::other("bad lane key"))?;
+    /// From key material: the AEAD's key, then the IV.
+    fn new(alg: &'static Algorithm, material: &[u8]) -> io::Result<Self> {
+        let bad = || io::Error::other("bad lane key");
+        let (secret, iv) = material.split_at(alg.key_len());
+        let key = UnboundKey::new(alg, secret).map_err(|_| bad())?;
         Ok(Self {
             key: LessSafeKey::new(key),
+            iv: iv.try_into().map_err(|_| bad())?,
             seq: 0,
             bytes: 0,
         })
@@ -83,8 +91,10 @@ impl Key {
         if self.bytes > KEY_LIMIT {
             return Err(io::Error::other("lane key used up"));
         }
-        let mut n = [0u8; 12];
-        n[4..].copy_from_slice(&self.seq.to_be_bytes());
+        let mut n = self.iv;
+        for (b, s) in n[NONCE - 8..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *b ^= s;
+        }
         self.seq += 1;
         Ok(Nonce::assume_unique_for_key(n))
     }
@@ -113,11 +123,11 @@ fn keys(conn: &rustls::Connection, client: bool) -> io::Result<(Key, Key)> {
     let alg = algorithm(suite.suite())
         .ok_or_else(|| io::Error::other(format!("no lane records for {:?}", suite.suite())))?;
     let export = |context: &[u8]| -> io::Result<Key> {
-        let mut secret = [0u8; 32];
-        let secret = &mut secret[..alg.key_len()];
-        conn.export_keying_material(&mut *secret, LABEL, Some(context))
+        let mut material = [0u8; 32 + NONCE];
+        let material = &mut material[..alg.key_len() + NONCE];
+        conn.export_keying_material(&mut *material, LABEL, Some(context))
             .map_err(io::Error::other)?;
-        Key::new(alg, secret)
+        Key::new(alg, material)
     };
     let (c2s, s2c) = (export(b"client to server")?, export(b"server to client")?);
     Ok(if client { (c2s, s2c) } else { (s2c, c2s) })

@@ -5,7 +5,11 @@ use tokio::{
 
 use super::*;
 
-const K: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+/// An AES-128-GCM key (00…0f) and IV (10…1b).
+const K: [u8; 28] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
+    26, 27,
+];
 
 async fn sockets() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -231,8 +235,8 @@ fn keys_count_their_bytes_and_stop_at_the_limit() {
 }
 
 /// The `lane-sealed-*` vector in docs/protocol.md: the request `req-have`
-/// as the first message a lane's client sends, sealed with AES-128-GCM and
-/// the key 000102…0f.
+/// as the first message a lane's client sends, sealed with AES-128-GCM, the
+/// key 000102…0f and the IV 101112…1b.
 #[tokio::test]
 async fn protocol_md_test_vector() {
     let doc = std::fs::read_to_string(concat!(
@@ -255,7 +259,8 @@ async fn protocol_md_test_vector() {
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
             .collect()
     };
-    assert_eq!(vector("lane-sealed-key"), K);
+    assert_eq!(vector("lane-sealed-key"), K[..16]);
+    assert_eq!(vector("lane-sealed-iv"), K[16..]);
     let have = vector("req-have");
     let sealed = raw(&[&have]).await;
     let hex: String = sealed.iter().map(|b| format!("{b:02x}")).collect();
@@ -266,4 +271,24 @@ async fn protocol_md_test_vector() {
         .await
         .unwrap();
     assert!(matches!(got, Scattered::Whole(ref b) if *b == have));
+}
+
+#[test]
+fn each_tls13_suite_seals_with_its_own_aead() {
+    assert_eq!(
+        algorithm(CipherSuite::TLS13_AES_128_GCM_SHA256),
+        Some(&AES_128_GCM)
+    );
+    assert_eq!(
+        algorithm(CipherSuite::TLS13_AES_256_GCM_SHA384),
+        Some(&AES_256_GCM)
+    );
+    assert_eq!(
+        algorithm(CipherSuite::TLS13_CHACHA20_POLY1305_SHA256),
+        Some(&CHACHA20_POLY1305)
+    );
+    assert_eq!(
+        algorithm(CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+        None
+    );
 }
