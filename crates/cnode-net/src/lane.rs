@@ -622,12 +622,12 @@ pub(crate) fn listen_ip(listen: &[Multiaddr]) -> Option<IpAddr> {
     })
 }
 
-/// Encodes our lane port for `/cnode/lane/1` (0: no lanes).
+/// Encodes our lane port for `/cnode/lane/2` (0: no lanes).
 pub(crate) fn encode_port(port: Option<u16>) -> Vec<u8> {
     port.unwrap_or(0).to_le_bytes().to_vec()
 }
 
-/// Decodes a `/cnode/lane/1` answer: the port, if the peer offers lanes.
+/// Decodes a `/cnode/lane/2` answer: the port, if the peer offers lanes.
 pub(crate) fn decode_port(bytes: &[u8]) -> Option<u16> {
     let port = u16::from_le_bytes(bytes.try_into().ok()?);
     (port != 0).then_some(port)
