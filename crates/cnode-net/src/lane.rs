@@ -308,7 +308,7 @@ impl Lanes {
         self.metrics.lanes.inc();
         let res = tokio::select! {
             _ = token.cancelled() => Ok(()),
-            r = run_client(rd, wr, rx, self.max_response) => r,
+            r = run_client(rd, wr, rx, self.max_response, ROLLOVER) => r,
         };
         self.metrics.lanes.dec();
         if let Err(e) = res {
@@ -562,12 +562,13 @@ fn sealed_ends(
 
 /// A client lane: writes requests from `jobs`, reads their answers in order.
 /// Ends (and the next request opens a new lane, with new keys) once it has
-/// received [`ROLLOVER`] bytes.
+/// received `rollover` bytes ([`ROLLOVER`]).
 async fn run_client(
     mut rd: SealedReader,
     mut wr: SealedWriter,
     mut jobs: mpsc::Receiver<Job>,
     max_response: usize,
+    rollover: u64,
 ) -> io::Result<()> {
     let (wait_tx, mut wait_rx) =
         mpsc::channel::<(Option<Scatter>, oneshot::Sender<Scattered>)>(PIPELINE);
@@ -578,7 +579,7 @@ async fn run_client(
         while let Ok(Some((mut data, plan, reply))) =
             tokio::time::timeout(CLIENT_IDLE_TIMEOUT, jobs.recv()).await
         {
-            if received.load(std::sync::atomic::Ordering::Relaxed) >= ROLLOVER
+            if received.load(std::sync::atomic::Ordering::Relaxed) >= rollover
                 || wait_tx.send((plan, reply)).await.is_err()
             {
                 break;
@@ -683,7 +684,10 @@ mod tests {
             .await
             .unwrap();
         let (tx, jobs) = mpsc::channel(PIPELINE);
-        (LaneTx(tx), tokio::spawn(run_client(rd, wr, jobs, 1 << 20)))
+        (
+            LaneTx(tx),
+            tokio::spawn(run_client(rd, wr, jobs, 1 << 20, ROLLOVER)),
+        )
     }
 
     /// Answers every request with its bytes reversed, like a node would.
@@ -760,13 +764,43 @@ mod tests {
             };
             assert_eq!(rd.aead(), want);
             let (tx, jobs) = mpsc::channel(PIPELINE);
-            let (lane, _run) = (LaneTx(tx), tokio::spawn(run_client(rd, wr, jobs, 1 << 20)));
+            let run = run_client(rd, wr, jobs, 1 << 20, ROLLOVER);
+            let (lane, _run) = (LaneTx(tx), tokio::spawn(run));
             let asked: Vec<u8> = (0..60).collect();
             let got = request(&lane, asked.clone(), Duration::from_secs(5)).await;
             let want: Vec<u8> = asked.into_iter().rev().collect();
             assert_eq!(got, Some(want), "aes first: {aes}");
             answers.abort();
         }
+    }
+
+    #[tokio::test]
+    async fn a_client_lane_ends_once_it_has_received_its_share_and_loses_nothing() {
+        let (srv, srv_key, rx) = server().await;
+        let (cli, cli_peer) = client().await;
+        srv.peer_connected(cli_peer);
+        let answers = answer_all(rx);
+        let (rd, wr) = cli
+            .connect_to(addr(&srv), srv_key.public().to_peer_id())
+            .await
+            .unwrap();
+        let (tx, jobs) = mpsc::channel(PIPELINE);
+        let lane = LaneTx(tx);
+        // Rolls over after 10 bytes: the first answer (3 bytes) and the
+        // second (60) come; the third request is not sent on this lane but
+        // answered "ask the usual way", and the lane ends cleanly.
+        let run = tokio::spawn(run_client(rd, wr, jobs, 1 << 20, 10));
+        let t = Duration::from_secs(5);
+        assert_eq!(request(&lane, vec![1, 2, 3], t).await, Some(vec![3, 2, 1]));
+        assert_eq!(request(&lane, vec![7; 60], t).await, Some(vec![7; 60]));
+        assert_eq!(request(&lane, vec![1], t).await, None);
+        tokio::time::timeout(t, run)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(lane.0.is_closed(), "the next request opens a new lane");
+        answers.abort();
     }
 
     #[tokio::test]
