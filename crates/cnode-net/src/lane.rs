@@ -679,15 +679,30 @@ mod tests {
         srv: &Lanes,
         srv_key: &Keypair,
     ) -> (LaneTx, tokio::task::JoinHandle<io::Result<()>>) {
+        let (lane, run, _) = open_with(cli, srv, srv_key, ROLLOVER).await;
+        (lane, run)
+    }
+
+    /// [`open`], rolling over after `rollover` bytes; also says which AEAD
+    /// the lane's records use.
+    async fn open_with(
+        cli: &Lanes,
+        srv: &Lanes,
+        srv_key: &Keypair,
+        rollover: u64,
+    ) -> (
+        LaneTx,
+        tokio::task::JoinHandle<io::Result<()>>,
+        &'static aws_lc_rs::aead::Algorithm,
+    ) {
         let (rd, wr) = cli
             .connect_to(addr(srv), srv_key.public().to_peer_id())
             .await
             .unwrap();
+        let aead = rd.aead();
         let (tx, jobs) = mpsc::channel(PIPELINE);
-        (
-            LaneTx(tx),
-            tokio::spawn(run_client(rd, wr, jobs, 1 << 20, ROLLOVER)),
-        )
+        let run = tokio::spawn(run_client(rd, wr, jobs, 1 << 20, rollover));
+        (LaneTx(tx), run, aead)
     }
 
     /// Answers every request with its bytes reversed, like a node would.
@@ -753,19 +768,13 @@ mod tests {
             let (cli, cli_key, _) = server_with(MAX_LANE_ANSWERS, aes).await;
             srv.peer_connected(cli_key.public().to_peer_id());
             let answers = answer_all(rx);
-            let (rd, wr) = cli
-                .connect_to(addr(&srv), srv_key.public().to_peer_id())
-                .await
-                .unwrap();
+            let (lane, _run, aead) = open_with(&cli, &srv, &srv_key, ROLLOVER).await;
             let want = if aes {
                 &aws_lc_rs::aead::AES_128_GCM
             } else {
                 &aws_lc_rs::aead::CHACHA20_POLY1305
             };
-            assert_eq!(rd.aead(), want);
-            let (tx, jobs) = mpsc::channel(PIPELINE);
-            let run = run_client(rd, wr, jobs, 1 << 20, ROLLOVER);
-            let (lane, _run) = (LaneTx(tx), tokio::spawn(run));
+            assert_eq!(aead, want);
             let asked: Vec<u8> = (0..60).collect();
             let got = request(&lane, asked.clone(), Duration::from_secs(5)).await;
             let want: Vec<u8> = asked.into_iter().rev().collect();
@@ -780,16 +789,10 @@ mod tests {
         let (cli, cli_peer) = client().await;
         srv.peer_connected(cli_peer);
         let answers = answer_all(rx);
-        let (rd, wr) = cli
-            .connect_to(addr(&srv), srv_key.public().to_peer_id())
-            .await
-            .unwrap();
-        let (tx, jobs) = mpsc::channel(PIPELINE);
-        let lane = LaneTx(tx);
         // Rolls over after 10 bytes: the first answer (3 bytes) and the
         // second (60) come; the third request is not sent on this lane but
         // answered "ask the usual way", and the lane ends cleanly.
-        let run = tokio::spawn(run_client(rd, wr, jobs, 1 << 20, 10));
+        let (lane, run, _) = open_with(&cli, &srv, &srv_key, 10).await;
         let t = Duration::from_secs(5);
         assert_eq!(request(&lane, vec![1, 2, 3], t).await, Some(vec![3, 2, 1]));
         assert_eq!(request(&lane, vec![7; 60], t).await, Some(vec![7; 60]));
@@ -871,29 +874,33 @@ mod tests {
         assert!(from.is_err() || from.unwrap().is_empty());
     }
 
-    /// The `lane-*` vectors in docs/protocol.md.
-    #[tokio::test]
-    async fn protocol_md_test_vectors() {
+    /// The vector `name` in docs/protocol.md.
+    pub(super) fn protocol_md_vector(name: &str) -> Vec<u8> {
         let doc = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../docs/protocol.md"
         ))
         .unwrap();
-        let vector = |name: &str| -> Vec<u8> {
-            let hex = doc
-                .lines()
-                .find_map(|l| {
-                    l.trim()
-                        .strip_prefix("vector ")?
-                        .strip_prefix(name)?
-                        .strip_prefix(' ')
-                })
-                .unwrap_or_else(|| panic!("no vector {name}"));
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect()
-        };
+        let hex = doc
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("vector ")?
+                    .strip_prefix(name)?
+                    .strip_prefix(' ')
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no vector {name}"));
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The `lane-*` vectors in docs/protocol.md (the sealed one: in `sealed`).
+    #[tokio::test]
+    async fn protocol_md_test_vectors() {
+        let vector = protocol_md_vector;
         assert_eq!(encode_port(Some(40123)), vector("lane-port-40123"));
         assert_eq!(encode_port(None), vector("lane-port-none"));
         assert_eq!(PREFACE.to_vec(), vector("lane-preface"));

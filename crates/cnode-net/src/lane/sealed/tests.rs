@@ -53,6 +53,12 @@ async fn reader_of(bytes: Vec<u8>) -> SealedReader {
     ends(b, key(), key()).0
 }
 
+/// How a reader fed `bytes` fails to read a message of at most `max` bytes.
+async fn refusal(bytes: Vec<u8>, max: usize) -> io::ErrorKind {
+    let mut r = reader_of(bytes).await;
+    r.read_message(max, None).await.unwrap_err().kind()
+}
+
 /// A message laid out like a blob answer: a header, then 16 KiB leaves with
 /// 64-byte parents between some of them; its leaves' (offset, length).
 fn answer_like(leaves: usize) -> (Vec<u8>, Vec<(usize, usize)>) {
@@ -146,12 +152,11 @@ async fn a_flipped_bit_a_replay_or_a_reordering_ends_the_lane() {
     for at in [30, 1000, one.len() - 1] {
         let mut bad = two.clone();
         bad[at] ^= 1;
-        let err = reader_of(bad)
-            .await
-            .read_message(1 << 20, None)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "bit at {at}");
+        assert_eq!(
+            refusal(bad, 1 << 20).await,
+            io::ErrorKind::InvalidData,
+            "bit at {at}"
+        );
     }
     // The first message again instead of the second (a replay), and the
     // second message's bytes first (a reordering).
@@ -163,19 +168,15 @@ async fn a_flipped_bit_a_replay_or_a_reordering_ends_the_lane() {
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     let mut reordered = two[one.len()..].to_vec();
     reordered.extend_from_slice(&one);
-    let err = reader_of(reordered)
-        .await
-        .read_message(1 << 20, None)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert_eq!(
+        refusal(reordered, 1 << 20).await,
+        io::ErrorKind::InvalidData
+    );
     // Cut short: an error, not a short message.
-    let err = reader_of(one[..one.len() - 5].to_vec())
-        .await
-        .read_message(1 << 20, None)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    assert_eq!(
+        refusal(one[..one.len() - 5].to_vec(), 1 << 20).await,
+        io::ErrorKind::UnexpectedEof
+    );
 }
 
 #[tokio::test]
@@ -197,12 +198,11 @@ async fn lengths_over_their_caps_are_refused_before_the_body_is_read() {
     for len in [MAX_RECORD as u32 + 1, 0, 5001] {
         let mut bad = bytes[..24].to_vec();
         bad.extend_from_slice(&len.to_le_bytes());
-        let err = reader_of(bad)
-            .await
-            .read_message(1 << 20, None)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "record of {len}");
+        assert_eq!(
+            refusal(bad, 1 << 20).await,
+            io::ErrorKind::InvalidData,
+            "record of {len}"
+        );
     }
 }
 
@@ -239,26 +239,7 @@ fn keys_count_their_bytes_and_stop_at_the_limit() {
 /// key 000102…0f and the IV 101112…1b.
 #[tokio::test]
 async fn protocol_md_test_vector() {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/protocol.md"
-    ))
-    .unwrap();
-    let vector = |name: &str| -> Vec<u8> {
-        let hex = doc
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("vector ")?
-                    .strip_prefix(name)?
-                    .strip_prefix(' ')
-            })
-            .unwrap_or_else(|| panic!("no vector {name}"));
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect()
-    };
+    let vector = crate::lane::tests::protocol_md_vector;
     assert_eq!(vector("lane-sealed-key"), K[..16]);
     assert_eq!(vector("lane-sealed-iv"), K[16..]);
     let have = vector("req-have");
