@@ -5,8 +5,8 @@
 //! the transfer needs, all on the connection's one task. On a 2-core machine
 //! a 1 GiB transfer is CPU-bound, so those copies are the transfer's speed.
 //!
-//! What: a node that listens on TCP also listens on a lane port (same IP,
-//! port chosen by the OS) and tells connected peers which one on
+//! What: a node that listens on TCP also listens on a lane port (on each IP
+//! it listens on TCP, one port number, chosen by the OS) and tells connected peers which one on
 //! `/cnode/lane/2` (an empty request, a 2-byte little-endian port, 0 for
 //! none). When the node sends a blobs request to a peer it has no lane to, it
 //! starts opening one in the background and sends that request the usual way;
@@ -175,8 +175,10 @@ impl LaneTx {
 pub(crate) struct LaneConfig {
     /// The node's TLS configuration (the swarm's).
     pub(crate) tls: Tls,
-    /// Where to listen (`None`: no inbound lanes).
-    pub(crate) listen: Option<SocketAddr>,
+    /// The IPs to listen on (none: no inbound lanes)...
+    pub(crate) listen: Vec<IpAddr>,
+    /// ...and the port, the same on each (0: the OS chooses one).
+    pub(crate) port: u16,
     pub(crate) max_request: usize,
     pub(crate) max_response: usize,
     pub(crate) timeout: Duration,
@@ -185,7 +187,7 @@ pub(crate) struct LaneConfig {
 }
 
 impl Lanes {
-    /// Binds the lane listener (if any) and starts accepting lanes until
+    /// Binds the lane listeners (if any) and starts accepting lanes until
     /// `cancel`.
     pub(crate) async fn start(
         config: LaneConfig,
@@ -193,21 +195,22 @@ impl Lanes {
         metrics: NetMetrics,
         cancel: CancellationToken,
     ) -> Arc<Self> {
-        let listener = match config.listen {
-            Some(addr) => match TcpListener::bind(addr).await {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    // Lanes are an optimisation: without them, peers ask the usual way.
-                    tracing::warn!(%addr, "no lanes: cannot listen: {e}");
-                    None
+        // One port number on every IP: peers learn one port, and reach it at
+        // whichever IP their connection to us has.
+        let mut listeners = Vec::new();
+        let mut port = config.port;
+        for ip in config.listen {
+            let addr = SocketAddr::new(ip, port);
+            match bind(addr) {
+                Ok(l) => {
+                    port = l.local_addr().map(|a| a.port()).unwrap_or(port);
+                    listeners.push(l);
                 }
-            },
-            None => None,
-        };
-        let port = listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port());
+                // Lanes are an optimisation: without them, peers ask the usual way.
+                Err(e) => tracing::warn!(%addr, "no lanes here: cannot listen: {e}"),
+            }
+        }
+        let port = (!listeners.is_empty()).then_some(port);
         let lanes = Arc::new(Self {
             tls: config.tls,
             port,
@@ -221,7 +224,7 @@ impl Lanes {
             cancel,
             state: Mutex::new(State::default()),
         });
-        if let Some(listener) = listener {
+        for listener in listeners {
             tokio::spawn(lanes.clone().accept(listener));
         }
         lanes
@@ -615,12 +618,37 @@ pub(crate) fn direct_ip(addr: &Multiaddr) -> Option<IpAddr> {
     })
 }
 
-/// The IP to listen for lanes on: that of the first TCP listen address.
-pub(crate) fn listen_ip(listen: &[Multiaddr]) -> Option<IpAddr> {
-    listen.iter().find_map(|a| {
+/// The IPs to listen for lanes on: those of the TCP listen addresses, each
+/// once.
+pub(crate) fn listen_ips(listen: &[Multiaddr]) -> Vec<IpAddr> {
+    let mut ips = Vec::new();
+    for a in listen {
         let tcp = a.iter().any(|p| matches!(p, Protocol::Tcp(_)));
-        tcp.then(|| direct_ip(a)).flatten()
-    })
+        if let Some(ip) = tcp.then(|| direct_ip(a)).flatten()
+            && !ips.contains(&ip)
+        {
+            ips.push(ip);
+        }
+    }
+    ips
+}
+
+/// A listener on `addr`; IPv6 only for an IPv6 address (as libp2p's TCP
+/// listeners are), so that `::` and `0.0.0.0` can both be bound at one port.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(128)?;
+    TcpListener::from_std(sock.into())
 }
 
 /// Encodes our lane port for `/cnode/lane/2` (0: no lanes).
@@ -646,11 +674,20 @@ mod tests {
         max_answers: usize,
         aes: bool,
     ) -> (Arc<Lanes>, Keypair, mpsc::Receiver<InboundRequest>) {
+        server_on(max_answers, aes, vec!["127.0.0.1".parse().unwrap()]).await
+    }
+
+    async fn server_on(
+        max_answers: usize,
+        aes: bool,
+        listen: Vec<IpAddr>,
+    ) -> (Arc<Lanes>, Keypair, mpsc::Receiver<InboundRequest>) {
         let key = Keypair::generate_ed25519();
         let (tx, rx) = mpsc::channel(64);
         let config = LaneConfig {
             tls: Tls::with_suites(&key, aes).unwrap(),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
+            listen,
+            port: 0,
             max_request: 64,
             max_response: 1 << 20,
             timeout: Duration::from_secs(5),
@@ -781,6 +818,35 @@ mod tests {
             assert_eq!(got, Some(want), "aes first: {aes}");
             answers.abort();
         }
+    }
+
+    #[tokio::test]
+    async fn lanes_listen_on_every_tcp_ip_at_one_port() {
+        let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let (srv, srv_key, rx) = server_on(MAX_LANE_ANSWERS, true, ips.clone()).await;
+        let (cli, cli_peer) = client().await;
+        srv.peer_connected(cli_peer);
+        let answers = answer_all(rx);
+        let port = srv.port().unwrap();
+        for ip in ips {
+            let (rd, wr) = cli
+                .connect_to(SocketAddr::new(ip, port), srv_key.public().to_peer_id())
+                .await
+                .unwrap_or_else(|e| panic!("no lane at {ip}: {e}"));
+            let (tx, jobs) = mpsc::channel(PIPELINE);
+            let _run = tokio::spawn(run_client(rd, wr, jobs, 1 << 20, ROLLOVER));
+            let got = request(&LaneTx(tx), vec![1, 2], Duration::from_secs(5)).await;
+            assert_eq!(got, Some(vec![2, 1]), "over {ip}");
+        }
+        // One IP that cannot be bound (not ours) does not cost the others.
+        let (srv, ..) = server_on(
+            MAX_LANE_ANSWERS,
+            true,
+            vec!["192.0.2.77".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+        )
+        .await;
+        assert!(srv.port().is_some());
+        answers.abort();
     }
 
     #[tokio::test]
@@ -915,12 +981,17 @@ mod tests {
     }
 
     #[test]
-    fn lanes_listen_on_the_first_tcp_address_and_skip_circuits() {
+    fn lanes_listen_on_each_tcp_address_once_and_skip_circuits() {
         let quic: Multiaddr = "/ip4/10.0.0.1/udp/4001/quic-v1".parse().unwrap();
         let tcp: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        let tcp6: Multiaddr = "/ip6/::1/tcp/4001".parse().unwrap();
+        let again: Multiaddr = "/ip4/127.0.0.1/tcp/4002".parse().unwrap();
         assert_eq!(
-            listen_ip(&[quic, tcp.clone()]),
-            Some("127.0.0.1".parse().unwrap())
+            listen_ips(&[quic, tcp.clone(), tcp6, again]),
+            [
+                "127.0.0.1".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
         );
         let circuit: Multiaddr =
             "/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWGzBvEBdqNkBNsBHuGMfe8cGwLFvvFmM9Q8NaSXLsz6Ux/p2p-circuit"
@@ -928,7 +999,7 @@ mod tests {
                 .unwrap();
         assert_eq!(direct_ip(&circuit), None);
         assert_eq!(direct_ip(&"/dns4/example.org/tcp/1".parse().unwrap()), None);
-        assert_eq!(listen_ip(&[]), None);
+        assert!(listen_ips(&[]).is_empty());
     }
 
     #[tokio::test]

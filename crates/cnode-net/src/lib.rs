@@ -258,7 +258,8 @@ pub async fn spawn(
     let lanes = if config.lanes {
         let lane_config = lane::LaneConfig {
             tls,
-            listen: lane::listen_ip(&config.listen).map(|ip| (ip, config.lane_port).into()),
+            listen: lane::listen_ips(&config.listen),
+            port: config.lane_port,
             max_request: config.limits.max_blob_request,
             max_response: config.limits.max_blob_response,
             timeout: behaviour::BLOBS_TIMEOUT,

@@ -28,6 +28,8 @@ pub enum Transports {
     Quic,
     /// TCP only.
     Tcp,
+    /// TCP only, on IPv6 (`::1`).
+    Tcp6,
     /// Both.
     Both,
 }
@@ -223,7 +225,7 @@ impl TestNode {
 
     /// A listen address (with `/p2p/<id>`) of the given transport; `Both` prefers QUIC.
     pub fn addr(&self, transport: Transports) -> Multiaddr {
-        let want_quic = transport != Transports::Tcp;
+        let want_quic = !matches!(transport, Transports::Tcp | Transports::Tcp6);
         self.node
             .listen_addrs()
             .iter()
@@ -269,6 +271,11 @@ fn listen_addrs(t: Transports) -> Vec<Multiaddr> {
     match t {
         Transports::Quic => vec![quic],
         Transports::Tcp => vec![tcp],
+        Transports::Tcp6 => vec![
+            "/ip6/::1/tcp/0"
+                .parse()
+                .unwrap_or_else(|_| Multiaddr::empty()),
+        ],
         Transports::Both => vec![quic, tcp],
     }
 }

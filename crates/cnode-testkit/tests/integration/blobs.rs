@@ -126,14 +126,22 @@ async fn lanes_carry_pieces_and_a_node_without_lanes_is_asked_the_usual_way() ->
     let bytes = data(24 * 1024 * 1024 + 777, 3);
     let src = tempfile::NamedTempFile::new()?;
     std::fs::write(src.path(), &bytes)?;
-    for seeder_lanes in [true, false] {
+    // Over IPv4 and IPv6 (lanes listen on every TCP IP), and with a seeder
+    // that has no lanes.
+    for (seeder_lanes, transports) in [
+        (true, Transports::Tcp),
+        (true, Transports::Tcp6),
+        (false, Transports::Tcp),
+    ] {
         let seeder = TestNode::spawn(NodeOptions {
             lanes: seeder_lanes,
+            transports,
             ..Default::default()
         })
         .await?;
         let leecher = TestNode::spawn(NodeOptions {
-            bootstrap: vec![seeder.addr(Transports::Tcp)],
+            bootstrap: vec![seeder.addr(transports)],
+            transports,
             ..Default::default()
         })
         .await?;
@@ -156,10 +164,12 @@ async fn lanes_carry_pieces_and_a_node_without_lanes_is_asked_the_usual_way() ->
         let got = stored(&leecher, hash, bytes.len()).await?;
         assert!(
             got == bytes,
-            "content differs (seeder lanes {seeder_lanes})"
+            "content differs (seeder lanes {seeder_lanes}, {transports:?})"
         );
         let on_lanes = metric(&leecher, "cnode_net_lane_requests_total");
-        eprintln!("seeder lanes {seeder_lanes}: {on_lanes} of the requests on a lane");
+        eprintln!(
+            "seeder lanes {seeder_lanes}, {transports:?}: {on_lanes} of the requests on a lane"
+        );
         if seeder_lanes {
             // The first requests go the usual way while the lane opens.
             assert!(
