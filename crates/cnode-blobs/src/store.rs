@@ -589,9 +589,9 @@ impl BlobStore {
 
     /// Bao-encodes `ranges` of `hash` (data with proofs), from a complete blob
     /// or from the verified pieces of a partial one, as a whole `Data` response
-    /// (header included, so the piece is not copied again).
-    /// The `Data` answer for `ranges` of `hash`: the blob's size, the wire
-    /// bytes, and where in them the leaves lie ((offset, length), in order).
+    /// (header included, so the piece is not copied again): the blob's size,
+    /// the wire bytes, and where in them the leaves lie ((offset, length), in
+    /// order; see `piece_io::encode`).
     pub(crate) async fn encode(
         &self,
         hash: BlobHash,
@@ -617,7 +617,7 @@ impl BlobStore {
                 .sum::<u64>();
             let mut out =
                 protocol::Response::begin_data(estimate as usize + estimate as usize / 16 + 1024);
-            let size = match (&partial, &complete) {
+            let (size, leaves) = match (&partial, &complete) {
                 (Some(p), _) => {
                     // Only ranges inside verified pieces may be served.
                     let bf = p.bitfield();
@@ -635,9 +635,9 @@ impl BlobStore {
                         tree: p.outboard.tree,
                         data: &p.outboard.data,
                     };
-                    piece_io::encode(&p.data, &ob, &chunk_ranges, &mut out)
+                    let leaves = piece_io::encode(&p.data, &ob, &chunk_ranges, &mut out)
                         .map_err(|e| BlobError::Invalid(format!("cannot encode: {e}")))?;
-                    p.size
+                    (p.size, leaves)
                 }
                 (None, Some(info)) => {
                     let data = File::open(this.complete_data_path(info))
@@ -649,16 +649,13 @@ impl BlobStore {
                         tree: BaoTree::new(info.size, BLOCK_SIZE),
                         data: &obao,
                     };
-                    piece_io::encode(&data, &ob, &chunk_ranges, &mut out)
+                    let leaves = piece_io::encode(&data, &ob, &chunk_ranges, &mut out)
                         .map_err(|e| BlobError::Invalid(format!("cannot encode: {e}")))?;
-                    info.size
+                    (info.size, leaves)
                 }
                 (None, None) => return Err(BlobError::NotFound(hash)),
             };
             protocol::finish_data(&mut out, size);
-            let (len, leaves) =
-                piece_io::response_layout(BaoTree::new(size, BLOCK_SIZE), &chunk_ranges);
-            let leaves = if len == out.len() { leaves } else { Vec::new() };
             Ok((size, out, leaves))
         })
         .await

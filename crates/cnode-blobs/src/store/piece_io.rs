@@ -279,13 +279,15 @@ fn write_direct(direct: &File, buf: &[u8], leaves: &[(u64, usize, usize)]) -> io
 
 /// Bao-encodes `ranges` of a blob held in `data` with `outboard`, appending
 /// to `out`. Whole chunk groups take the fast path; anything else goes
-/// through bao-tree's encoder.
+/// through bao-tree's encoder. Returns where the leaves lie in `out`
+/// ((position, length), in order; none from bao-tree's encoder), for a lane
+/// to send as records of their own.
 pub(super) fn encode(
     data: &File,
     outboard: &PreOrderOutboard<&File>,
     ranges: &ChunkRangesRef,
     out: &mut Vec<u8>,
-) -> io::Result<()> {
+) -> io::Result<Vec<(usize, usize)>> {
     let tree = outboard.tree;
     let items: Vec<_> = tree
         .ranges_pre_order_chunks_iter_ref(truncate_ranges(ranges, tree.size()), 0)
@@ -294,8 +296,8 @@ pub(super) fn encode(
         .iter()
         .any(|i| matches!(i, BaoChunk::Leaf { ranges, .. } if !ranges.is_all()))
     {
-        return bao_tree::io::sync::encode_ranges(data, outboard, ranges, out)
-            .map_err(io::Error::other);
+        bao_tree::io::sync::encode_ranges(data, outboard, ranges, out).map_err(io::Error::other)?;
+        return Ok(Vec::new());
     }
     // Lay the response out: where each parent pair and each leaf goes.
     let base = out.len();
@@ -348,7 +350,7 @@ pub(super) fn encode(
     unsafe {
         out.set_len(base + len);
     }
-    Ok(())
+    Ok(leaves.into_iter().map(|(_, pos, len)| (pos, len)).collect())
 }
 
 /// `preadv` of a contiguous file range into the given (position, length)
@@ -530,12 +532,25 @@ mod tests {
 
     #[test]
     fn encodes_exactly_what_bao_tree_encodes() {
+        let mut fast = 0;
         for (size, ranges) in cases() {
             let b = blob(size);
             let mut theirs = Vec::new();
             bao_tree::io::sync::encode_ranges(&b.data, b.ob(), &ranges, &mut theirs).unwrap();
             assert_eq!(b.encode(&ranges), theirs, "size {size}, {ranges:?}");
+            // The leaves it reports are where the asking side expects them
+            // (its scatter plan), or none when bao-tree's encoder took it.
+            let mut out = crate::protocol::Response::begin_data(0);
+            let leaves = encode(&b.data, &b.ob(), &ranges, &mut out).unwrap();
+            let (len, planned) = response_layout(b.tree, &ranges);
+            assert_eq!(len, out.len(), "size {size}, {ranges:?}");
+            assert!(
+                leaves == planned || leaves.is_empty(),
+                "size {size}, {ranges:?}"
+            );
+            fast += usize::from(!leaves.is_empty());
         }
+        assert!(fast > 0, "no case took the fast path");
     }
 
     #[test]

@@ -134,17 +134,12 @@ fn keys(conn: &rustls::Connection, client: bool) -> io::Result<(Key, Key)> {
 }
 
 /// The two ends of a sealed lane over `sock`, after a TLS handshake whose
-/// state is `conn`. `early` is how many bytes were read from the socket
-/// past the handshake: the lane handshake leaves none, so any is an error.
+/// state is `conn`.
 pub(crate) fn split(
     sock: tokio::net::TcpStream,
-    early: usize,
     conn: &rustls::Connection,
     client: bool,
 ) -> io::Result<(SealedReader, SealedWriter)> {
-    if early > 0 {
-        return Err(invalid("lane peer sent records before the handshake ended"));
-    }
     let (seal, open) = keys(conn, client)?;
     Ok(ends(sock, seal, open))
 }
