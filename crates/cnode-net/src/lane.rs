@@ -45,7 +45,7 @@ use std::{
 };
 
 use cnode_types::{Scatter, Scattered};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures_rustls::TlsStream;
 use libp2p::{
     Multiaddr, PeerId,
@@ -365,16 +365,8 @@ impl Lanes {
                     format!("lane at {addr} is {who}, not {peer}"),
                 ));
             }
-            stream.write_all(PREFACE).await?;
-            stream.flush().await?;
-            let mut back = [0u8; PREFACE.len()];
-            stream.read_exact(&mut back).await?;
-            if &back != PREFACE {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "not a cnode lane",
-                ));
-            }
+            send_preface(&mut stream).await?;
+            read_preface(&mut stream).await?;
             sealed_ends(stream, true)
         };
         tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
@@ -443,17 +435,9 @@ impl Lanes {
                 .upgrade_inbound(sock.compat(), "")
                 .await
                 .map_err(io::Error::other)?;
-            let mut preface = [0u8; PREFACE.len()];
-            stream.read_exact(&mut preface).await?;
-            if &preface != PREFACE {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "not a cnode lane",
-                ));
-            }
-            stream.write_all(PREFACE).await?;
-            stream.flush().await?;
-            Ok((peer, sealed_ends(stream, false)?))
+            read_preface(&mut stream).await?;
+            send_preface(&mut stream).await?;
+            Ok::<_, io::Error>((peer, sealed_ends(stream, false)?))
         };
         let (peer, (rd, wr)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
             .await
@@ -540,6 +524,25 @@ impl Lanes {
             r = writer => r,
         }
     }
+}
+
+/// Sends [`PREFACE`] over TLS, now.
+async fn send_preface<S: AsyncWrite + Unpin>(stream: &mut S) -> io::Result<()> {
+    stream.write_all(PREFACE).await?;
+    stream.flush().await
+}
+
+/// Reads [`PREFACE`] over TLS; anything else is not a lane.
+async fn read_preface<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<()> {
+    let mut got = [0u8; PREFACE.len()];
+    stream.read_exact(&mut got).await?;
+    if &got != PREFACE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a cnode lane",
+        ));
+    }
+    Ok(())
 }
 
 /// The lane's own record layer on a TLS stream whose handshake (and the
